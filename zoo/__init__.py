@@ -1,0 +1,1 @@
+"""colorization-zoo: a model zoo and benchmarking harness for automatic image colorization."""

@@ -1,0 +1,59 @@
+"""Shared fixtures: the real photo set and the example plugin distribution."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from zoo.registry import DISCRIMINATORS, GENERATORS
+from zoo.spec import model_specs
+
+TESTS = Path(__file__).resolve().parent
+PLUGIN_SOURCE = TESTS / "plugin_example"
+
+
+def photos_path() -> Path:
+    """The shared real photos: ``$ZOO_PHOTOS`` or ``../shared/data/photos`` beside the checkout."""
+    return Path(os.environ.get("ZOO_PHOTOS", TESTS.parents[1] / "shared" / "data" / "photos"))
+
+
+@pytest.fixture(scope="session")
+def photos_dir() -> Path:
+    path = photos_path()
+    if not any(path.glob("*.jpg")):
+        pytest.skip(f"no shared photos at {path} (set ZOO_PHOTOS)")
+    return path
+
+
+def reset_discovery() -> None:
+    """Forget cached plugin discovery so that a change of sys.path is seen."""
+    GENERATORS.clear_cache()
+    DISCRIMINATORS.clear_cache()
+    model_specs.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def example_plugin_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example plugin, built and installed (with pip, as a user would) into a folder of its own."""
+    target = tmp_path_factory.mktemp("plugin-site")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+         "--target", str(target), str(PLUGIN_SOURCE)],
+        check=True,
+    )
+    return target
+
+
+@pytest.fixture
+def example_plugin(example_plugin_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The example plugin on sys.path (and PYTHONPATH, for subprocesses) for one test."""
+    monkeypatch.syspath_prepend(str(example_plugin_path))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(example_plugin_path), os.environ.get("PYTHONPATH")])))
+    reset_discovery()
+    yield example_plugin_path
+    monkeypatch.undo()
+    reset_discovery()

@@ -1,0 +1,1 @@
+"""An example colorization-zoo plugin; its models are in ``registry.toml`` beside this file."""

@@ -1,0 +1,175 @@
+"""The registry: registry.toml specs, architecture discovery, entry-point plugins and their failures."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+import zoo
+from zoo.registry import DISCRIMINATORS, GENERATORS, UnknownNameError
+from zoo.spec import SpecError, load_registry_file, spec_from_dict
+
+from conftest import reset_discovery
+
+REQUIRED = {"simple-cnn", "pix2pix-unet-gan", "unet-resnet18", "unet-resnet18-gan"}
+
+
+def test_registry_holds_the_required_models():
+    assert REQUIRED <= set(zoo.list_models())
+    assert zoo.list_models("*-gan") == sorted(n for n in zoo.list_models() if n.endswith("-gan"))
+    assert "simple-cnn" not in zoo.list_models("*gan")
+
+
+def test_two_stage_recipe_is_resolved_with_defaults():
+    spec = zoo.get_spec("unet-resnet18-gan")
+    assert spec.generator.arch == "smp-unet" and spec.generator.settings["encoder"] == "resnet18"
+    assert spec.discriminator.arch == "patchgan" and spec.discriminator.settings["n_layers"] == 3
+    pretrain, gan = spec.stages
+    assert (pretrain.loss, pretrain.optimizer.lr, pretrain.uses_gan) == ("l1", 1e-4, False)
+    assert (gan.loss, gan.gan_mode, gan.lambda_l1) == ("l1+gan", "vanilla", 100.0)
+    assert (gan.optimizer.lr, gan.optimizer.betas) == (2e-4, (0.5, 0.999))
+    assert gan.discriminator_optimizer == gan.optimizer
+    assert (gan.image_size, gan.batch_size) == (256, 16)  # from [defaults]
+
+
+def test_spec_round_trips_through_a_plain_dict():
+    for name in zoo.list_models():
+        spec = zoo.get_spec(name)
+        assert spec_from_dict(name, spec.to_dict()) == spec
+
+
+def test_overrides_reach_every_stage_and_the_generator():
+    spec = zoo.get_spec("unet-resnet18-gan").with_overrides(generator={"encoder": "tu-resnet18"}, image_size=64, lr=1e-3)
+    assert spec.generator.settings["encoder"] == "tu-resnet18"
+    assert {s.image_size for s in spec.stages} == {64}
+    assert {s.optimizer.lr for s in spec.stages} == {1e-3}
+    assert zoo.get_spec("unet-resnet18-gan").stages[0].image_size == 256  # the original is untouched
+
+
+def test_unknown_model_lists_close_matches():
+    with pytest.raises(UnknownNameError, match=r"unknown model 'unet-resnet18-gn'; did you mean unet-resnet18-gan"):
+        zoo.get_spec("unet-resnet18-gn")
+
+
+def test_create_by_model_name_and_by_architecture_name():
+    g = zoo.create_generator("pix2pix-unet-gan", ngf=8, num_downs=6)
+    assert g(torch.zeros(1, 1, 64, 64)).shape == (1, 2, 64, 64)
+    d = zoo.create_discriminator("patchgan", n_layers=1)
+    assert d(torch.zeros(1, 3, 64, 64)).shape[:2] == (1, 1)
+    with pytest.raises(UnknownNameError, match="did you mean"):
+        zoo.create_generator("pix2pix-unett")
+    with pytest.raises(ValueError, match="'unet-resnet18' has no discriminator"):
+        zoo.create_discriminator("unet-resnet18")
+
+
+def test_unknown_setting_names_the_model_and_key():
+    with pytest.raises(SpecError, match=r"model 'simple-cnn': generator.widht: 'simple-cnn' has no setting 'widht'"):
+        zoo.create_generator("simple-cnn", widht=3)
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "registry.toml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+GOOD_MODEL = """
+[models.m]
+generator = { arch = "simple-cnn" }
+[[models.m.stages]]
+name = "s"
+loss = "l1"
+epochs = 1
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[models.m\n", r"not valid TOML"),
+        (GOOD_MODEL.replace('"simple-cnn"', '"simple-cnm"'), r"model 'm'.generator.arch: unknown generator architecture 'simple-cnm'; did you mean simple-cnn"),
+        (GOOD_MODEL.replace('epochs = 1', 'epochs = 1\nepoch = 2'), r"model 'm'.stages\[0\]: unknown key 'epoch' \(did you mean 'epochs'\?\)"),
+        (GOOD_MODEL.replace('epochs = 1', 'epochs = "one"'), r"model 'm'.stages\[0\].epochs: expected int, got str 'one'"),
+        (GOOD_MODEL.replace('loss = "l1"', 'loss = "l2"'), r"model 'm'.stages\[0\].loss: 'l2' is not one of 'mse', 'l1', 'l1\+gan'"),
+        (GOOD_MODEL.replace('loss = "l1"', 'loss = "l1+gan"'), r"model 'm': stage 's' uses a GAN loss but the model has no discriminator"),
+        (GOOD_MODEL + 'optimizer = { lr = 1e-3, betas = [0.5] }\n', r"model 'm'.stages\[0\].optimizer.betas: expected a list of 2 numbers"),
+        (GOOD_MODEL.replace("[models.m]", "[models.m]\ncolour = 1"), r"model 'm': unknown key 'colour'"),
+        ("[defaults]\nimage_sise = 3\n" + GOOD_MODEL, r"\[defaults\]: unknown key 'image_sise'"),
+    ],
+    ids=["bad-toml", "unknown-arch", "unknown-key", "wrong-type", "bad-literal", "gan-without-d", "betas", "model-key", "defaults"],
+)
+def test_malformed_registry_names_model_and_key(tmp_path, text, message):
+    with pytest.raises(SpecError, match=message):
+        load_registry_file(_write(tmp_path, text))
+
+
+def test_zoo_registry_env_selects_another_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("ZOO_REGISTRY", str(_write(tmp_path, GOOD_MODEL)))
+    reset_discovery()
+    try:
+        assert zoo.list_models() == ["m"]
+    finally:
+        monkeypatch.undo()
+        reset_discovery()
+    assert REQUIRED <= set(zoo.list_models())
+
+
+# ------------------------------------------------------------------------------------------- plugins
+
+
+def test_installed_plugin_is_discovered_lazily_and_creates(example_plugin, monkeypatch):
+    monkeypatch.delitem(sys.modules, "zoo_example_plugin.models", raising=False)
+    assert "example-residual" in zoo.list_architectures("generator")
+    assert "example-critic" in zoo.list_architectures("discriminator")
+    assert "zoo_example_plugin.models" not in sys.modules  # listed without importing it
+    assert GENERATORS.source("example-residual") == "zoo_example_plugin.models:ResidualColorNet"
+    assert "example-residual-gan" in zoo.list_models()  # the model the plugin ships in its registry.toml
+    g, d = zoo.create_models(zoo.get_spec("example-residual-gan"))
+    ab = g(torch.rand(2, 1, 32, 32) * 2 - 1)
+    assert ab.shape == (2, 2, 32, 32) and ab.abs().max() <= 1
+    assert d(torch.cat([torch.zeros(2, 1, 32, 32), ab], 1)).shape == (2, 1, 1, 1)
+
+
+def _fake_distribution(site: Path, name: str, entry_points: str) -> None:
+    info = site / f"{name}-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(textwrap.dedent(entry_points))
+
+
+def test_broken_plugin_warns_and_clash_keeps_the_builtin(tmp_path, monkeypatch):
+    _fake_distribution(
+        tmp_path,
+        "broken_plugin",
+        """
+        [zoo.generators]
+        broken-net = not_a_module_anywhere.models:Net
+        [zoo.discriminators]
+        patchgan = not_a_module_anywhere.models:Impostor
+        [zoo.registries]
+        broken = not_a_module_anywhere
+        """,
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    reset_discovery()
+    try:
+        assert "broken-net" in zoo.list_architectures("generator")  # listed: nothing imported yet
+        with pytest.warns(RuntimeWarning, match=r"generator plugin 'broken-net' \(not_a_module_anywhere.models:Net\) failed to load: ModuleNotFoundError"):
+            with pytest.raises(UnknownNameError):
+                GENERATORS.get("broken-net")
+        reset_discovery()
+        with pytest.warns(RuntimeWarning, match=r"clashes with the built-in 'patchgan'; the built-in wins"):
+            assert DISCRIMINATORS.source("patchgan") == "builtin"
+        with pytest.warns(RuntimeWarning, match=r"model registry plugin 'broken'"):
+            assert REQUIRED <= set(zoo.list_models())  # the zoo still works
+    finally:
+        monkeypatch.undo()
+        reset_discovery()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert "broken-net" not in zoo.list_architectures("generator")

@@ -16,7 +16,10 @@ from zoo.factory import create_models
 from zoo.registry import architectures
 from zoo.stats import count_flops, count_parameters
 
-console = Console()
+
+def _console() -> Console:
+    """A console sized by the terminal (or $COLUMNS) at the time of the command."""
+    return Console()
 
 
 def _fail(message: str) -> None:
@@ -60,6 +63,7 @@ def list_command(pattern: str | None, show_arch: bool) -> None:
       zoo list --arch     # architectures, built-in and from plugins
     """
     if show_arch:
+        console = _console()
         table = Table("kind", "architecture", "source")
         for kind in ("generator", "discriminator"):
             registry = architectures(kind)
@@ -67,7 +71,10 @@ def list_command(pattern: str | None, show_arch: bool) -> None:
                 table.add_row(kind, name, registry.source(name))
         console.print(table)
         return
+    console = _console()
     table = Table("model", "generator", "discriminator", "G params", "D params", "stages", "description")
+    for column in table.columns[:6]:
+        column.no_wrap = True
     for name in zoo.list_models(pattern):
         spec = zoo.get_spec(name)
         try:
@@ -117,6 +124,7 @@ def info(name: str, image_size: int, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(facts, indent=2))
         return
+    console = _console()
     console.print(f"[bold]{spec.name}[/bold]: {spec.description}")
     console.print_json(json.dumps(facts["spec"]))
     console.print(

@@ -1,0 +1,73 @@
+"""The `zoo` command line through click's CliRunner (and once as the installed console script)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from zoo.cli import main
+
+
+@pytest.fixture
+def run():
+    runner = CliRunner(env={"COLUMNS": "250"})
+
+    def invoke(*args: str, code: int = 0):
+        result = runner.invoke(main, list(args), catch_exceptions=False)
+        assert result.exit_code == code, result.output
+        return result.output
+
+    return invoke
+
+
+def test_list_shows_every_model_with_parameter_counts(run):
+    out = run("list")
+    for name in ("simple-cnn", "pix2pix-unet-gan", "unet-resnet18", "unet-resnet18-gan"):
+        assert name in out
+    assert "54.41M" in out  # pix2pix unet_256
+    assert "14.32M" in out  # smp U-Net ResNet18
+    assert "2.77M" in out  # 70x70 PatchGAN
+
+
+def test_list_pattern_and_architectures(run):
+    out = run("list", "*resnet18*")
+    assert "unet-resnet18-gan" in out and "simple-cnn" not in out
+    out = run("list", "--arch")
+    for arch in ("simple-cnn", "pix2pix-unet", "smp-unet", "patchgan"):
+        assert arch in out
+
+
+def test_info_reports_resolved_spec_params_and_flops(run):
+    facts = json.loads(run("info", "unet-resnet18-gan", "--json"))
+    assert facts["generator_params"] == 14_322_082
+    assert facts["discriminator_params"] == 2_765_633
+    assert [s["name"] for s in facts["spec"]["stages"]] == ["pretrain", "gan"]
+    assert facts["spec"]["stages"][1]["optimizer"] == {"lr": 2e-4, "betas": [0.5, 0.999], "weight_decay": 0.0}
+    # smp U-Net ResNet18: about 10.6 GFLOP per 256x256 forward at 3 input channels; at 1 channel a little less.
+    assert 9.5 < facts["generator_gflops"] < 11.0
+    out = run("info", "pix2pix-unet-gan")
+    assert "54,409,858 parameters" in out and "2,765,633 parameters" in out
+
+
+def test_unknown_model_is_a_one_line_error(run):
+    out = run("info", "unet-resnet81-gan", code=1)
+    assert "unknown model 'unet-resnet81-gan'; did you mean unet-resnet18-gan" in out
+
+
+@pytest.mark.parametrize("command", ["list", "info", "train"])
+def test_every_command_explains_itself_with_an_example(run, command):
+    out = run(command, "--help")
+    assert "Example:" in out and f"zoo {command}" in out
+
+
+def test_installed_console_script_lists_the_plugin_model(example_plugin):
+    zoo_script = Path(sys.executable).with_name("zoo")  # installed beside this interpreter
+    env = {**os.environ, "COLUMNS": "250"}
+    out = subprocess.run([zoo_script, "list", "example-*"], capture_output=True, text=True, check=True, env=env).stdout
+    assert "example-residual-gan" in out and "example-residual" in out

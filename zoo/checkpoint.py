@@ -1,0 +1,127 @@
+"""Checkpoints as single safetensors files: tensors plus a JSON header, written atomically, never unpickled.
+
+Tensor keys are prefixed by what they belong to (``generator.``, ``discriminator.``, ``optim.generator.`` ...);
+everything else (step, stage, optimiser hyper-parameters, the resolved model spec) is JSON in the safetensors
+metadata under ``zoo``. A file holding only ``generator.*`` tensors is what inference needs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from zoo.factory import build
+from zoo.spec import ModelSpec, get_spec, spec_from_dict
+
+FORMAT = "colorization-zoo/1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message names the file."""
+
+
+def save(path: Path, tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> None:
+    """Write ``tensors`` and JSON ``meta`` to ``path`` atomically (temporary file, fsync, rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    contiguous = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(contiguous, tmp, metadata={"format": FORMAT, "zoo": json.dumps(meta)})
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    """The JSON header of the checkpoint at ``path``."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such checkpoint") from None
+    except Exception as exc:
+        raise CheckpointError(f"{path}: not a safetensors checkpoint ({exc})") from None
+    if header.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a colorization-zoo checkpoint (format {header.get('format')!r})")
+    return json.loads(header["zoo"])
+
+
+def load(path: Path, prefix: str = "", device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """The tensors of ``path`` whose key starts with ``prefix``, with the prefix removed."""
+    read_meta(path)
+    with safe_open(str(path), framework="pt", device=str(device)) as f:
+        return {k[len(prefix):]: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)}
+
+
+def prefixed(prefix: str, tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``tensors`` with every key prefixed by ``prefix``."""
+    return {prefix + k: v for k, v in tensors.items()}
+
+
+def pack_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """An optimiser's state as flat tensors and its param groups (and scalar state) as JSON."""
+    state = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for index, values in state["state"].items():
+        for key, value in values.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{index}.{key}"] = value
+            else:
+                scalars[f"{index}.{key}"] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def unpack_optimizer(optimizer: torch.optim.Optimizer, tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> None:
+    """Restore what :func:`pack_optimizer` packed into ``optimizer``."""
+    state: dict[int, dict[str, Any]] = {}
+    for flat, value in [*tensors.items(), *meta["scalars"].items()]:
+        index, key = flat.split(".", 1)
+        state.setdefault(int(index), {})[key] = value
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def load_module(module: nn.Module, path: Path, prefix: str) -> None:
+    """Load the ``prefix`` tensors of ``path`` into ``module`` strictly; mismatches name the file."""
+    tensors = load(path, prefix, device=next(module.parameters()).device)
+    try:
+        module.load_state_dict(tensors, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: does not fit the model: {str(exc).splitlines()[0]}") from None
+
+
+def load_generator(path: Path, model: str | None = None, device: str | torch.device = "cpu") -> tuple[ModelSpec, nn.Module]:
+    """The spec and generator stored in checkpoint ``path`` (eval mode, on ``device``).
+
+    With ``model``, a checkpoint of another architecture is refused with a message naming both.
+    """
+    meta = read_meta(path)
+    spec = spec_from_dict(meta["model"], meta["spec"])
+    if model is not None and model != spec.name:
+        wanted = get_spec(model)
+        if wanted.generator != spec.generator:
+            raise CheckpointError(
+                f"{path}: holds a {spec.name!r} generator ({spec.generator.arch}), not one of model {model!r}"
+                f" ({wanted.generator.arch})"
+            )
+    generator = build("generator", spec.generator, spec.name).to(device)
+    load_module(generator, path, "generator.")
+    return spec, generator.eval()

@@ -204,7 +204,8 @@ def train(name: str | None, resume_dir: Path | None, max_time: str | None, compi
     except (KeyError, ValueError, OSError) as exc:
         _fail(str(exc))
     for stage in summary["stages"]:
-        click.echo(f"{stage['stage']}: {stage['steps']} steps, val L1 {stage['val_l1']:.4f} ({stage['stopped']})")
+        val = "n/a" if stage["val_l1"] is None else f"{stage['val_l1']:.4f}"
+        click.echo(f"{stage['stage']}: {stage['steps']} steps, val L1 {val} ({stage['stopped']})")
     click.echo(f"generator: {summary['generator']}")
 
 

@@ -205,8 +205,13 @@ def seed_everything(seed: int) -> None:
 
 def _unwrap(module: nn.Module) -> nn.Module:
     """The plain module under DDP and ``torch.compile`` wrappers."""
-    module = module.module if isinstance(module, DistributedDataParallel) else module
-    return getattr(module, "_orig_mod", module)
+    while True:
+        if isinstance(module, DistributedDataParallel):
+            module = module.module
+        elif isinstance(module, torch._dynamo.eval_frame.OptimizedModule):
+            module = module._orig_mod
+        else:
+            return module
 
 
 # ------------------------------------------------------------------------------------------- trainer
@@ -233,13 +238,13 @@ class Trainer:
         module = module.to(self.rt.device)
         if self.options.channels_last:
             module = module.to(memory_format=torch.channels_last)
-        if self.rt.distributed:
-            if self.rt.device.type == "cuda":  # SyncBatchNorm refuses non-CUDA modules
-                module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
-            ids = [self.rt.device.index] if self.rt.device.type == "cuda" else None
-            module = DistributedDataParallel(module, device_ids=ids, broadcast_buffers=False)
+        if self.rt.distributed and self.rt.device.type == "cuda":  # SyncBatchNorm refuses non-CUDA modules
+            module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
         if self.options.compile:
             module = torch.compile(module)
+        if self.rt.distributed:  # outermost, so that train_step sees DDP (no_sync) whether compiled or not
+            ids = [self.rt.device.index] if self.rt.device.type == "cuda" else None
+            module = DistributedDataParallel(module, device_ids=ids, broadcast_buffers=False)
         return module
 
     def _tensorboard(self) -> Any:

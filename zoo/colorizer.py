@@ -1,0 +1,543 @@
+"""Inference at full resolution: photos in, colour photos of the same size, orientation and format family out.
+
+One path through it::
+
+    file --PIL, EXIF-upright--> source image (L, LA, RGB, RGBA or 16-bit gray I;16)
+      --resize, short side = working size rounded to the generator's size multiple--> L (1, 1, h, w)
+      --generator, batched by working shape--> ab (2, h, w)
+      --strips of about a megapixel: full-resolution L of the source + ab resized to full resolution-->
+      Lab -> RGB --> 8-bit image (alpha kept) or, for a 16-bit gray PNG, a 16-bit RGB PNG written row by row
+
+The full-resolution L is never held as a whole: each strip recomputes it from the source's pixels, so a
+24-megapixel photo costs the decoded source, the 8-bit output and a few megapixel-sized float strips.
+The output's L is the input's own L (from all 16 bits of a 16-bit gray image); only ab comes from the model.
+EXIF orientation is applied, so outputs are upright and carry no orientation tag; the other EXIF tags of
+JPEG, PNG and WebP files are kept (16-bit PNGs carry none). ICC profiles are dropped: pixels are taken as sRGB.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import struct
+import time
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps
+from torch import Tensor, nn
+
+from zoo import checkpoint
+from zoo.color import lab_normalized_to_rgb, normalize_lab, rgb_to_lab, rgb_uint8_to_lab_normalized
+from zoo.data import BadImageError, default_workers, one_line, open_image, resolve_source
+from zoo.spec import ModelSpec
+from zoo.train import pick_device
+
+STRIP_PIXELS = 1 << 18  # pixels per strip of the full-resolution Lab -> RGB pass (cache-sized temporaries)
+MAX_BATCH_PIXELS = 48_000_000  # full-resolution pixels decoded at once (two 24 MP photos)
+MAX_SIZE_MULTIPLE = 1024  # largest size multiple size_multiple() probes for
+_ORIENTATION = 0x0112
+_SIXTEEN_BIT_GRAY = {"I", "I;16", "I;16L", "I;16B", "I;16N"}
+_ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
+_FORMAT_FAMILY = {"MPO": "JPEG"}  # multi-picture JPEGs from cameras are written as plain JPEG
+_EXIF_FORMATS = {"JPEG", "PNG", "WEBP"}  # EXIF as a block of its own (a TIFF's tags describe its own pixels)
+_SAVE_OPTIONS = {
+    "JPEG": {"quality": 95},
+    "WEBP": {"quality": 95},
+    "TIFF": {"compression": "tiff_deflate"},
+}
+
+
+class NoCheckpointError(ValueError):
+    """A model asked for without trained weights; the message says how to get them."""
+
+
+def missing_checkpoint_message(model: str) -> str:
+    """What to do when ``model`` is used without a checkpoint (with the newest local run's file, if any)."""
+    message = (
+        f"model {model!r} needs trained weights: train it first (`zoo train {model}` writes "
+        f"RUN/generator.safetensors) or give a checkpoint (--checkpoint PATH)"
+    )
+    runs = sorted(Path("runs").glob(f"{model}-*/generator.safetensors"), key=lambda p: p.stat().st_mtime)
+    return f"{message}; found {runs[-1]}" if runs else message
+
+
+# ------------------------------------------------------------------------------------------- sources
+
+
+@dataclass
+class Source:
+    """A decoded, upright image ready to colorize."""
+
+    image: Image.Image  # mode L, LA, RGB, RGBA or I;16
+    format: str  # the file's PIL format (JPEG, PNG, WEBP, TIFF, ...), "PNG" for in-memory images
+    exif: Image.Exif | None = None  # without the orientation tag
+
+    @property
+    def sixteen_bit(self) -> bool:
+        return self.image.mode == "I;16"
+
+    @property
+    def has_alpha(self) -> bool:
+        return self.image.mode in ("LA", "RGBA")
+
+
+def _working_mode(image: Image.Image) -> Image.Image:
+    """``image`` in one of the modes a :class:`Source` holds, itself if it is in one already (no copy).
+
+    16-bit gray stays 16-bit (clipped to [0, 65535]); transparency becomes an alpha channel.
+    """
+    if image.mode in _SIXTEEN_BIT_GRAY:
+        return image if image.mode == "I;16" else Image.fromarray(np.asarray(image).clip(0, 65535).astype(np.uint16))
+    gray = image.mode in ("1", "L", "LA", "La")
+    if image.mode in _ALPHA_MODES or "transparency" in image.info:
+        mode = "LA" if gray else "RGBA"
+    else:
+        mode = "L" if gray else "RGB"
+    return image if image.mode == mode else image.convert(mode)
+
+
+def as_source(image: Image.Image) -> Source:
+    """An in-memory PIL image as a :class:`Source` (EXIF orientation applied)."""
+    upright = ImageOps.exif_transpose(image)
+    return Source(_working_mode(upright), image.format or "PNG")
+
+
+def read_source(path: Path) -> Source:
+    """Decode ``path`` upright; raises ``BadImageError`` (missing, not an image, corrupt) naming the file."""
+    with open_image(path) as image:  # leaving the block closes the file, not the decoded pixels
+        image.load()
+        file_format = _FORMAT_FAMILY.get(image.format, image.format) or "PNG"
+        ImageOps.exif_transpose(image, in_place=True)
+        exif = image.getexif() if file_format in _EXIF_FORMATS else Image.Exif()
+        working = _working_mode(image)
+    exif.pop(_ORIENTATION, None)
+    return Source(working, file_format, exif if len(exif) else None)
+
+
+def upright_size(path: Path) -> tuple[int, int]:
+    """(width, height) of ``path`` once EXIF-rotated, from its header alone."""
+    with open_image(path) as image:
+        width, height = image.size
+        orientation = image.getexif().get(_ORIENTATION, 1)
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
+# ------------------------------------------------------------------------------------------- lightness
+
+
+@functools.cache
+def _gray_lightness_table(levels: int) -> Tensor:
+    """Normalised L of every gray level 0 .. levels - 1 (float32), computed in float64."""
+    gray = torch.arange(levels, dtype=torch.float64) / (levels - 1)
+    L, _ = normalize_lab(rgb_to_lab(gray.expand(3, 1, levels)))  # noqa: N806
+    return L.reshape(levels).float()
+
+
+def normalized_lightness(pixels: np.ndarray) -> Tensor:
+    """Normalised L (1, H, W) of uint8 gray (H, W), uint16 gray (H, W) or uint8 RGB (H, W, 3) pixels."""
+    if pixels.ndim == 2:
+        table = _gray_lightness_table(65536 if pixels.dtype == np.uint16 else 256)
+        return table[torch.from_numpy(pixels.astype(np.int32))].unsqueeze(0)
+    L, _ = rgb_uint8_to_lab_normalized(torch.from_numpy(pixels).permute(2, 0, 1))  # noqa: N806
+    return L
+
+
+def _color_pixels(pixels: np.ndarray) -> np.ndarray:
+    """The gray or RGB part of (H, W[, C]) pixels in L, LA, RGB, RGBA or I;16 layout."""
+    if pixels.ndim == 2:
+        return pixels
+    return pixels[..., 0] if pixels.shape[-1] == 2 else pixels[..., :3]
+
+
+# ------------------------------------------------------------------------------------------- geometry
+
+
+def size_multiple(generator: nn.Module, device: torch.device | str = "cpu") -> int:
+    """The side length that the generator's input sizes should be multiples of, asked of the generator itself.
+
+    That is the smallest power of two m whose m x m input the generator maps to an m x m ab map (generators
+    check their input size up front: ``pix2pix-unet`` needs 2 ** num_downs, ``simple-cnn`` 2 ** depth, so the
+    sizes that fail cost next to nothing), and at least the ``output_stride`` an smp-style ``encoder`` states
+    (smp U-Nets accept any size but align their skips only at multiples of it). Plugin architectures are asked
+    the same way.
+    """
+    stride = int(getattr(getattr(generator, "encoder", None), "output_stride", 1))
+    m = 1
+    with torch.inference_mode():
+        while m <= MAX_SIZE_MULTIPLE:
+            try:
+                if generator(torch.zeros(1, 1, m, m, device=device)).shape[-2:] == (m, m):
+                    return max(m, stride)
+            except Exception:  # noqa: BLE001 - any failure means "not this size"
+                pass
+            m *= 2
+    raise ValueError(f"the generator maps no square input of side 1 .. {MAX_SIZE_MULTIPLE} to the same size")
+
+
+def working_shape(size: tuple[int, int], short_side: int, multiple: int) -> tuple[int, int]:
+    """(width, height) for the model: short side ``short_side`` rounded to ``multiple``, aspect ratio kept."""
+    width, height = size
+    short, long = min(width, height), max(width, height)
+    target = max(multiple, round(short_side / multiple) * multiple)
+    long_target = max(multiple, round(long * target / short / multiple) * multiple)
+    return (target, long_target) if width <= height else (long_target, target)
+
+
+def _strips(height: int, width: int) -> Iterator[tuple[int, int]]:
+    """(top, bottom) rows of strips of about ``STRIP_PIXELS`` pixels covering the image."""
+    rows = max(1, STRIP_PIXELS // width)
+    for top in range(0, height, rows):
+        yield top, min(height, top + rows)
+
+
+class AbResizer:
+    """Predicted ab (2, h, w) resized to (2, H, W) strip by strip, equal to one bilinear, antialiased resize.
+
+    The width pass runs once (on h rows); the height pass is a (H, h) matrix that ``F.interpolate`` builds from
+    the identity, applied to the few source rows each strip needs.
+    """
+
+    def __init__(self, ab: Tensor, height: int, width: int) -> None:
+        h = ab.shape[-2]
+        self.wide = _resize(ab.unsqueeze(0), h, width)[0]
+        self.rows = _resize(torch.eye(h, dtype=ab.dtype)[None, None], height, h)[0, 0]
+
+    def strip(self, top: int, bottom: int) -> Tensor:
+        """ab rows ``top .. bottom - 1`` at full width, (2, bottom - top, W)."""
+        weights = self.rows[top:bottom]
+        used = weights.abs().sum(0).nonzero().flatten()
+        first, last = int(used[0]), int(used[-1]) + 1
+        return torch.einsum("yj,cjx->cyx", weights[:, first:last], self.wide[:, first:last])
+
+
+def _resize(x: Tensor, height: int, width: int) -> Tensor:
+    """Bilinear resize of (B, C, h, w), antialiased when shrinking."""
+    return F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False, antialias=True)
+
+
+# ------------------------------------------------------------------------------------------- rendering
+
+
+def render_strips(source: Source, ab: Tensor) -> Iterator[tuple[int, Tensor]]:
+    """(top row, sRGB strip (rows, W, 3) float32 in [0, 1]) over the full-resolution image."""
+    width, height = source.image.size
+    resizer = AbResizer(ab.float().cpu(), height, width)
+    for top, bottom in _strips(height, width):
+        pixels = np.array(source.image.crop((0, top, width, bottom)))
+        L = normalized_lightness(_color_pixels(pixels))  # noqa: N806
+        rgb = lab_normalized_to_rgb(L.unsqueeze(0), resizer.strip(top, bottom).unsqueeze(0))[0]
+        yield top, rgb.permute(1, 2, 0)
+
+
+def _quantize(rgb: Tensor, bits: int) -> np.ndarray:
+    """[0, 1] floats to uint8 or uint16 levels, rounded."""
+    return (rgb * ((1 << bits) - 1)).round_().to(torch.uint8 if bits == 8 else torch.uint16).numpy()
+
+
+def render_image(source: Source, ab: Tensor) -> Image.Image:
+    """The colour image (RGB, or RGBA keeping the source's alpha) at the source's size, 8 bits a channel."""
+    out = Image.new("RGB", source.image.size)
+    for top, rgb in render_strips(source, ab):
+        out.paste(Image.fromarray(_quantize(rgb, 8)), (0, top))
+    if source.has_alpha:
+        out.putalpha(source.image.getchannel("A"))
+    return out
+
+
+def write_png16(path: Path, size: tuple[int, int], strips: Iterable[tuple[int, Tensor]]) -> None:
+    """Write a 16-bit RGB PNG from sRGB strips, compressing each as it comes (no full-size buffer)."""
+    width, height = size
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    compressor = zlib.compressobj(6)
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)))
+        for _, rgb in strips:
+            rows = _quantize(rgb, 16).astype(">u2").reshape(rgb.shape[0], -1).view(np.uint8)
+            filtered = np.concatenate([np.zeros((rows.shape[0], 1), np.uint8), rows], axis=1)  # filter 0: none
+            f.write(chunk(b"IDAT", compressor.compress(filtered.tobytes())))
+        f.write(chunk(b"IDAT", compressor.flush()) + chunk(b"IEND", b""))
+
+
+def save_output(source: Source, ab: Tensor, path: Path) -> None:
+    """Write the colour image of ``source`` to ``path`` in the source's format, atomically.
+
+    A 16-bit gray PNG gives a 16-bit RGB PNG; everything else is 8 bits a channel (alpha kept where present).
+    Raises ``OSError`` for formats PIL reads but cannot write (XPM, PSD, ...).
+    """
+    if source.format not in Image.SAVE:
+        raise OSError(f"PIL cannot write {source.format} files")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        if source.sixteen_bit and source.format == "PNG":
+            write_png16(tmp, source.image.size, render_strips(source, ab))
+        else:
+            image = render_image(source, ab)
+            options = dict(_SAVE_OPTIONS.get(source.format, {}))
+            if source.exif is not None:
+                options["exif"] = source.exif
+            image.save(tmp, format=source.format, **options)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+# ------------------------------------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input file and where its output goes, relative to the output folder."""
+
+    path: Path
+    output: Path
+
+
+def collect_inputs(inputs: Sequence[str | Path]) -> tuple[list[Job], list[tuple[str, str]]]:
+    """Jobs for files, folders (recursive: their layout is kept), globs and ``sample``; and the inputs that
+    gave nothing, with why. Two inputs with the same output name: the first wins, the second is a problem."""
+    jobs: list[Job] = []
+    problems: list[tuple[str, str]] = []
+    taken: dict[Path, Path] = {}
+    for item in inputs:
+        text = str(item)
+        path = Path(text).expanduser()
+        if path.is_file():
+            found = [Job(path, Path(path.name))]
+        else:
+            try:
+                paths = resolve_source(text)
+            except (ValueError, OSError) as err:
+                problems.append((text, "missing" if not path.exists() else one_line(err)))
+                continue
+            base = path if path.is_dir() else None
+            found = [Job(p, p.relative_to(base) if base else Path(p.name)) for p in paths]
+            if not found:
+                problems.append((text, "no image files found"))
+        for job in found:
+            if job.output in taken:
+                problems.append((str(job.path), f"same output name as {taken[job.output]}, skipped"))
+            else:
+                taken[job.output] = job.path
+                jobs.append(job)
+    return jobs, problems
+
+
+# ------------------------------------------------------------------------------------------- the colorizer
+
+
+@dataclass
+class ColorizeSummary:
+    """What ``colorize_files`` did: outputs written, existing outputs left alone, inputs that failed."""
+
+    written: list[tuple[Path, Path]] = field(default_factory=list)
+    existing: list[Path] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (input, reason)
+    seconds: float = 0.0
+    pixels: int = 0  # full-resolution pixels written
+
+    @property
+    def images_per_second(self) -> float:
+        return len(self.written) / self.seconds if self.seconds else 0.0
+
+    def fail(self, where: str, why: str, echo: Callable[[str], None]) -> None:
+        """Record a failed input and say so in one line."""
+        self.failed.append((where, why))
+        echo(f"{where}: {why}")
+
+
+@dataclass
+class _Planned:
+    job: Job
+    target: Path
+    shape: tuple[int, int]  # working (width, height)
+    pixels: int
+
+
+class Colorizer:
+    """A loaded generator with what inference needs: working size, size multiple, device."""
+
+    def __init__(
+        self, spec: ModelSpec, generator: nn.Module, device: torch.device | str | None = None, size: int | None = None
+    ) -> None:
+        self.spec = spec
+        self.device = torch.device(device) if device is not None else next(generator.parameters()).device
+        self.generator = generator.to(self.device).eval()
+        self.size = size or spec.stages[-1].image_size
+        self.multiple = size_multiple(self.generator, self.device)
+
+    @classmethod
+    def from_checkpoint(
+        cls, path: Path | str, model: str | None = None, device: str = "auto", size: int | None = None
+    ) -> Colorizer:
+        """Load ``path`` (refused if it holds another architecture than ``model``) onto ``device``."""
+        target = pick_device(device)
+        spec, generator = checkpoint.load_generator(Path(path), model=model, device=target)
+        return cls(spec, generator, target, size)
+
+    def working_shape(self, size: tuple[int, int]) -> tuple[int, int]:
+        """(width, height) the model sees for an upright image of ``size``."""
+        return working_shape(size, self.size, self.multiple)
+
+    def model_input(self, source: Source) -> Tensor:
+        """Normalised L (1, h, w) of ``source`` resized (bicubic, as in training) to its working shape."""
+        small = source.image.resize(self.working_shape(source.image.size), Image.Resampling.BICUBIC, reducing_gap=3.0)
+        return normalized_lightness(_color_pixels(np.array(small)))
+
+    def predict(self, L: Tensor) -> Tensor:  # noqa: N803
+        """ab (B, 2, h, w) on the CPU for normalised L (B, 1, h, w)."""
+        with torch.inference_mode():
+            return self.generator(L.to(self.device)).float().cpu()
+
+    def load(self, path: Path) -> tuple[Source, Tensor]:
+        """The decoded source of ``path`` and its model input (run in worker threads)."""
+        source = read_source(path)
+        return source, self.model_input(source)
+
+    def __call__(self, image: Image.Image | Path | str) -> Image.Image:
+        """The colour version of ``image`` (a PIL image or a path) at its own size, upright, 8 bits a channel."""
+        source = as_source(image) if isinstance(image, Image.Image) else read_source(Path(image))
+        ab = self.predict(self.model_input(source).unsqueeze(0))[0]
+        return render_image(source, ab)
+
+    def colorize_files(
+        self,
+        inputs: Sequence[str | Path],
+        out_dir: Path,
+        *,
+        overwrite: bool = False,
+        batch_size: int = 8,
+        progress: bool = False,
+        echo: Callable[[str], None] = print,
+    ) -> ColorizeSummary:
+        """Colorize files, folders and globs into ``out_dir``, in batches of one working shape.
+
+        Each problem is one ``echo`` line naming the file; the rest go on. Existing outputs are kept unless
+        ``overwrite``.
+        """
+        start = time.perf_counter()
+        summary = ColorizeSummary()
+        jobs, problems = collect_inputs(inputs)
+        for where, why in problems:
+            summary.fail(where, why, echo)
+        planned = self._plan(jobs, Path(out_dir), overwrite, summary, echo)
+        with _progress(progress, len(planned)) as advance, ThreadPoolExecutor(default_workers()) as pool:
+            batches = _batches(planned, batch_size)
+            pending = self._submit(pool, next(batches, []))
+            for batch in batches:  # decode the next batch while this one runs
+                current, pending = pending, self._submit(pool, batch)
+                self._finish(current, summary, echo, advance)
+            self._finish(pending, summary, echo, advance)
+        summary.seconds = time.perf_counter() - start
+        return summary
+
+    def _plan(
+        self, jobs: list[Job], out_dir: Path, overwrite: bool, summary: ColorizeSummary, echo: Callable[[str], None]
+    ) -> list[_Planned]:
+        """The jobs to run, ordered by working shape, from the files' headers; the rest reported."""
+        planned = []
+        for job in jobs:
+            target = out_dir / job.output
+            if target.exists() and not overwrite:
+                summary.existing.append(target)
+                continue
+            try:
+                size = upright_size(job.path)
+            except BadImageError as err:
+                summary.fail(str(job.path), err.reason, echo)
+                continue
+            planned.append(_Planned(job, target, self.working_shape(size), size[0] * size[1]))
+        first_seen = {shape: i for i, shape in reversed(list(enumerate(p.shape for p in planned)))}
+        return sorted(planned, key=lambda p: first_seen[p.shape])
+
+    def _submit(self, pool: ThreadPoolExecutor, batch: list[_Planned]) -> list[tuple[_Planned, Future]]:
+        return [(item, pool.submit(self.load, item.job.path)) for item in batch]
+
+    def _finish(
+        self,
+        batch: list[tuple[_Planned, Future]],
+        summary: ColorizeSummary,
+        echo: Callable[[str], None],
+        advance: Callable[[], None],
+    ) -> None:
+        """Run the model on a decoded batch (one forward pass per input shape) and write its outputs."""
+        ready: list[tuple[_Planned, Source, Tensor]] = []
+        for item, future in batch:
+            try:
+                ready.append((item, *future.result()))
+            except BadImageError as err:
+                summary.fail(str(item.job.path), err.reason, echo)
+                advance()
+        by_shape: dict[torch.Size, list[int]] = {}
+        for index, (_, _, L) in enumerate(ready):  # noqa: N806
+            by_shape.setdefault(L.shape, []).append(index)  # one shape unless a header misstated the size
+        predicted: dict[int, Tensor] = {}
+        for indices in by_shape.values():
+            predicted.update(zip(indices, self.predict(torch.stack([ready[i][2] for i in indices])), strict=True))
+        for index, (item, source, _) in enumerate(ready):
+            try:
+                save_output(source, predicted[index], item.target)
+            except OSError as err:
+                summary.fail(str(item.job.path), f"cannot write {item.target}: {one_line(err)}", echo)
+            else:
+                summary.written.append((item.job.path, item.target))
+                summary.pixels += item.pixels
+            advance()
+
+
+def _batches(planned: list[_Planned], batch_size: int) -> Iterator[list[_Planned]]:
+    """Runs of one working shape, at most ``batch_size`` images and ``MAX_BATCH_PIXELS`` pixels each."""
+    batch: list[_Planned] = []
+    pixels = 0
+    for item in planned:
+        if batch and (item.shape != batch[0].shape or len(batch) == batch_size or pixels + item.pixels > MAX_BATCH_PIXELS):
+            yield batch
+            batch, pixels = [], 0
+        batch.append(item)
+        pixels += item.pixels
+    if batch:
+        yield batch
+
+
+@contextlib.contextmanager
+def _progress(enabled: bool, total: int) -> Iterator[Callable[[], None]]:
+    """A rich progress bar over ``total`` images (nothing without ``enabled``); yields its advance function."""
+    if not enabled:
+        yield lambda: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("colorizing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, transient=True) as bar:
+        task = bar.add_task("colorize", total=total)
+        yield lambda: bar.advance(task)
+
+
+def colorize(
+    image_or_path: Image.Image | Path | str,
+    model: str | Colorizer | None = None,
+    checkpoint: Path | str | None = None,
+    device: str = "auto",
+) -> Image.Image:
+    """Colorize one image (a PIL image or a path) at its own size with a trained model.
+
+    ``model`` is a model name (checked against the checkpoint) or an already loaded :class:`Colorizer`, which
+    avoids reloading the checkpoint for every image. Without either a Colorizer or ``checkpoint``, raises
+    :class:`NoCheckpointError` saying how to get one.
+    """
+    if isinstance(model, Colorizer):
+        return model(image_or_path)
+    if checkpoint is None:
+        raise NoCheckpointError(missing_checkpoint_message(model or "NAME"))
+    return Colorizer.from_checkpoint(checkpoint, model, device)(image_or_path)

@@ -1,0 +1,411 @@
+"""One self-contained HTML report from ``zoo bench`` / ``zoo score`` results files.
+
+A results file is JSON: ``{"kind": "bench" | "score", "created", "machine", "settings", "protocol" (score),
+"rows": [{"model", "error", <numeric fields>...}], "samples": {model: grid PNG relative to the file}}``. Rows
+of several files merge by model; every numeric field becomes a column (known ones first). The page holds a
+sortable leaderboard, a quality-vs-speed plot drawn as inline SVG, the protocol, settings and machine of each
+file, and per-model galleries (gray | model | truth, cut from the sample grids, with a before/after slider).
+Images are inlined as data URIs and the script and styles are inline: the file opens anywhere, offline.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+# The fields `zoo bench` and `zoo score` write (see bench/report.py), in column order: label, and whether higher
+# is better (None: neither). Other numeric fields follow them, as first seen.
+KNOWN_FIELDS: dict[str, tuple[str, bool | None]] = {
+    "psnr": ("PSNR dB", True),
+    "ssim": ("SSIM", True),
+    "ciede2000": ("CIEDE2000", False),
+    "cf": ("colourfulness", None),
+    "cf_truth": ("truth colourfulness", None),
+    "dcf": ("Δ colourfulness", False),
+    "fid": ("FID", False),
+    "lpips": ("LPIPS", False),
+    "images": ("images", None),
+    "infer_img_s": ("infer img/s", True),
+    "latency_ms_median": ("latency ms", False),
+    "latency_ms_p90": ("latency p90 ms", False),
+    "train_img_s": ("train img/s", True),
+    "train_g_img_s": ("train G img/s", True),
+    "train_gd_img_s": ("train G+D img/s", True),
+    "params": ("params", False),
+    "d_params": ("D params", False),
+    "gflops": ("GFLOP/img", False),
+    "peak_mem_infer_mib": ("infer MiB", False),
+    "peak_mem_train_mib": ("train MiB", False),
+    "achieved_gflops_s": ("GFLOP/s", True),
+    "peak_fraction": ("of peak", True),
+    "batch_size": ("batch", None),
+    "oom_retries": ("OOM retries", False),
+    "timer_ratio": ("timer ratio", None),
+}
+QUALITY_FIELDS = ("psnr", "ssim", "ciede2000", "dcf", "lpips", "fid")  # the plot's y axis: the first one present
+SPEED_FIELDS = ("infer_img_s", "train_g_img_s", "train_img_s")  # the plot's x axis: the first one present
+REFERENCE_ROWS = ("gray", "truth")  # score's reference rows (ab = 0; the truth itself): shown, never "best"
+GRID_COLUMNS = 3  # gray | model | truth
+PANEL_NAMES = ("gray", "model", "truth")
+
+
+class ReportError(ValueError):
+    """A results file that cannot be read; the message names it."""
+
+
+@dataclass
+class Results:
+    """One results file."""
+
+    path: Path
+    kind: str
+    created: str
+    rows: list[dict[str, Any]]
+    sections: dict[str, Mapping[str, Any]] = field(default_factory=dict)  # protocol, settings, machine
+    samples: dict[str, Path] = field(default_factory=dict)  # model -> grid PNG (absolute)
+
+
+def load_results(path: Path) -> Results:
+    """Read and check one results file; sample paths are resolved against its folder."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ReportError(f"{path}: cannot read results ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
+        raise ReportError(f"{path}: not a zoo results file (expected an object with a 'rows' list)")
+    rows = [row for row in data["rows"] if isinstance(row, dict) and isinstance(row.get("model"), str)]
+    if len(rows) != len(data["rows"]):
+        raise ReportError(f"{path}: every row needs a 'model' name")
+    sections = {key: data[key] for key in ("protocol", "settings", "machine") if isinstance(data.get(key), dict)}
+    samples = {model: path.parent / grid for model, grid in (data.get("samples") or {}).items()}
+    return Results(path, str(data.get("kind", "results")), str(data.get("created", "")), rows, sections, samples)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def merge_rows(results: Iterable[Results]) -> list[dict[str, Any]]:
+    """One row per model, fields of later files over earlier ones; errors of every file kept, joined."""
+    merged: dict[str, dict[str, Any]] = {}
+    for result in results:
+        for row in result.rows:
+            target = merged.setdefault(row["model"], {"model": row["model"], "error": None})
+            target.update({k: v for k, v in row.items() if k not in ("model", "error")})
+            if row.get("error"):
+                message = f"{result.kind}: {row['error']}"
+                target["error"] = f"{target['error']}; {message}" if target["error"] else message
+    return list(merged.values())
+
+
+def numeric_columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Fields holding a number in some row: the known ones in their order, then the rest as first seen."""
+    present = list(dict.fromkeys(key for row in rows for key, value in row.items() if _is_number(value)))
+    return [key for key in KNOWN_FIELDS if key in present] + [key for key in present if key not in KNOWN_FIELDS]
+
+
+def format_number(value: float) -> str:
+    """A table cell: millions as M, otherwise about four significant digits."""
+    if abs(value) >= 1e6:
+        return f"{value / 1e6:.2f}M"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if abs(value) >= 100:
+        return f"{value:,.1f}"
+    return f"{value:.4g}" if abs(value) < 1 else f"{value:.2f}"
+
+
+# ------------------------------------------------------------------------------------------- plot
+
+
+def _ticks(low: float, high: float, log: bool) -> list[float]:
+    """About five round tick values covering [low, high]."""
+    if log:
+        return [10.0**e for e in range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)]
+    step = 10 ** math.floor(math.log10((high - low) / 4 or 1))
+    step *= next(m for m in (1, 2, 5, 10) if (high - low) / (step * m) <= 5)
+    return [i * step for i in range(math.floor(low / step), math.ceil(high / step) + 1)]
+
+
+def quality_speed_svg(rows: Sequence[Mapping[str, Any]], width: int = 640, height: int = 380) -> str:
+    """An inline SVG scatter of quality (y) against speed (x), one labelled point per model; "" if no data."""
+    columns = numeric_columns(rows)
+    x_key = next((k for k in SPEED_FIELDS if k in columns), None)
+    y_key = next((k for k in QUALITY_FIELDS if k in columns), None)
+    points = [(r["model"], r[x_key], r[y_key]) for r in rows if x_key and y_key and _is_number(r.get(x_key))
+              and _is_number(r.get(y_key))]
+    points = [(m, x, y) for m, x, y in points if x > 0]
+    if not points:
+        return ""
+    xs, ys = [p[1] for p in points], [p[2] for p in points]
+    log = max(xs) / min(xs) > 20
+    x_ticks = _ticks(min(xs), max(xs), log) if log else _ticks(min(0.0, min(xs)), max(xs), log)
+    y_pad = (max(ys) - min(ys)) * 0.1 or abs(max(ys)) * 0.1 or 1.0
+    y_ticks = _ticks(min(ys) - y_pad, max(ys) + y_pad, False)
+    left, right, top, bottom = 70, 20, 20, 50
+    x_lo, x_hi = x_ticks[0], x_ticks[-1]
+    y_lo, y_hi = y_ticks[0], y_ticks[-1]
+
+    def sx(x: float) -> float:
+        t = (math.log10(x) - math.log10(x_lo)) / (math.log10(x_hi) - math.log10(x_lo)) if log else (x - x_lo) / (x_hi - x_lo)
+        return left + t * (width - left - right)
+
+    def sy(y: float) -> float:
+        return height - bottom - (y - y_lo) / ((y_hi - y_lo) or 1.0) * (height - top - bottom)
+
+    parts = [f'<svg id="plot" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
+             f'height="{height}" role="img" aria-label="quality against speed">']
+    for x in x_ticks:
+        parts.append(f'<line class="grid" x1="{sx(x):.1f}" y1="{top}" x2="{sx(x):.1f}" y2="{height - bottom}"/>'
+                     f'<text class="tick" x="{sx(x):.1f}" y="{height - bottom + 16}" text-anchor="middle">{x:g}</text>')
+    for y in y_ticks:
+        parts.append(f'<line class="grid" x1="{left}" y1="{sy(y):.1f}" x2="{width - right}" y2="{sy(y):.1f}"/>'
+                     f'<text class="tick" x="{left - 6}" y="{sy(y) + 4:.1f}" text-anchor="end">{y:g}</text>')
+    x_label = KNOWN_FIELDS[x_key][0] + (" (log scale)" if log else "")
+    y_label = KNOWN_FIELDS[y_key][0] + (" (higher is better)" if KNOWN_FIELDS[y_key][1] else " (lower is better)")
+    parts.append(f'<text class="axis" x="{(left + width - right) / 2}" y="{height - 10}" text-anchor="middle">'
+                 f'{html.escape(x_label)} →</text>')
+    parts.append(f'<text class="axis" transform="translate(16 {(top + height - bottom) / 2}) rotate(-90)" '
+                 f'text-anchor="middle">{html.escape(y_label)}</text>')
+    for model, x, y in points:
+        name = html.escape(model)
+        right_half = sx(x) > (left + width - right) / 2  # label towards the middle, so it stays inside
+        label = f'x="{sx(x) - 8:.1f}" text-anchor="end"' if right_half else f'x="{sx(x) + 8:.1f}"'
+        parts.append(f'<g class="point"><circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="5"><title>{name}: '
+                     f'{format_number(x)} {html.escape(x_key)}, {format_number(y)} {html.escape(y_key)}</title></circle>'
+                     f'<text {label} y="{sy(y) - 8:.1f}">{name}</text></g>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+# ------------------------------------------------------------------------------------------- galleries
+
+
+def split_grid(grid: Image.Image, columns: int = GRID_COLUMNS) -> list[list[Image.Image]]:
+    """Cut a grid of square panels (as torchvision's ``make_grid`` lays them out, any padding) into rows.
+
+    Returns ``[]`` when the image is not such a grid.
+    """
+    width, height = grid.size
+    for pad in (2, 0, 1, 3, 4, 5, 6, 8, 10):
+        side = (width - pad) // columns - pad
+        if side <= 0 or (width - pad) % columns or (height - pad) % (side + pad):
+            continue
+        rows = (height - pad) // (side + pad)
+        return [
+            [grid.crop((pad + c * (side + pad), pad + r * (side + pad), pad + c * (side + pad) + side,
+                        pad + r * (side + pad) + side)) for c in range(columns)]
+            for r in range(rows)
+        ]
+    return []
+
+
+def data_uri(image: Image.Image, quality: int = 90) -> str:
+    """``image`` as an inline JPEG data URI."""
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="JPEG", quality=quality)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _gallery(model: str, grid_path: Path, max_rows: int) -> str:
+    name = html.escape(model)
+    try:
+        with Image.open(grid_path) as grid:
+            grid.load()
+            rows = split_grid(grid)
+            whole = data_uri(grid) if not rows else ""
+    except OSError as exc:
+        return f'<section class="gallery"><h3>{name}</h3><p class="note">sample grid unreadable: ' \
+               f'{html.escape(str(grid_path))} ({html.escape(str(exc))})</p></section>'
+    if not rows:
+        return f'<section class="gallery"><h3>{name}</h3><img class="grid" alt="{name} samples" src="{whole}"></section>'
+    figures = []
+    for index, (gray, colour, truth) in enumerate(rows[:max_rows]):
+        alt = f"{name} sample {index + 1}"
+        figures.append(
+            '<figure class="sample">'
+            f'<div class="compare" style="--pos: 50%"><img class="gray" alt="{alt}, gray input" src="{data_uri(gray)}">'
+            f'<img class="color" alt="{alt}, {name}" src="{data_uri(colour)}">'
+            f'<input type="range" min="0" max="100" value="50" aria-label="{alt}: gray / {name}"></div>'
+            f'<img class="truth" alt="{alt}, ground truth" src="{data_uri(truth)}">'
+            f'<figcaption>gray ⟷ {name} (drag) | truth</figcaption></figure>'
+        )
+    return f'<section class="gallery" data-model="{name}"><h3>{name}</h3>{"".join(figures)}</section>'
+
+
+# ------------------------------------------------------------------------------------------- page
+
+
+def _leaderboard(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    heads = ['<th data-type="text" data-better="lower" scope="col">model</th>']
+    for key in columns:
+        label, better = KNOWN_FIELDS.get(key, (key, None))
+        direction = {True: "higher", False: "lower", None: "higher"}[better]
+        heads.append(f'<th data-type="number" data-key="{html.escape(key)}" data-better="{direction}" scope="col" '
+                     f'title="{html.escape(key)}">{html.escape(label)}</th>')
+    has_errors = any(row["error"] for row in rows)
+    if has_errors:
+        heads.append('<th data-type="text" data-better="lower" scope="col">error</th>')
+    best = {key: _best(rows, key) for key in columns}
+    body = []
+    for row in rows:
+        cells = [f'<th scope="row" data-value="{html.escape(row["model"])}">{html.escape(row["model"])}</th>']
+        for key in columns:
+            value = row.get(key)
+            if _is_number(value):
+                mark = ' class="best"' if value == best[key] else ""
+                cells.append(f'<td data-value="{value!r}"{mark}>{format_number(value)}</td>')
+            else:
+                cells.append('<td data-value="">–</td>')
+        if has_errors:
+            cells.append(f'<td class="error" data-value="{html.escape(row["error"] or "")}">{html.escape(row["error"] or "")}</td>')
+        reference = ' class="reference"' if row["model"] in REFERENCE_ROWS else ""
+        body.append(f'<tr data-model="{html.escape(row["model"])}"{reference}>{"".join(cells)}</tr>')
+    return (f'<div class="scroll"><table id="leaderboard"><thead><tr>{"".join(heads)}</tr></thead>'
+            f'<tbody>{"".join(body)}</tbody></table></div>')
+
+
+def _best(rows: list[dict[str, Any]], key: str) -> float | None:
+    better = KNOWN_FIELDS.get(key, (key, None))[1]
+    values = [row[key] for row in rows if _is_number(row.get(key)) and row["model"] not in REFERENCE_ROWS]
+    if better is None or len(values) < 2:
+        return None
+    return max(values) if better else min(values)
+
+
+def _flatten(mapping: Mapping[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    items = []
+    for key, value in mapping.items():
+        if isinstance(value, Mapping):
+            items += _flatten(value, f"{prefix}{key}.")
+        else:
+            text = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+            items.append((f"{prefix}{key}", text))
+    return items
+
+
+def _protocol(results: Sequence[Results]) -> str:
+    parts = []
+    for result in results:
+        created = f", {html.escape(result.created)}" if result.created else ""
+        parts.append(f'<section class="protocol"><h3>{html.escape(result.kind)}: {html.escape(result.path.name)}'
+                     f'{created}</h3>')
+        for name, section in result.sections.items():
+            rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in _flatten(section))
+            parts.append(f'<h4>{html.escape(name)}</h4><table class="facts">{rows}</table>')
+        parts.append("</section>")
+    return "".join(parts)
+
+
+_STYLE = """
+:root { font-family: system-ui, sans-serif; color: #1d2330; background: #fafafa; }
+body { margin: 0 auto; max-width: 1100px; padding: 1.5rem; }
+h1 { margin-top: 0; } h2 { border-bottom: 1px solid #d6d9e0; padding-bottom: .3rem; margin-top: 2.2rem; }
+table { border-collapse: collapse; background: #fff; }
+#leaderboard th, #leaderboard td { padding: .35rem .6rem; border-bottom: 1px solid #e3e5ea; text-align: right; }
+#leaderboard th[scope=row], #leaderboard thead th:first-child { text-align: left; white-space: nowrap; }
+.scroll { overflow-x: auto; }
+#leaderboard thead th { cursor: pointer; user-select: none; background: #eef0f4; white-space: nowrap; }
+#leaderboard thead th[aria-sort=ascending]::after { content: " ▲"; }
+#leaderboard thead th[aria-sort=descending]::after { content: " ▼"; }
+#leaderboard td.best { font-weight: 700; color: #0b6b3a; }
+#leaderboard tr.reference { font-style: italic; color: #555c6b; }
+#leaderboard td.error { color: #a12020; text-align: left; min-width: 10rem; }
+.facts th, .facts td { text-align: left; padding: .15rem .8rem .15rem 0; font-size: .9rem; vertical-align: top; }
+.facts th { color: #555c6b; font-weight: 500; }
+svg .grid { stroke: #e3e5ea; } svg .tick { font-size: 11px; fill: #555c6b; } svg .axis { font-size: 13px; }
+svg circle { fill: #2f6fd6; } svg .point text { font-size: 12px; }
+.gallery { margin-bottom: 1.5rem; } .gallery h3 { margin-bottom: .4rem; }
+.sample { display: inline-block; margin: 0 1rem 1rem 0; }
+.sample img, .compare { width: 192px; height: 192px; }
+.compare { position: relative; display: inline-block; vertical-align: top; }
+.compare img { position: absolute; inset: 0; }
+.compare .color { clip-path: inset(0 calc(100% - var(--pos)) 0 0); }
+.compare input { position: absolute; left: 0; right: 0; bottom: 4px; width: 100%; margin: 0; }
+.sample .truth { margin-left: 4px; vertical-align: top; }
+figcaption { font-size: .8rem; color: #555c6b; } .note { color: #555c6b; }
+"""
+
+_SCRIPT = """
+(function () {
+  const table = document.getElementById("leaderboard");
+  if (table) {
+    const heads = Array.from(table.tHead.rows[0].cells);
+    const value = (row, index, numeric) => {
+      const raw = row.cells[index].dataset.value;
+      return raw === "" ? null : numeric ? Number(raw) : raw;
+    };
+    heads.forEach((head, index) => head.addEventListener("click", () => {
+      const numeric = head.dataset.type === "number";
+      const bestFirst = head.dataset.better === "higher" ? "descending" : "ascending";
+      const current = head.getAttribute("aria-sort");
+      const order = current ? (current === "ascending" ? "descending" : "ascending") : bestFirst;
+      heads.forEach((other) => other.removeAttribute("aria-sort"));
+      head.setAttribute("aria-sort", order);
+      const sign = order === "ascending" ? 1 : -1;
+      const rows = Array.from(table.tBodies[0].rows);
+      rows.sort((a, b) => {
+        const x = value(a, index, numeric), y = value(b, index, numeric);
+        if (x === null || y === null) return (x === null) - (y === null);  // missing values last
+        return sign * (numeric ? x - y : String(x).localeCompare(String(y)));
+      });
+      rows.forEach((row) => table.tBodies[0].appendChild(row));
+    }));
+  }
+  document.querySelectorAll(".compare input[type=range]").forEach((input) => {
+    const update = () => input.parentElement.style.setProperty("--pos", input.value + "%");
+    input.addEventListener("input", update);
+    update();
+  });
+})();
+"""
+
+
+def build_report(results: Sequence[Results], title: str = "colorization-zoo report", max_rows: int = 6) -> str:
+    """The report page as one HTML string."""
+    rows = merge_rows(results)
+    columns = numeric_columns(rows)
+    plot = quality_speed_svg(rows) or '<p class="note">No model has both a speed and a quality field to plot.</p>'
+    samples: dict[str, Path] = {}
+    for result in results:
+        samples.update(result.samples)
+    galleries = "".join(_gallery(model, path, max_rows) for model, path in samples.items())
+    sources = ", ".join(html.escape(r.path.name) for r in results)
+    generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{html.escape(title)}</title><style>{_STYLE}</style></head>
+<body>
+<h1>{html.escape(title)}</h1>
+<p class="note">From {sources}; generated {generated}. Click a column header to sort, again to reverse.</p>
+<h2>Leaderboard</h2>
+{_leaderboard(rows, columns)}
+<h2>Quality against speed</h2>
+{plot}
+<h2>Samples</h2>
+{galleries or '<p class="note">The results name no sample grids.</p>'}
+<h2>Protocol</h2>
+{_protocol(results)}
+<script>{_SCRIPT}</script>
+</body></html>
+"""
+
+
+def write_report(paths: Sequence[Path], out: Path, title: str = "colorization-zoo report", max_rows: int = 6) -> Path:
+    """Read the results files at ``paths`` and write the report to ``out``."""
+    results = [load_results(path) for path in paths]
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(build_report(results, title, max_rows), encoding="utf-8")
+    return out

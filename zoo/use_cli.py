@@ -1,0 +1,119 @@
+"""The ``zoo`` commands that use trained models and results: colorize, export, report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from zoo import checkpoint as checkpoints
+from zoo.checkpoint import CheckpointError
+from zoo.colorizer import Colorizer, missing_checkpoint_message
+from zoo.export import DEFAULT_OPSET, ExportError, export_onnx
+from zoo.report import ReportError, write_report
+from zoo.spec import SpecError
+
+
+def _load_colorizer(model: str | None, checkpoint: Path | None, device: str, size: int | None) -> Colorizer:
+    """The colorizer, or a one-line ClickException saying what is missing or wrong."""
+    if checkpoint is None:
+        raise click.ClickException(missing_checkpoint_message(model) if model else "give --checkpoint PATH (and --model NAME)")
+    try:
+        return Colorizer.from_checkpoint(checkpoint, model, device, size)
+    except (CheckpointError, SpecError, KeyError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.command()
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@click.option("--model", help="Model name (see `zoo list`); a checkpoint of another architecture is refused.")
+@click.option("--checkpoint", type=click.Path(path_type=Path, dir_okay=False),
+              help="Trained weights: RUN/generator.safetensors from `zoo train`.")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True, help="Output folder.")
+@click.option("--overwrite", is_flag=True, help="Replace existing outputs (they are skipped otherwise).")
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1))
+@click.option("--size", type=click.IntRange(min=16),
+              help="Short side the model sees [default: the checkpoint's training image size].")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def colorize(inputs: tuple[str, ...], model: str | None, checkpoint: Path | None, out: Path, overwrite: bool,
+             batch_size: int, size: int | None, device: str, no_progress: bool) -> None:
+    """Colorize photos: files, folders (recursive, layout kept), globs; JPEG, PNG, WebP, TIFF.
+
+    Outputs keep the input's name, size and format (a 16-bit gray PNG gives a 16-bit RGB PNG; alpha is kept)
+    and come out upright, without an EXIF orientation tag. A file that cannot be read is reported in one line
+    and skipped; the exit status is then 1.
+
+    \b
+    Example:
+      zoo colorize old-photos/ --model unet-resnet18 --checkpoint runs/unet-resnet18-*/generator.safetensors --out colour/
+      zoo colorize 'scans/**/*.tif' scan.png --checkpoint generator.safetensors --out colour/ --overwrite
+    """
+    colorizer = _load_colorizer(model, checkpoint, device, size)
+    click.echo(f"{colorizer.spec.name} on {colorizer.device}: working size {colorizer.size} px "
+               f"(multiples of {colorizer.multiple})")
+    summary = colorizer.colorize_files(
+        inputs, out, overwrite=overwrite, batch_size=batch_size, progress=not no_progress,
+        echo=lambda line: click.echo(line, err=True),
+    )
+    if summary.existing:
+        shown = ", ".join(p.name for p in summary.existing[:5]) + (" ..." if len(summary.existing) > 5 else "")
+        click.echo(f"skipped {len(summary.existing)} existing output(s) (--overwrite replaces them): {shown}")
+    click.echo(
+        f"colorized {len(summary.written)} image(s), {summary.pixels / 1e6:.1f} MP, in {summary.seconds:.1f} s "
+        f"({summary.images_per_second:.2f} images/s) into {out}"
+        + (f"; {len(summary.failed)} failed" if summary.failed else "")
+    )
+    if summary.failed:
+        raise SystemExit(1)
+
+
+@click.command()
+@click.argument("name")
+@click.option("--checkpoint", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="Trained weights: RUN/generator.safetensors from `zoo train`.")
+@click.option("--format", "format_", type=click.Choice(["onnx"]), default="onnx", show_default=True)
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), help="Output file [default: beside the checkpoint].")
+@click.option("--opset", type=click.IntRange(min=13), help="ONNX opset [default: 17].")
+def export(name: str, checkpoint: Path, format_: str, out: Path | None, opset: int | None) -> None:
+    """Export model NAME's trained generator to ONNX and check it against torch with onnxruntime.
+
+    The graph takes normalised L (L/50 - 1) of shape (B, 1, H, W) and returns normalised ab (ab/110), with
+    batch, height and width dynamic (H, W multiples of the model's size multiple, stated in the metadata).
+
+    \b
+    Example:
+      zoo export unet-resnet18 --checkpoint runs/unet-resnet18-20261124-101500/generator.safetensors
+      zoo export simple-cnn --checkpoint generator.safetensors --out simple-cnn.onnx --opset 18
+    """
+    try:
+        spec, generator = checkpoints.load_generator(checkpoint, model=name)
+        report = export_onnx(spec, generator, out or checkpoint.with_suffix(f".{format_}"), opset or DEFAULT_OPSET)
+    except (CheckpointError, SpecError, KeyError, ExportError) as exc:
+        raise click.ClickException(str(exc)) from None
+    shapes = ", ".join("x".join(map(str, shape)) for shape in report.shapes)
+    click.echo(f"wrote {report.path} ({report.path.stat().st_size / 1e6:.1f} MB, opset {report.opset})")
+    click.echo(f"onnxruntime vs torch on inputs {shapes}: max abs diff {report.max_abs_diff:.2e}")
+
+
+@click.command()
+@click.argument("results", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=Path("report.html"), show_default=True)
+@click.option("--title", default="colorization-zoo report", show_default=True)
+@click.option("--max-samples", default=6, show_default=True, type=click.IntRange(min=1),
+              help="Sample rows shown per model.")
+def report(results: tuple[Path, ...], out: Path, title: str, max_samples: int) -> None:
+    """Write one self-contained HTML page from `zoo bench` / `zoo score` RESULTS files.
+
+    The page has the leaderboard (click a header to sort), a quality-vs-speed plot, per-model galleries
+    (gray | model | truth with a before/after slider) and the protocol; images are inlined, nothing is fetched.
+
+    \b
+    Example:
+      zoo report bench.json score.json --out report.html
+    """
+    try:
+        path = write_report(results, out, title, max_samples)
+    except ReportError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"wrote {path} ({path.stat().st_size / 1e3:.0f} kB)")

@@ -16,6 +16,8 @@ device, in batches.
 
 from __future__ import annotations
 
+import contextlib
+
 import glob
 import hashlib
 import json
@@ -139,20 +141,37 @@ def load_rgb(path: Path | str, *, min_short_side: int | None = None, max_pixels:
     return _decode(Path(path), min_short_side, max_pixels).image
 
 
-def _decode(path: Path, min_short_side: int | None, max_pixels: int) -> _Decoded:
+@contextlib.contextmanager
+def open_image(path: Path) -> Iterator[Image.Image]:
+    """``Image.open(path)`` as a context; any failure inside the block is a ``BadImageError`` naming the file.
+
+    PIL's decompression-bomb warning is silenced: callers apply their own pixel limit.
+    """
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # we apply max_pixels ourselves
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(path)
+        with image:
+            yield image
+    except BadImageError:
+        raise
     except FileNotFoundError:
         raise BadImageError(path, "missing") from None
     except UnidentifiedImageError:
         raise BadImageError(path, "not an image") from None
     except Image.DecompressionBombError as err:
         raise BadImageError(path, f"too large: {err}") from None
-    except OSError as err:
-        raise BadImageError(path, f"corrupt: {err}") from None
-    with image:
+    except Exception as err:  # noqa: BLE001 - on bad data PIL raises OSError, SyntaxError, ValueError, ...
+        raise BadImageError(path, f"corrupt: {one_line(err)}") from None
+
+
+def one_line(err: BaseException) -> str:
+    """An exception's message on one line (its type's name if it has none)."""
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def _decode(path: Path, min_short_side: int | None, max_pixels: int) -> _Decoded:
+    with open_image(path) as image:
         width, height = image.size
         if width * height > max_pixels:
             pixels = f"{width}x{height} = {width * height:,} pixels > {max_pixels:,}"
@@ -161,13 +180,10 @@ def _decode(path: Path, min_short_side: int | None, max_pixels: int) -> _Decoded
         deep = any(";16" in str(tile.args) for tile in image.tile)  # 16 bits a sample, e.g. raw mode "RGB;16B"
         if min_short_side and image.format == "JPEG":
             image.draft("RGB", _short_side_size((width, height), min_short_side))
-        try:
-            image.load()
-            orientation = image.getexif().get(_ORIENTATION, 1)
-            ImageOps.exif_transpose(image, in_place=True)
-            rgb, fixes = _to_rgb(image, deep)  # always a new image: ``image`` is closed on leaving the block
-        except Exception as err:  # noqa: BLE001 - on bad data PIL raises OSError, SyntaxError, ValueError, ...
-            raise BadImageError(path, f"corrupt: {err or type(err).__name__}") from None
+        image.load()
+        orientation = image.getexif().get(_ORIENTATION, 1)
+        ImageOps.exif_transpose(image, in_place=True)
+        rgb, fixes = _to_rgb(image, deep)  # always a new image: ``image`` is closed on leaving the block
     if orientation in _SWAPS_AXES:
         width, height = height, width
     if orientation not in (0, 1):

@@ -102,7 +102,16 @@ def _channels(v: Tensor) -> Tensor:
 
 @functools.cache
 def _constants(device: torch.device, dtype: torch.dtype) -> _Constants:
-    """The constants, computed in float64 and cast to ``dtype`` on ``device`` once per pair."""
+    """The constants, computed in float64 and cast to ``dtype`` on ``device`` once per pair.
+
+    Made outside inference mode even when first asked for inside it: cached inference tensors could not be
+    saved for backward later.
+    """
+    with torch.inference_mode(False):
+        return _make_constants(device, dtype)
+
+
+def _make_constants(device: torch.device, dtype: torch.dtype) -> _Constants:
     tensors = _Constants(
         xyzn_from_linear=_XYZN_FROM_LINEAR,
         linear_from_xyzn=torch.linalg.inv(_XYZN_FROM_LINEAR),

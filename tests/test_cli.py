@@ -60,7 +60,7 @@ def test_unknown_model_is_a_one_line_error(run):
     assert "unknown model 'unet-resnet81-gan'; did you mean unet-resnet18-gan" in out
 
 
-@pytest.mark.parametrize("command", ["list", "info", "train"])
+@pytest.mark.parametrize("command", ["list", "info", "train", "bench", "score", "colorize", "export", "report"])
 def test_every_command_explains_itself_with_an_example(run, command):
     out = run(command, "--help")
     assert "Example:" in out and f"zoo {command}" in out

@@ -12,9 +12,11 @@ from rich.console import Console
 from rich.table import Table
 
 import zoo
+from bench.commands import bench, score
 from zoo.factory import create_models
 from zoo.registry import architectures
 from zoo.stats import count_flops, count_parameters
+from zoo.use_cli import colorize, export, report
 
 
 def _console() -> Console:
@@ -208,6 +210,9 @@ def train(name: str | None, resume_dir: Path | None, max_time: str | None, compi
         click.echo(f"{stage['stage']}: {stage['steps']} steps, val L1 {val} ({stage['stopped']})")
     click.echo(f"generator: {summary['generator']}")
 
+
+for command in (bench, score, colorize, export, report):
+    main.add_command(command)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,0 +1,247 @@
+"""The ``zoo bench`` and ``zoo score`` commands (registered on ``zoo.cli.main`` with ``add_command``)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import click
+import torch
+from rich.console import Console
+
+from bench import report
+from bench.harness import AMP_CHOICES, BenchSettings, bench_models
+from bench.quality import (
+    SCORED_FIELDS,
+    REFERENCES,
+    MissingWeightsError,
+    Scores,
+    check_backbones,
+    find_checkpoints,
+    load_model,
+    score_models,
+)
+from zoo.checkpoint import CheckpointError
+from zoo.factory import list_models
+from zoo.spec import ModelSpec, get_spec
+from zoo.train import pick_device, write_grid
+
+
+RESULTS_DIR = click.Path(path_type=Path, file_okay=False)
+
+
+def _progress(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def _fail(message: str) -> None:
+    raise click.ClickException(message)
+
+
+def _write_grids(scores: Scores, results_dir: Path, stem: str) -> dict[str, str]:
+    """A gray | model | truth grid per scored model under ``samples/<stem>/``; paths relative to ``results_dir``."""
+    samples = {}
+    for name, shown in scores.shown.items():
+        path = results_dir / "samples" / stem / f"{name}.png"
+        write_grid(path, *shown)
+        samples[name] = path.relative_to(results_dir).as_posix()
+    return samples
+
+
+def _finish(doc: dict[str, Any], scores: Scores | None, results_dir: Path, console: Console) -> Path:
+    """Write the grids and the results files, print the table; returns the JSON path."""
+    if scores is not None:
+        doc["samples"] = _write_grids(scores, results_dir, report.run_stem(doc))
+    path = report.write_results(doc, results_dir)
+    console.print(report.results_table(doc))
+    console.print(report.settings_line(doc))
+    console.print(f"results: {path} (and {path.with_suffix('.csv').name})")
+    return path
+
+
+def _model_specs(models: tuple[str, ...], all_models: bool) -> list[ModelSpec]:
+    if not models and not all_models:
+        _fail("name the models to benchmark (see `zoo list`) or pass --all")
+    try:
+        return [get_spec(name) for name in (list_models() if all_models else models)]
+    except KeyError as exc:
+        _fail(str(exc))
+
+
+def _add_note(row: dict[str, Any], text: str) -> None:
+    row["note"] = "; ".join(filter(None, [row.get("note"), text]))
+
+
+def _score_checkpoints(
+    rows: list[dict[str, Any]], folder: Path, data: str, image_size: int, device: torch.device
+) -> Scores | None:
+    """Score the benchmarked models that have a checkpoint in ``folder``; quality fields go into their rows and
+    the reference rows are appended. None when no checkpoint matches."""
+    found, notes = find_checkpoints(folder)
+    for note in notes:
+        _progress(note)
+    by_name = {row["model"]: row for row in rows}
+    generators = {}
+    for name, path in found.items():
+        row = by_name.get(name)
+        if row is None:
+            _progress(f"{path}: a {name} checkpoint, but {name} is not benchmarked here")
+            continue
+        try:
+            generators[name] = load_model(name, path, device)
+        except (CheckpointError, OSError, ValueError, RuntimeError) as exc:
+            _add_note(row, f"not scored: {exc}")
+            continue
+        row["checkpoint"] = str(path)
+    if not generators:
+        _progress(f"no checkpoint in {folder} fits the benchmarked models: no quality scores")
+        return None
+    _progress(f"scoring {', '.join(generators)} on {data} at {image_size} px ...")
+    scores = score_models(generators, data, image_size, device, echo=_progress)
+    for scored in scores.rows:
+        row = by_name.get(scored["model"])
+        quality = {k: scored[k] for k in SCORED_FIELDS}
+        if row is None:
+            rows.append({"model": scored["model"], "error": scored["error"], **quality})
+        elif scored["error"]:
+            _add_note(row, f"not scored: {scored['error']}")
+        else:
+            row |= quality
+    return scores
+
+
+def _write_cards(doc: Mapping[str, Any], results_dir: Path) -> list[Path]:
+    """A Markdown card per benchmarked model under ``cards/``."""
+    references = [row for row in doc["rows"] if row["model"] in REFERENCES]
+    folder = results_dir / "cards"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for row in doc["rows"]:
+        if row["model"] in REFERENCES:
+            continue
+        sample = doc["samples"].get(row["model"])
+        relative = None if sample is None else os.path.relpath(results_dir / sample, folder)
+        card = report.model_card(get_spec(row["model"]), row, doc, references, relative)
+        path = folder / f"{row['model']}.md"
+        path.write_text(card)
+        paths.append(path)
+    return paths
+
+
+@click.command()
+@click.argument("models", nargs=-1)
+@click.option("--all", "all_models", is_flag=True, help="Every model of the registry (`zoo list`).")
+@click.option("--checkpoints", type=click.Path(path_type=Path, exists=True, file_okay=False),
+              help="Folder of run folders or MODEL.safetensors files: also score those models (matched by each"
+                   " checkpoint's own header), with sample grids and a quality-vs-speed plot.")
+@click.option("--data", default="sample", show_default=True, help="Photos the checkpoints are scored on.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
+@click.option("--amp", type=click.Choice(AMP_CHOICES), default="no", show_default=True, help="Autocast dtype.")
+@click.option("--channels-last", is_flag=True, help="NHWC memory format for models and inputs.")
+@click.option("--compile", "compile_", is_flag=True, help="torch.compile G and D (warm-up compiles).")
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1))
+@click.option("--image-size", default=256, show_default=True, type=click.IntRange(min=32))
+@click.option("--iters", default=10, show_default=True, type=click.IntRange(min=1), help="Timed iterations per phase.")
+@click.option("--warmup", default=3, show_default=True, type=click.IntRange(min=0), help="Untimed iterations first.")
+@click.option("--self-check", is_flag=True, help="Also time inference with torch.utils.benchmark.Timer (ratio column).")
+@click.option("--results", "results_dir", default="results", show_default=True, type=RESULTS_DIR,
+              help="Folder for the JSON/CSV results, plot, sample grids and model cards.")
+@click.option("--compare", "compare_with", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="An earlier bench results JSON: print the new/old ratios.")
+def bench(models: tuple[str, ...], all_models: bool, checkpoints: Path | None, data: str, results_dir: Path,
+          compare_with: Path | None, compile_: bool, **options: Any) -> None:
+    """Measure throughput, latency, memory and FLOPs of MODELS (or --all), and their quality with --checkpoints.
+
+    Per model: inference img/s and latency (median, p90 per batch), training-step img/s (G, and G+D for GAN
+    models), parameters, GFLOPs per image, peak memory, achieved GFLOP/s and its share of the matmul peak
+    measured in the same run. Out of memory halves the batch and retries; a model that fails is a row with its
+    error. Results go to RESULTS/bench-DATE-TIME.json/.csv, model cards to RESULTS/cards/.
+
+    \b
+    Example:
+      zoo bench --all --device cpu --image-size 128 --iters 3
+      zoo bench unet-resnet18 --device cuda --amp bf16 --channels-last --batch-size 32
+      zoo bench --all --checkpoints runs/ --compare results/bench-20261124-101500.json
+    """
+    specs = _model_specs(models, all_models)
+    try:
+        old = report.read_results(compare_with) if compare_with else None
+    except ValueError as exc:
+        _fail(str(exc))
+    settings = BenchSettings(compile=compile_, **options)
+    rows, used = bench_models(specs, settings, echo=_progress)
+    device = torch.device(used["device"])
+    try:
+        scores = _score_checkpoints(rows, checkpoints, data, settings.image_size, device) if checkpoints else None
+    except (OSError, ValueError) as exc:  # an unknown or empty --data source
+        _fail(str(exc))
+    protocol = scores.protocol if scores else None
+    doc = report.document("bench", report.machine_info(device), used, rows, protocol=protocol)
+    console = Console()
+    path = _finish(doc, scores, results_dir, console)
+    plot = report.quality_speed_plot(rows, results_dir / "plots" / f"{path.stem}-quality-vs-speed.png")
+    console.print(f"quality-vs-speed plot: {plot}" if plot else "no quality scores (no --checkpoints): no plot")
+    cards = _write_cards(doc, results_dir)
+    console.print(f"model cards: {results_dir / 'cards'} ({len(cards)})")
+    if old is not None:
+        ratios, differ = report.compare(old, doc)
+        console.print(f"compared with {compare_with}:")
+        console.print(report.compare_table(ratios))
+        if differ:
+            console.print("[yellow]settings differ, so the ratios mix causes:[/yellow] " + "; ".join(differ))
+
+
+@click.command()
+@click.argument("model")
+@click.option("--checkpoint", type=click.Path(path_type=Path, exists=True),
+              help="The generator.safetensors of `zoo train` (or its run folder).")
+@click.option("--data", default="sample", show_default=True,
+              help="sample, a folder, a glob, a list file or a dataset name.")
+@click.option("--image-size", default=256, show_default=True, type=click.IntRange(min=16), help="Centre crop side S.")
+@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1))
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
+@click.option("--workers", type=click.IntRange(min=0), help="DataLoader workers [default: min(4, CPUs)].")
+@click.option("--fid", is_flag=True, help="Also FID (needs torch-fidelity and its InceptionV3 weights offline).")
+@click.option("--lpips", is_flag=True, help="Also LPIPS (needs torchvision's AlexNet weights offline).")
+@click.option("--results", "results_dir", default="results", show_default=True, type=RESULTS_DIR,
+              help="Folder for the JSON/CSV results and the sample grid.")
+def score(model: str, checkpoint: Path | None, data: str, image_size: int, batch_size: int, device: str,
+          workers: int | None, fid: bool, lpips: bool, results_dir: Path) -> None:
+    """Score MODEL's colours against real photos: PSNR, SSIM, colourfulness (CF, dCF) and CIEDE2000.
+
+    Protocol: short side resized to S, centre S x S crop; L from the truth, ab from the model; compared in RGB.
+    Every table has the reference rows gray (ab = 0) and truth (the truth against itself). MODEL `gray` or
+    `truth` scores only the references and needs no checkpoint.
+
+    \b
+    Example:
+      zoo score gray --data sample
+      zoo score unet-resnet18 --checkpoint runs/unet-resnet18-20261124-101500 --data ~/photos
+    """
+    if model in REFERENCES:
+        if checkpoint is not None:
+            _fail(f"{model} is a reference row and takes no --checkpoint")
+    else:
+        try:
+            get_spec(model)
+        except KeyError as exc:
+            _fail(str(exc))
+        if checkpoint is None:
+            _fail(f"no checkpoint to score for {model!r}: train it first (`zoo train {model}`) and pass"
+                  f" --checkpoint RUN/generator.safetensors (the references need none: `zoo score gray`)")
+    torch_device = pick_device(device)
+    try:
+        check_backbones(fid, lpips)  # before anything slow
+        generators = {} if checkpoint is None else {model: load_model(model, checkpoint, torch_device)}
+        scores = score_models(generators, data, image_size, torch_device, batch_size, workers, fid, lpips,
+                              echo=_progress)
+    except (MissingWeightsError, CheckpointError, OSError, ValueError) as exc:
+        _fail(str(exc))
+    for row in scores.rows:
+        row["checkpoint"] = str(checkpoint) if row["model"] in generators else None
+    settings = {"data": data, "image_size": image_size, "batch_size": batch_size, "device": str(torch_device),
+                "dtype": "float32", "fid": fid, "lpips": lpips}
+    doc = report.document("score", report.machine_info(torch_device), settings, scores.rows, protocol=scores.protocol)
+    _finish(doc, scores, results_dir, Console())

@@ -18,7 +18,6 @@ import ctypes.util
 import dataclasses
 import functools
 import gc
-import inspect
 import re
 import tempfile
 import time
@@ -32,8 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from zoo.registry import architectures
-from zoo.spec import ModelSpec, StageSpec
+from zoo.spec import ModelSpec, StageSpec, adapt_to_image_size
 from zoo.stats import count_flops, count_parameters
 from zoo.train import AmpMode, Runtime, Trainer, TrainOptions, amp_dtype, pick_device
 
@@ -63,29 +61,6 @@ class BenchSettings:
 
 
 # --------------------------------------------------------------------------------------------- image size
-
-
-def _halvings(n: int) -> int:
-    """How many times 2 divides ``n`` (n > 0)."""
-    return (n & -n).bit_length() - 1
-
-
-def adapt_to_image_size(spec: ModelSpec, image_size: int) -> tuple[ModelSpec, str | None]:
-    """``spec`` with generator settings that fit ``image_size`` px, and a note saying what changed (or None).
-
-    The one rule: a generator with a ``num_downs`` setting (pix2pix's U-Net) halves its input ``num_downs``
-    times, so it gets ``min(num_downs, k)`` where 2**k is the largest power of two dividing ``image_size``
-    (log2 of it for powers of two: 6 at 64 px, 7 at 128 px, the spec's 8 at 256 px).
-    """
-    params = inspect.signature(architectures("generator").get(spec.generator.arch)).parameters
-    if "num_downs" not in params:
-        return spec, None
-    current = spec.generator.settings.get("num_downs", params["num_downs"].default)
-    fits = _halvings(image_size)
-    if current <= fits:
-        return spec, None
-    adapted = spec.with_overrides(generator={"num_downs": fits})
-    return adapted, f"num_downs {current} -> {fits} for {image_size} px"
 
 
 # --------------------------------------------------------------------------------------------- timing
@@ -282,9 +257,9 @@ class Workload:
         memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
         self.L, self.ab = (x.to(runtime.device).contiguous(memory_format=memory_format) for x in (L, ab))
         self.g_stage = _regression_stage(spec)
-        self.g_optimizers = self.trainer._optimizers(self.g_stage)
+        self.g_optimizers = self.trainer.optimizers(self.g_stage)
         self.gan_stage = _gan_stage(spec)
-        self.gan_optimizers = None if self.gan_stage is None else self.trainer._optimizers(self.gan_stage)
+        self.gan_optimizers = None if self.gan_stage is None else self.trainer.optimizers(self.gan_stage)
 
     @property
     def generator(self) -> nn.Module:

@@ -1,7 +1,7 @@
 """Per-model speed with pytest-benchmark: ``pytest bench/test_bench_models.py --benchmark-only``.
 
 Inference and the training steps of every registry model at 64 px, batch 2, on CPU (generator settings adapted
-to the size by ``bench.harness.adapt_to_image_size``); images/s in ``extra_info``. Save a run with
+to the size by ``zoo.spec.adapt_to_image_size``); images/s in ``extra_info``. Save a run with
 ``--benchmark-save=NAME`` and compare later runs with ``--benchmark-compare``.
 """
 
@@ -11,7 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from bench.harness import BenchSettings, Workload, adapt_to_image_size, workload
+from bench.harness import BenchSettings, Workload, workload
+from zoo.spec import adapt_to_image_size
 from zoo.factory import list_models
 from zoo.spec import get_spec
 

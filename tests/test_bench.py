@@ -18,7 +18,8 @@ from PIL import Image
 
 from bench import harness, report
 from bench.commands import bench
-from bench.harness import BenchSettings, Timing, adapt_to_image_size, bench_model, bench_models, peak_memory
+from bench.harness import BenchSettings, Timing, bench_model, bench_models, peak_memory
+from zoo.spec import adapt_to_image_size
 from zoo import checkpoint, get_spec
 from zoo.data import resolve_source
 from zoo.factory import create_models, list_models

@@ -38,7 +38,6 @@ KNOWN_FIELDS: dict[str, tuple[str, bool | None]] = {
     "infer_img_s": ("infer img/s", True),
     "latency_ms_median": ("latency ms", False),
     "latency_ms_p90": ("latency p90 ms", False),
-    "train_img_s": ("train img/s", True),
     "train_g_img_s": ("train G img/s", True),
     "train_gd_img_s": ("train G+D img/s", True),
     "params": ("params", False),
@@ -53,7 +52,7 @@ KNOWN_FIELDS: dict[str, tuple[str, bool | None]] = {
     "timer_ratio": ("timer ratio", None),
 }
 QUALITY_FIELDS = ("psnr", "ssim", "ciede2000", "dcf", "lpips", "fid")  # the plot's y axis: the first one present
-SPEED_FIELDS = ("infer_img_s", "train_g_img_s", "train_img_s")  # the plot's x axis: the first one present
+SPEED_FIELDS = ("infer_img_s", "train_g_img_s")  # the plot's x axis: the first one present
 REFERENCE_ROWS = ("gray", "truth")  # score's reference rows (ab = 0; the truth itself): shown, never "best"
 GRID_COLUMNS = 3  # gray | model | truth
 PANEL_NAMES = ("gray", "model", "truth")

@@ -304,3 +304,26 @@ def check_settings(kind: Literal["generator", "discriminator"], arch: ArchSpec, 
             raise SpecError(
                 f"model {model!r}: {kind}.{key}: {arch.arch!r} has no setting {key!r} (settings: {', '.join(known)})"
             )
+
+
+def _halvings(n: int) -> int:
+    """How many times 2 divides ``n`` (n > 0)."""
+    return (n & -n).bit_length() - 1
+
+
+def adapt_to_image_size(spec: ModelSpec, image_size: int) -> tuple[ModelSpec, str | None]:
+    """``spec`` with generator settings that fit ``image_size`` px, and a note saying what changed (or None).
+
+    The one rule: a generator with a ``num_downs`` setting (pix2pix's U-Net) halves its input ``num_downs``
+    times, so it gets ``min(num_downs, k)`` where 2**k is the largest power of two dividing ``image_size``
+    (log2 of it for powers of two: 6 at 64 px, 7 at 128 px, the spec's 8 at 256 px).
+    """
+    params = inspect.signature(architectures("generator").get(spec.generator.arch)).parameters
+    if "num_downs" not in params:
+        return spec, None
+    current = spec.generator.settings.get("num_downs", params["num_downs"].default)
+    fits = _halvings(image_size)
+    if current <= fits:
+        return spec, None
+    adapted = spec.with_overrides(generator={"num_downs": fits})
+    return adapted, f"num_downs {current} -> {fits} for {image_size} px"

@@ -36,7 +36,7 @@ from zoo.color import lab_normalized_to_rgb, rgb_uint8_to_lab_normalized
 from zoo.datasets import cache_root
 from zoo.data import ColorizationDataset, EpochSampler, make_loader, resolve_source, scan_images, split_paths
 from zoo.factory import create_models
-from zoo.spec import ModelSpec, StageSpec, get_spec, spec_from_dict
+from zoo.spec import ModelSpec, StageSpec, adapt_to_image_size, get_spec, spec_from_dict
 
 AmpMode = Literal["auto", "no", "bf16", "fp16"]
 CPU_DEFAULT_BUDGET = 10 * 60.0  # seconds: what a CPU run without --epochs/--max-steps/--max-time gets
@@ -81,10 +81,14 @@ class TrainOptions:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}
 
 
-def resolve_spec(name: str, options: TrainOptions) -> ModelSpec:
-    """The model spec with the options' overrides applied to every stage."""
+def resolve_spec(name: str, options: TrainOptions, echo: Callable[[str], None] = print) -> ModelSpec:
+    """The model spec with the options' overrides applied to every stage, its generator fitted to the image size."""
     stage = {k: getattr(options, k) for k in ("epochs", "batch_size", "lr", "image_size") if getattr(options, k)}
-    return get_spec(name).with_overrides(generator=options.generator, **stage)
+    spec = get_spec(name).with_overrides(generator=options.generator, **stage)
+    spec, note = adapt_to_image_size(spec, min(s.image_size for s in spec.stages))
+    if note:
+        echo(f"{spec.name}: {note}")
+    return spec
 
 
 # ------------------------------------------------------------------------------------------- runtime
@@ -256,7 +260,9 @@ class Trainer:
             return None
         return SummaryWriter(str(self.run_dir / "tensorboard"))
 
-    def _optimizers(self, stage: StageSpec) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer | None]:
+    def optimizers(self, stage: StageSpec) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer | None]:
+        """Fresh Adam optimisers of G (and of D in GAN stages) with the stage's settings."""
+
         def adam(module: nn.Module, o: Any) -> torch.optim.Optimizer:
             return torch.optim.Adam(module.parameters(), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
 
@@ -417,7 +423,7 @@ class Trainer:
         summary: dict[str, Any] = {"stages": []}
         for stage_index in range(self.position.stage, len(self.spec.stages)):
             stage = self.spec.stages[stage_index]
-            opt_g, opt_d = self._optimizers(stage)
+            opt_g, opt_d = self.optimizers(stage)
             if meta is not None:
                 self._restore_optimizers(resume, meta, opt_g, opt_d)
                 meta = None
@@ -566,7 +572,7 @@ def _cpu_budget(spec: ModelSpec, options: TrainOptions, runtime: Runtime, echo: 
 
 def train(model: str, options: TrainOptions, echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Train ``model`` from scratch into ``options.out``; returns the run summary."""
-    spec = resolve_spec(model, options)
+    spec = resolve_spec(model, options, echo)
     runtime = setup_runtime(options)
     options = _cpu_budget(spec, options, runtime, echo)
     run_dir = Path(options.out or _default_run_dir(spec.name))

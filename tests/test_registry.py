@@ -37,6 +37,17 @@ def test_two_stage_recipe_is_resolved_with_defaults():
     assert (gan.image_size, gan.batch_size) == (256, 16)  # from [defaults]
 
 
+def test_pix2pix_linear_lr_decay_over_the_second_half():
+    (stage,) = zoo.get_spec("pix2pix-unet-gan").stages
+    assert (stage.epochs, stage.decay_epochs) == (20, 10)
+    factors = [stage.lr_factor(e) for e in range(20)]
+    assert factors[:10] == [1.0] * 10  # pix2pix: 1 - max(0, epoch + 1 - n_epochs) / (n_epochs_decay + 1)
+    assert factors[10:] == pytest.approx([1 - k / 11 for k in range(1, 11)])
+    short = zoo.get_spec("pix2pix-unet-gan").with_overrides(epochs=2).stages[0]
+    assert [short.lr_factor(e) for e in range(2)] == pytest.approx([2 / 3, 1 / 3])
+    assert zoo.get_spec("unet-resnet18-gan").stages[1].lr_factor(19) == 1.0  # no decay unless asked
+
+
 def test_spec_round_trips_through_a_plain_dict():
     for name in zoo.list_models():
         spec = zoo.get_spec(name)

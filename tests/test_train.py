@@ -180,3 +180,15 @@ def test_gpu_speed_paths_run_on_cpu(tmp_path, model, speedups):
         assert meta["scaler"]["scale"] > 0  # the GradScaler is on and its state is checkpointed
     _, generator = checkpoint.load_generator(Path(summary["generator"]))
     assert generator(torch.zeros(1, 1, 32, 32)).dtype == torch.float32
+
+
+def test_learning_rate_decays_linearly_per_epoch(tmp_path, photos_dir):
+    data = tmp_path / "six"
+    data.mkdir()
+    for photo in sorted(photos_dir.glob("darknet--*.jpg")):
+        (data / photo.name).write_bytes(photo.read_bytes())
+    opts = options(tmp_path, "pix2pix-unet-gan", data=str(data), epochs=2, generator={"ngf": 8})
+    summary = train("pix2pix-unet-gan", opts, echo=lambda s: None)
+    logged = [r for r in records(Path(summary["run_dir"])) if r["kind"] == "train"]
+    assert [r["epoch"] for r in logged] == [0, 1]  # 5 train photos, batch 4: one step an epoch
+    assert [r["lr"] for r in logged] == pytest.approx([2e-4 * 2 / 3, 2e-4 / 3])

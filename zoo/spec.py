@@ -65,8 +65,14 @@ class StageSpec:
     d_optimizer: OptimizerSpec | None = None  # the discriminator's; None: same as ``optimizer``
     gan_mode: GanMode = "vanilla"
     lambda_l1: float = 100.0
+    decay_epochs: int = 0  # pix2pix's "linear" policy: the last decay_epochs epochs take the lr linearly to 0
     image_size: int = 256
     batch_size: int = 16
+
+    def lr_factor(self, epoch: int) -> float:
+        """The multiplier of the base learning rates in ``epoch`` (0-based): 1, then linear decay towards 0."""
+        decay = min(self.decay_epochs, self.epochs)  # --epochs may shorten a stage below its decay
+        return 1.0 - max(0, epoch + 1 - (self.epochs - decay)) / (decay + 1)
 
     @property
     def uses_gan(self) -> bool:

@@ -170,6 +170,15 @@ def regression_loss(stage: StageSpec, fake: torch.Tensor, real: torch.Tensor) ->
     return F.mse_loss(fake.float(), real) if stage.loss == "mse" else F.l1_loss(fake.float(), real)
 
 
+def set_lr(stage: StageSpec, epoch: int, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer | None) -> None:
+    """The stage's learning rates for ``epoch``: derived from the epoch, so a resumed run needs no scheduler state."""
+    factor = stage.lr_factor(epoch)
+    for opt, spec in ((opt_g, stage.optimizer), (opt_d, stage.discriminator_optimizer)):
+        if opt is not None:
+            for group in opt.param_groups:
+                group["lr"] = spec.lr * factor
+
+
 # ------------------------------------------------------------------------------------------- state
 
 
@@ -462,6 +471,7 @@ class Trainer:
             while self.position.epoch < stage.epochs and self.position.stage_step < total_steps:
                 epoch = self.position.epoch
                 sampler.set_epoch(epoch, start=self.position.batch * batch_size)
+                set_lr(stage, epoch, opt_g, opt_d)
                 tick, seen = time.perf_counter(), 0
                 for L, ab in self.batches(loader):
                     losses = self.train_step(stage, L, ab, opt_g, opt_d)
@@ -475,7 +485,7 @@ class Trainer:
                     advance(losses, rate)
                     if self.position.step % self.options.log_every == 0 or self.position.stage_step == 1:
                         record = {"stage": stage.name, "epoch": epoch, "step": self.position.step, **losses}
-                        self.log({"kind": "train", **record, "img_per_s": rate})
+                        self.log({"kind": "train", **record, "img_per_s": rate, "lr": opt_g.param_groups[0]["lr"]})
                     if self.position.stage_step >= total_steps:
                         stop = "done" if total_steps == stage.epochs * steps_per_epoch else "max_steps"
                         break

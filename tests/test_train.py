@@ -93,6 +93,9 @@ def test_dataset_without_usable_images_fails_before_training(tmp_path, photos_di
     (data / "cut.jpg").write_bytes((photos_dir / "darknet--dog.jpg").read_bytes()[:2000])
     with pytest.raises(EmptyDatasetError, match="no usable images"):
         train("simple-cnn", options(tmp_path, "simple-cnn", data=str(data), max_steps=1), echo=lambda s: None)
+    (data / "dog.jpg").write_bytes((photos_dir / "darknet--dog.jpg").read_bytes())
+    with pytest.raises(EmptyDatasetError, match="gives 1 training and 0 validation images"):
+        train("simple-cnn", options(tmp_path, "simple-cnn", data=str(data), max_steps=1), echo=lambda s: None)
     assert not (tmp_path / "simple-cnn" / "checkpoints").exists()
 
 

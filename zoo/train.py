@@ -34,7 +34,7 @@ from torch.nn.parallel import DistributedDataParallel
 from zoo import checkpoint
 from zoo.color import lab_normalized_to_rgb, rgb_uint8_to_lab_normalized
 from zoo.datasets import cache_root
-from zoo.data import ColorizationDataset, EpochSampler, make_loader, resolve_source, scan_images, split_paths
+from zoo.data import ColorizationDataset, EmptyDatasetError, EpochSampler, make_loader, resolve_source, scan_images, split_paths
 from zoo.factory import create_models
 from zoo.spec import ModelSpec, StageSpec, adapt_to_image_size, get_spec, spec_from_dict
 
@@ -566,6 +566,11 @@ def _prepare_data(
     if (report.skipped or report.fixed) and runtime.is_main:
         echo(report.summary())
     train_paths, val_paths = split_paths(report.ok, options.val_fraction, options.seed)
+    if not train_paths or not val_paths:
+        raise EmptyDatasetError(
+            f"{options.data!r} gives {len(train_paths)} training and {len(val_paths)} validation images"
+            f" (val_fraction {options.val_fraction}): training needs at least one of each"
+        )
     return train_paths, val_paths, report
 
 

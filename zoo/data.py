@@ -34,7 +34,6 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset, Sampler
-from torchvision.transforms.v2.functional import pil_to_tensor
 
 from zoo import datasets
 
@@ -505,7 +504,7 @@ class ColorizationDataset(Dataset[torch.Tensor]):
         image = image.crop((x, y, x + s, y + s))
         if flip:
             image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        return pil_to_tensor(image)
+        return torch.from_numpy(np.array(image)).permute(2, 0, 1)  # (3, S, S) uint8
 
 
 def default_workers() -> int:

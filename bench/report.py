@@ -66,6 +66,7 @@ from PIL import Image, ImageDraw, ImageFont
 from rich.table import Table
 
 from zoo.spec import ArchSpec, ModelSpec
+from zoo.stats import millions
 
 KINDS = ("bench", "score")
 SPEED_FIELDS = (
@@ -183,10 +184,6 @@ def _fmt(value: Any, digits: int = 2) -> str:
     return str(value)
 
 
-def _millions(n: int | None) -> str:
-    return "-" if n is None else f"{n / 1e6:.2f}M"
-
-
 def _percent(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}%"
 
@@ -198,7 +195,7 @@ def results_table(doc: Mapping[str, Any]) -> Table:
     columns: list[tuple[str, Any]] = [("model", lambda r: r["model"])]
     if doc["kind"] == "bench":
         columns += [
-            ("params", lambda r: _millions(r.get("params"))),
+            ("params", lambda r: millions(r.get("params"))),
             ("GFLOP/img", lambda r: _fmt(r.get("gflops"))),
             ("batch", lambda r: _fmt(r.get("batch_size"))),
             ("infer img/s", lambda r: _fmt(r.get("infer_img_s"), 1)),
@@ -404,9 +401,9 @@ def _arch(arch: ArchSpec | None) -> str:
 
 
 def _spec_section(spec: ModelSpec, row: Mapping[str, Any], size: int | None) -> list[str]:
-    params = f"G {_millions(row.get('params'))}"
+    params = f"G {millions(row.get('params'))}"
     if row.get("d_params"):
-        params += f", D {_millions(row['d_params'])}"
+        params += f", D {millions(row['d_params'])}"
     recipe = " > ".join(f"{st.name} ({st.loss}, {st.epochs} epochs, lr {st.optimizer.lr:g})" for st in spec.stages)
     return ["## Spec", "", *_table([
         ("generator", _arch(spec.generator) + (f" ({row['note']})" if row.get("note") else "")),

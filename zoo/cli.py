@@ -15,7 +15,7 @@ import zoo
 from bench.commands import bench, score
 from zoo.factory import create_models
 from zoo.registry import architectures
-from zoo.stats import count_flops, count_parameters
+from zoo.stats import count_flops, count_parameters, millions
 from zoo.use_cli import colorize, export, report
 
 
@@ -34,10 +34,6 @@ def _spec(name: str) -> zoo.ModelSpec:
         return zoo.get_spec(name)
     except (KeyError, ValueError) as exc:
         _fail(str(exc))
-
-
-def _millions(n: int | None) -> str:
-    return "-" if n is None else f"{n / 1e6:.2f}M"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -91,8 +87,8 @@ def list_command(pattern: str | None, show_arch: bool) -> None:
             name,
             spec.generator.arch,
             spec.discriminator.arch if spec.discriminator else "-",
-            _millions(g_params),
-            _millions(d_params),
+            millions(g_params),
+            millions(d_params),
             " > ".join(f"{s.name}({s.loss})" for s in spec.stages),
             spec_desc,
         )

@@ -33,7 +33,7 @@ from torch import nn
 
 from zoo.spec import ModelSpec, StageSpec, adapt_to_image_size
 from zoo.stats import count_flops, count_parameters
-from zoo.train import AmpMode, Runtime, Trainer, TrainOptions, amp_dtype, pick_device
+from zoo.train import AmpMode, Runtime, Trainer, TrainOptions, amp_dtype, pick_device, unwrap
 
 AMP_CHOICES = ("no", "bf16", "fp16")
 MATMUL_SIZE = 2048
@@ -294,11 +294,6 @@ def workload(spec: ModelSpec, settings: BenchSettings, runtime: Runtime, batch: 
         yield Workload(spec, settings, runtime, batch, Path(run_dir))
 
 
-def _plain(module: nn.Module) -> nn.Module:
-    """The module under a ``torch.compile`` wrapper."""
-    return getattr(module, "_orig_mod", module)
-
-
 def _timed(
     fn: Callable[[], object], settings: BenchSettings, device: torch.device, batch: int
 ) -> tuple[Timing, float | None]:
@@ -316,7 +311,7 @@ def measure(spec: ModelSpec, settings: BenchSettings, runtime: Runtime, batch: i
         row: dict[str, Any] = {
             "params": count_parameters(work.generator),
             "d_params": None if discriminator is None else count_parameters(discriminator),
-            "gflops": count_flops(_plain(work.generator), (1, 1, settings.image_size, settings.image_size)) / 1e9,
+            "gflops": count_flops(unwrap(work.generator), (1, 1, settings.image_size, settings.image_size)) / 1e9,
         }
         inference, memory = _timed(work.infer, settings, device, batch)
         row |= {"infer_img_s": inference.images_per_s, "latency_ms_median": inference.median_ms,

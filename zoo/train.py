@@ -216,7 +216,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _unwrap(module: nn.Module) -> nn.Module:
+def unwrap(module: nn.Module) -> nn.Module:
     """The plain module under DDP and ``torch.compile`` wrappers."""
     while True:
         if isinstance(module, DistributedDataParallel):
@@ -284,7 +284,7 @@ class Trainer:
     def save(self, opt_g: torch.optim.Optimizer | None, opt_d: torch.optim.Optimizer | None) -> None:
         """Write ``checkpoints/last.safetensors`` (rank 0; others wait); optimisers of None are not stored."""
         if self.rt.is_main:
-            tensors = checkpoint.prefixed("generator.", _unwrap(self.generator).state_dict())
+            tensors = checkpoint.prefixed("generator.", unwrap(self.generator).state_dict())
             meta: dict[str, Any] = {
                 "model": self.spec.name,
                 "spec": self.spec.to_dict(),
@@ -296,7 +296,7 @@ class Trainer:
                     opt_tensors, meta[f"optim.{name}"] = checkpoint.pack_optimizer(opt)
                     tensors |= checkpoint.prefixed(f"optim.{name}.", opt_tensors)
             if self.discriminator is not None:
-                tensors |= checkpoint.prefixed("discriminator.", _unwrap(self.discriminator).state_dict())
+                tensors |= checkpoint.prefixed("discriminator.", unwrap(self.discriminator).state_dict())
             tensors |= checkpoint.prefixed("rng.", rng_state())
             checkpoint.save(self.run_dir / "checkpoints" / "last.safetensors", tensors, meta)
         if self.rt.distributed:
@@ -306,16 +306,16 @@ class Trainer:
         """Write the inference checkpoint ``generator.safetensors`` (generator weights and spec)."""
         path = self.run_dir / "generator.safetensors"
         if self.rt.is_main:
-            state = checkpoint.prefixed("generator.", _unwrap(self.generator).state_dict())
+            state = checkpoint.prefixed("generator.", unwrap(self.generator).state_dict())
             checkpoint.save(path, state, {"model": self.spec.name, "spec": self.spec.to_dict()})
         return path
 
     def restore(self, path: Path) -> dict[str, Any]:
         """Load weights, RNG state and position from ``path``; returns the header for the optimisers."""
         meta = checkpoint.read_meta(path)
-        checkpoint.load_module(_unwrap(self.generator), path, "generator.")
+        checkpoint.load_module(unwrap(self.generator), path, "generator.")
         if self.discriminator is not None:
-            checkpoint.load_module(_unwrap(self.discriminator), path, "discriminator.")
+            checkpoint.load_module(unwrap(self.discriminator), path, "discriminator.")
         self.scaler.load_state_dict(meta["scaler"])
         set_rng_state(checkpoint.load(path, "rng."))
         self.position = Position(**meta["position"])
@@ -376,7 +376,7 @@ class Trainer:
             self.scaler.step(opt_d)
             d.requires_grad_(False)
             with self.rt.autocast():  # D's weights are frozen here: bypass DDP, nothing of D to reduce
-                g_gan = gan_loss(_unwrap(d)(torch.cat([L, fake], 1)), True, stage.gan_mode)
+                g_gan = gan_loss(unwrap(d)(torch.cat([L, fake], 1)), True, stage.gan_mode)
             recon = regression_loss(stage, fake, ab)
             loss_g = g_gan + stage.lambda_l1 * recon
             losses |= {"d_real": d_real.item(), "d_fake": d_fake.item(), "g_gan": g_gan.item()}

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 from zoo.registry import DISCRIMINATORS, GENERATORS
 from zoo.spec import model_specs
@@ -65,3 +68,11 @@ def scan_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("zoo-cache")
     os.environ["ZOO_CACHE"] = str(path)
     return path
+
+
+@pytest.fixture(autouse=True)
+def seeded_global_generators() -> None:
+    """Every test starts with torch, numpy and random seeded, so that what it draws is the same on every run."""
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)

@@ -11,10 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from bench.harness import BenchSettings, Workload, workload
-from zoo.spec import adapt_to_image_size
 from zoo.factory import list_models
-from zoo.spec import get_spec
+from zoo.harness.timing import BenchSettings, Workload
+from zoo.spec import adapt_to_image_size, get_spec
 
 SETTINGS = BenchSettings(device="cpu", batch_size=2, image_size=64)
 ROUNDS = 5
@@ -24,8 +23,7 @@ ROUNDS = 5
 def work(request: pytest.FixtureRequest) -> Iterator[tuple[Workload, str | None]]:
     """The model's workload and the note on its adapted settings (None if unchanged)."""
     spec, note = adapt_to_image_size(get_spec(request.param), SETTINGS.image_size)
-    with workload(spec, SETTINGS, SETTINGS.runtime(), SETTINGS.batch_size) as built:
-        yield built, note
+    yield Workload(spec, SETTINGS, SETTINGS.runtime(), SETTINGS.batch_size), note
 
 
 def _run(benchmark, work: tuple[Workload, str | None], phase: str) -> None:
@@ -45,5 +43,5 @@ def test_train_step_g(benchmark, work):
 
 def test_train_step_gd(benchmark, work):
     if work[0].gan_stage is None:
-        pytest.skip("no GAN stage")
+        pytest.skip("no stage with a discriminator")
     _run(benchmark, work, "train_gd")

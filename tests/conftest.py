@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from zoo.registry import DISCRIMINATORS, GENERATORS
+from zoo.registry import clear_caches
 from zoo.spec import model_specs
 
 TESTS = Path(__file__).resolve().parent
@@ -34,8 +34,7 @@ def photos_dir() -> Path:
 
 def reset_discovery() -> None:
     """Forget cached plugin discovery so that a change of sys.path is seen."""
-    GENERATORS.clear_cache()
-    DISCRIMINATORS.clear_cache()
+    clear_caches()
     model_specs.cache_clear()
 
 

@@ -16,13 +16,15 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from bench import harness, report
-from bench.commands import bench
-from bench.harness import BenchSettings, Timing, bench_model, bench_models, peak_memory
-from zoo.spec import adapt_to_image_size
 from zoo import checkpoint, get_spec
+from zoo.cli.harness import bench
 from zoo.data import resolve_source
 from zoo.factory import create_models, list_models
+from zoo.harness import plots
+from zoo.harness import results as report
+from zoo.harness import timing as harness
+from zoo.harness.timing import BenchSettings, Timing, bench_model, bench_models, peak_memory
+from zoo.spec import adapt_to_image_size
 
 SMALL = BenchSettings(device="cpu", batch_size=2, image_size=64, iters=2, warmup=1)
 TOP_KEYS = {"kind", "created", "machine", "settings", "rows", "samples"}
@@ -247,11 +249,12 @@ def test_compare_gives_new_over_old_and_names_changed_settings():
 def test_scatter_plot_draws_each_point_in_its_colour(tmp_path):
     rows = [{"model": "fast", "infer_img_s": 50.0, "psnr": 22.0}, {"model": "slow", "infer_img_s": 2.0, "psnr": 25.0},
             {"model": "gray", "psnr": 21.0}, {"model": "unscored", "infer_img_s": 9.0, "psnr": None}]
-    path = report.quality_speed_plot(rows, tmp_path / "plot.png")
+    path = plots.quality_speed_plot(rows, tmp_path / "plot.png")
     colours = {colour for _, colour in Image.open(path).convert("RGB").getcolors(1 << 20)}
-    assert report._PALETTE[0] in colours and report._PALETTE[1] in colours  # noqa: SLF001
-    assert report._PALETTE[2] not in colours  # noqa: SLF001 (two points only: gray is the line, unscored is left out)
-    assert report.quality_speed_plot(rows[3:], tmp_path / "none.png") is None
+    tab10 = [(31, 119, 180), (255, 127, 14), (44, 160, 44)]  # matplotlib's C0, C1, C2
+    assert tab10[0] in colours and tab10[1] in colours
+    assert tab10[2] not in colours  # two points only: gray is the line, unscored is left out
+    assert plots.quality_speed_plot(rows[3:], tmp_path / "none.png") is None
 
 
 # ------------------------------------------------------------------------------------------- command

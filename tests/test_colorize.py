@@ -20,6 +20,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from zoo.checkpoint import CheckpointError
+from zoo.cli.inference import colorize as colorize_command
 from zoo.color import rgb_to_lab
 from zoo.colorizer import (
     AbResizer,
@@ -27,13 +28,10 @@ from zoo.colorizer import (
     NoCheckpointError,
     colorize,
     missing_checkpoint_message,
-    size_multiple,
     working_shape,
 )
-from zoo.factory import create_generator
-from zoo.spec import get_spec
+from zoo.spec import get_spec, size_multiple
 from zoo.train import TrainOptions, train
-from zoo.use_cli import colorize as colorize_command
 
 DOG = "darknet--dog.jpg"  # 427x320
 GIRAFFE = "darknet--giraffe.jpg"  # 320x320
@@ -87,13 +85,14 @@ def read_png16(path: Path) -> np.ndarray:
 # ------------------------------------------------------------------------------------------- geometry
 
 
-def test_size_multiple_asks_the_generator():
-    assert size_multiple(create_generator("simple-cnn", width=8).eval()) == 16
-    assert size_multiple(create_generator("simple-cnn", width=8, depth=2).eval()) == 4
-    assert size_multiple(create_generator("pix2pix-unet-gan", ngf=4, num_downs=6).eval()) == 64
-    assert size_multiple(create_generator("unet-resnet18").eval()) == 32
-    full_resolution = torch.nn.Conv2d(1, 2, 3, padding=1)
-    assert size_multiple(full_resolution) == 1
+def test_size_multiple_is_the_declared_geometry():
+    def multiple(model: str, **settings: object) -> int:
+        return size_multiple(get_spec(model).with_overrides(generator=settings))
+
+    assert multiple("simple-cnn", width=8) == 16
+    assert multiple("simple-cnn", width=8, depth=2) == 4
+    assert multiple("pix2pix-unet-gan", ngf=4, num_downs=6) == 64
+    assert multiple("unet-resnet18") == 32
 
 
 def test_working_shape_keeps_aspect_and_rounds_to_the_multiple():

@@ -232,14 +232,18 @@ def test_tiny_image_is_upscaled_by_the_dataset(bad_dir):
 
 
 @needs_photos
-def test_mean_chroma_matches_skimage_and_is_zero_for_gray():
+def test_mean_chroma_matches_skimage_and_is_next_to_zero_for_gray():
     from skimage.color import rgb2lab
 
     thumb = np.asarray(Image.open(PHOTOS / DOG).convert("RGB").resize((64, 48)))
     lab = rgb2lab(thumb)
-    assert mean_chroma(thumb) == pytest.approx(np.hypot(lab[..., 1], lab[..., 2]).mean(), abs=0.01)
+    assert mean_chroma(thumb) == pytest.approx(np.hypot(lab[..., 1], lab[..., 2]).mean(), abs=1e-6)
     grays = np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, axis=1)
-    assert mean_chroma(grays) < 1e-6
+    gray_lab = rgb2lab(grays[None])
+    assert mean_chroma(grays) == pytest.approx(np.hypot(gray_lab[..., 1], gray_lab[..., 2]).mean(), abs=1e-6)
+    # skimage's D65 white (0.95047, 1, 1.08883) is not exactly the row sums of its sRGB matrix, so neutral gray
+    # has a chroma of up to 0.005 there (and in zoo.color, which matches it): far below the threshold.
+    assert mean_chroma(grays) < 0.01 * MIN_CHROMA
 
 
 @needs_photos

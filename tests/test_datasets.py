@@ -1,4 +1,4 @@
-"""zoo.datasets offline: a tiny COCO-sample-shaped archive served from file:// and from a local HTTP server."""
+"""zoo.downloads offline: a tiny COCO-sample-shaped archive served from file:// and from a local HTTP server."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from zoo import datasets
+from zoo import downloads
 from zoo.data import resolve_source
-from zoo.datasets import DatasetError, NamedDataset, Selection, cache_root, download, extract, verify
+from zoo.downloads import DatasetError, NamedDataset, Selection, cache_root, download, extract, verify
 
 PHOTOS = Path(os.environ.get("ZOO_PHOTOS") or Path(__file__).resolve().parents[2] / "shared" / "data" / "photos")
 NAMES = ["darknet--dog.jpg", "darknet--eagle.jpg", "darknet--giraffe.jpg", "darknet--horses.jpg", "darknet--kite.jpg"]
@@ -56,7 +56,7 @@ def register(monkeypatch: pytest.MonkeyPatch, archive: Path, **changes: object) 
         selection=Selection(count=3, seed=123),
     )
     spec = replace(spec, **changes)
-    monkeypatch.setitem(datasets.DATASETS, "tiny-coco", spec)
+    monkeypatch.setitem(downloads.DATASETS, "tiny-coco", spec)
     return spec
 
 
@@ -70,13 +70,13 @@ def test_named_dataset_downloads_extracts_and_selects_like_the_tutorial(archive,
     assert [p.name for p in paths] == sorted(expected)
     assert all(p.read_bytes() == (PHOTOS / p.name).read_bytes() for p in paths)
     assert (cache / "downloads" / "coco_sample.tgz").read_bytes() == archive.read_bytes()
-    assert (cache / "coco_sample" / datasets.MARKER).exists()
+    assert (cache / "coco_sample" / downloads.MARKER).exists()
     assert not list(cache.rglob("*.part")) and not list(cache.glob("*.extracting"))
 
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("downloaded or extracted again")
 
-    monkeypatch.setattr(datasets, "_fetch_into", refuse)
+    monkeypatch.setattr(downloads, "_fetch_into", refuse)
     monkeypatch.setattr(tarfile, "open", refuse)
     assert resolve_source("tiny-coco", cache_dir=cache) == paths
 

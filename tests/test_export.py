@@ -15,10 +15,10 @@ from click.testing import CliRunner
 from torch import nn
 
 from zoo import checkpoint
+from zoo.cli.inference import export as export_command
 from zoo.export import ExportError, export_onnx
-from zoo.factory import build
+from zoo.factory import create_predictor
 from zoo.spec import get_spec
-from zoo.use_cli import export as export_command
 
 # Small settings so that each export takes a second; the architectures are the real ones.
 MODELS = {
@@ -29,12 +29,12 @@ MODELS = {
 
 
 def write_checkpoint(path: Path, model: str) -> nn.Module:
-    """A generator checkpoint as ``zoo train`` writes it (random weights: export does not care)."""
+    """An inference checkpoint as ``zoo train`` writes it (random weights: export does not care)."""
     spec = get_spec(model).with_overrides(generator=MODELS[model], image_size=64)
     torch.manual_seed(0)
-    generator = build("generator", spec.generator, spec.name).eval()
-    checkpoint.save(path, checkpoint.prefixed("generator.", generator.state_dict()), {"model": model, "spec": spec.to_dict()})
-    return generator
+    predictor = create_predictor(spec).eval()
+    checkpoint.save(path, predictor.state_dict(), {"model": model, "spec": spec.to_dict()})
+    return predictor
 
 
 @pytest.mark.parametrize("model", sorted(MODELS))

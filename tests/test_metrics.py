@@ -1,4 +1,4 @@
-"""The colour metrics of bench.metrics against independent oracles: numpy, scikit-image and published data."""
+"""The colour metrics of zoo.harness.metrics against independent oracles: numpy, scikit-image and published data."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from skimage.color import deltaE_ciede2000, rgb2lab
 from skimage.metrics import structural_similarity as sk_ssim
 from torchmetrics.utilities.data import dim_zero_sum
 
-from bench.metrics import CIEDE2000, Colorfulness, ColorfulnessGap, StructuralSimilarity, ciede2000, colorfulness
 from zoo.data import ColorizationDataset, resolve_source
+from zoo.harness.metrics import CIEDE2000, Colorfulness, ColorfulnessGap, StructuralSimilarity, ciede2000, colorfulness
 
 # Sharma, Wu & Dalal (2005), "The CIEDE2000 color-difference formula", Table 1: L1 a1 b1 L2 a2 b2 dE00.
 SHARMA = """

@@ -11,10 +11,11 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from zoo.models.init import init_weights
 from zoo.models.patchgan import receptive_field
 from zoo.models.pix2pix import Pix2PixUNet
+from zoo.models.weight_init import init_weights
 from zoo.registry import DISCRIMINATORS, GENERATORS, list_architectures
+from zoo.spec import adapt_to_image_size, get_spec
 
 # Settings that keep forward/backward cheap at 64 px; other architectures run with their defaults.
 SMALL = {"pix2pix-unet": {"ngf": 8, "num_downs": 6}}
@@ -66,6 +67,31 @@ def test_unknown_setting_is_a_type_error(name: str) -> None:
     registry = GENERATORS if name in list_architectures("generator") else DISCRIMINATORS
     with pytest.raises(TypeError):
         registry.create(name, no_such_setting=1)
+
+
+@pytest.mark.parametrize(("name", "settings", "strict"), [("simple-cnn", {"width": 4, "depth": 3}, True),
+                                                        ("pix2pix-unet", {"ngf": 2, "num_downs": 5}, True),
+                                                        ("smp-unet", {"encoder": "resnet18"}, False)])
+def test_declared_geometry_is_what_the_architecture_takes(name: str, settings: dict, strict: bool) -> None:
+    """The declared multiple runs (at its multiple and at 2x3 multiples); where it is a hard limit, 1.5 times it
+    does not fit (smp's U-Net resizes misaligned skips, so its 32 is where they align, not a limit)."""
+    multiple = GENERATORS.geometry(name).size_multiple(GENERATORS.full_settings(name, settings))
+    model = GENERATORS.create(name, **settings).eval()
+    with torch.no_grad():
+        assert model(torch.zeros(1, 1, multiple, multiple)).shape == (1, 2, multiple, multiple)
+        assert model(torch.zeros(1, 1, 2 * multiple, 3 * multiple)).shape == (1, 2, 2 * multiple, 3 * multiple)
+        if strict:
+            with pytest.raises(ValueError, match="divisible by"):
+                model(torch.zeros(1, 1, multiple + multiple // 2, multiple))
+
+
+def test_geometry_fits_pix2pix_depth_to_the_image_size() -> None:
+    spec = get_spec("pix2pix-unet-gan").with_overrides(generator={"ngf": 2})
+    for size, depth in ((256, 8), (128, 7), (64, 6), (96, 5)):
+        fitted, note = adapt_to_image_size(spec, size)
+        assert fitted.generator.settings["num_downs"] == depth
+        assert note == (None if depth == 8 else f"num_downs 8 -> {depth} for {size} px")
+        assert GENERATORS.geometry("pix2pix-unet").size_multiple(fitted.generator.settings) == 2**depth
 
 
 def test_exact_parameter_counts(unet_256: nn.Module) -> None:

@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import reset_discovery
 
 import zoo
-from zoo.registry import DISCRIMINATORS, GENERATORS, UnknownNameError
+from zoo.registry import DEFAULT_GEOMETRY, DISCRIMINATORS, GENERATORS, OBJECTIVES, UnknownNameError
 from zoo.spec import SpecError, load_registry_file, spec_from_dict
-
-from conftest import reset_discovery
 
 REQUIRED = {"simple-cnn", "pix2pix-unet-gan", "unet-resnet18", "unet-resnet18-gan"}
 
@@ -30,8 +29,9 @@ def test_two_stage_recipe_is_resolved_with_defaults():
     assert spec.generator.arch == "smp-unet" and spec.generator.settings["encoder"] == "resnet18"
     assert spec.discriminator.arch == "patchgan" and spec.discriminator.settings["n_layers"] == 3
     pretrain, gan = spec.stages
-    assert (pretrain.loss, pretrain.optimizer.lr, pretrain.uses_gan) == ("l1", 1e-4, False)
-    assert (gan.loss, gan.gan_mode, gan.lambda_l1) == ("l1+gan", "vanilla", 100.0)
+    assert (pretrain.loss, pretrain.optimizer.lr, pretrain.uses_discriminator) == ({"l1": 1.0}, 1e-4, False)
+    assert (gan.loss, spec.objectives["gan"]["mode"], gan.uses_discriminator) == ({"l1": 100.0, "gan": 1.0}, "vanilla", True)
+    assert list(gan.loss) == ["l1", "gan"]  # the stage's order
     assert (gan.optimizer.lr, gan.optimizer.betas) == (2e-4, (0.5, 0.999))
     assert gan.discriminator_optimizer == gan.optimizer
     assert (gan.image_size, gan.batch_size) == (256, 16)  # from [defaults]
@@ -106,17 +106,42 @@ epochs = 1
         (GOOD_MODEL.replace('"simple-cnn"', '"simple-cnm"'), r"model 'm'.generator.arch: unknown generator architecture 'simple-cnm'; did you mean simple-cnn"),
         (GOOD_MODEL.replace('epochs = 1', 'epochs = 1\nepoch = 2'), r"model 'm'.stages\[0\]: unknown key 'epoch' \(did you mean 'epochs'\?\)"),
         (GOOD_MODEL.replace('epochs = 1', 'epochs = "one"'), r"model 'm'.stages\[0\].epochs: expected int, got str 'one'"),
-        (GOOD_MODEL.replace('loss = "l1"', 'loss = "l2"'), r"model 'm'.stages\[0\].loss: 'l2' is not one of 'mse', 'l1', 'l1\+gan'"),
-        (GOOD_MODEL.replace('loss = "l1"', 'loss = "l1+gan"'), r"model 'm': stage 's' uses a GAN loss but the model has no discriminator"),
+        (GOOD_MODEL.replace('loss = "l1"', 'loss = "l2"'), r"model 'm'.stages\[0\].loss: unknown objective 'l2'; did you mean l1"),
+        (GOOD_MODEL.replace('loss = "l1"', 'loss = { l2 = 1 }'), r"model 'm'.stages\[0\].loss: unknown objective 'l2'; did you mean l1"),
+        (GOOD_MODEL.replace('loss = "l1"', 'loss = { l1 = "a lot" }'), r"model 'm'.stages\[0\].loss.l1: expected float, got str"),
+        (GOOD_MODEL.replace('loss = "l1"', 'loss = {}'), r"model 'm'.stages\[0\].loss: expected a non-empty table"),
+        (GOOD_MODEL.replace('loss = "l1"', 'loss = "l1+gan"'), r"model 'm': stage 's' uses 'gan', which needs a discriminator, but the model has none"),
+        (GOOD_MODEL.replace("[models.m]", "[models.m]\nobjectives = { l1 = { sharpness = 2 } }"), r"model 'm'.objectives.l1.sharpness: 'l1' has no setting 'sharpness'"),
+        (GOOD_MODEL.replace("[models.m]", "[models.m]\nobjectives = { mse = {} }"), r"model 'm'.objectives.mse: no stage uses objective 'mse'"),
         (GOOD_MODEL + 'optimizer = { lr = 1e-3, betas = [0.5] }\n', r"model 'm'.stages\[0\].optimizer.betas: expected a list of 2 numbers"),
         (GOOD_MODEL.replace("[models.m]", "[models.m]\ncolour = 1"), r"model 'm': unknown key 'colour'"),
         ("[defaults]\nimage_sise = 3\n" + GOOD_MODEL, r"\[defaults\]: unknown key 'image_sise'"),
     ],
-    ids=["bad-toml", "unknown-arch", "unknown-key", "wrong-type", "bad-literal", "gan-without-d", "betas", "model-key", "defaults"],
+    ids=["bad-toml", "unknown-arch", "unknown-key", "wrong-type", "unknown-objective", "unknown-term", "bad-weight",
+         "no-terms", "gan-without-d", "objective-setting", "unused-objective", "betas", "model-key", "defaults"],
 )
 def test_malformed_registry_names_model_and_key(tmp_path, text, message):
     with pytest.raises(SpecError, match=message):
         load_registry_file(_write(tmp_path, text))
+
+
+def test_first_landing_loss_form_reads_as_weighted_objectives(tmp_path):
+    """``loss = "l1+gan"`` with ``lambda_l1`` and ``gan_mode`` (older registries and checkpoints) means the same
+    spec as the weighted form."""
+    head = '[models.m]\ngenerator = "simple-cnn"\ndiscriminator = "patchgan"\n'
+    old = head + '[[models.m.stages]]\nname = "s"\nloss = "l1+gan"\nlambda_l1 = 10.0\ngan_mode = "lsgan"\nepochs = 1\n'
+    new = (head + 'objectives = { gan = { mode = "lsgan" } }\n'
+           '[[models.m.stages]]\nname = "s"\nloss = { l1 = 10, gan = 1 }\nepochs = 1\n')
+    assert load_registry_file(_write(tmp_path, old)) == load_registry_file(_write(tmp_path, new))
+    spec = load_registry_file(_write(tmp_path, old))["m"]
+    assert spec_from_dict("m", spec.to_dict()) == spec and spec.to_dict()["stages"][0]["loss"] == {"l1": 10.0, "gan": 1.0}
+
+
+def test_builtin_objectives_are_registered_and_know_what_they_need():
+    assert {"l1", "mse", "gan"} <= set(zoo.list_architectures("objective"))
+    assert OBJECTIVES.source("l1") == "builtin"
+    assert OBJECTIVES.get("gan").needs_discriminator and not OBJECTIVES.get("l1").needs_discriminator
+    assert zoo.get_spec("unet-resnet18-gan").output_channels == 2  # no objective defines another output
 
 
 def test_zoo_registry_env_selects_another_file(tmp_path, monkeypatch):
@@ -135,10 +160,16 @@ def test_zoo_registry_env_selects_another_file(tmp_path, monkeypatch):
 
 def test_installed_plugin_is_discovered_lazily_and_creates(example_plugin, monkeypatch):
     monkeypatch.delitem(sys.modules, "zoo_example_plugin.models", raising=False)
+    monkeypatch.delitem(sys.modules, "zoo_example_plugin.objectives", raising=False)
     assert "example-residual" in zoo.list_architectures("generator")
     assert "example-critic" in zoo.list_architectures("discriminator")
+    assert "example-huber" in zoo.list_architectures("objective")
     assert "zoo_example_plugin.models" not in sys.modules  # listed without importing it
+    assert "zoo_example_plugin.objectives" not in sys.modules
     assert GENERATORS.source("example-residual") == "zoo_example_plugin.models:ResidualColorNet"
+    assert OBJECTIVES.source("example-huber") == "zoo_example_plugin.objectives:Huber"
+    assert GENERATORS.geometry("example-residual").size_multiple({}) == 1  # declared by the plugin
+    assert DISCRIMINATORS.geometry("example-critic") == DEFAULT_GEOMETRY  # declares nothing: the default
     assert "example-residual-gan" in zoo.list_models()  # the model the plugin ships in its registry.toml
     g, d = zoo.create_models(zoo.get_spec("example-residual-gan"))
     ab = g(torch.rand(2, 1, 32, 32) * 2 - 1)

@@ -21,10 +21,11 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
+from zoo.cli.harness import report as report_command
 from zoo.color import rgb_uint8_to_lab_normalized
-from zoo.report import ReportError, load_results, merge_rows, numeric_columns, split_grid, write_report
-from zoo.train import write_grid
-from zoo.use_cli import report as report_command
+from zoo.harness.report import ReportError, load_results, merge_rows, split_grid, write_report
+from zoo.harness.schema import numeric_keys
+from zoo.images import write_sample_grid
 
 PHOTOS = ("darknet--dog.jpg", "darknet--giraffe.jpg", "darknet--eagle.jpg")
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -178,7 +179,7 @@ def sample_grid(path: Path, photos_dir: Path, size: int = 64) -> None:
     images = [Image.open(photos_dir / name).convert("RGB").resize((size, size)) for name in PHOTOS]
     batch = torch.from_numpy(np.stack([np.asarray(i) for i in images])).permute(0, 3, 1, 2).contiguous()
     L, ab = rgb_uint8_to_lab_normalized(batch)  # noqa: N806
-    write_grid(path, L, ab * 0.5, ab)
+    write_sample_grid(path, L, ab * 0.5, ab)
 
 
 @pytest.fixture(scope="module")
@@ -236,7 +237,7 @@ def test_rows_merge_by_model_and_every_numeric_field_is_a_column(results):
     assert rows["unet-resnet18"]["psnr"] == 23.4 and rows["unet-resnet18"]["params"] == 14_320_000
     assert rows["pix2pix-unet-gan"]["error"] == "bench: RuntimeError: out of memory"
     assert list(rows) == ["simple-cnn", "unet-resnet18", "pix2pix-unet-gan", "gray", "truth"]
-    assert numeric_columns(list(rows.values())) == ["psnr", "ssim", "ciede2000", "infer_img_s", "latency_ms_median",
+    assert numeric_keys(list(rows.values())) == ["psnr", "ssim", "ciede2000", "infer_img_s", "latency_ms_median",
                                                     "params", "gflops", "hue_bins"]
     assert loaded[1].samples["simple-cnn"] == results[1].parent / "grids" / "cnn.png"
 
@@ -256,8 +257,10 @@ def test_sample_grids_split_into_their_panels(tmp_path, photos_dir):
 def test_page_is_self_contained(page):
     text = page.read_text()
     references = re.findall(r"""(?:src|href)\s*=\s*["']([^"']*)""", text)
-    assert references and all(ref.startswith("data:image/") for ref in references)
-    assert "@import" not in text and "url(" not in text
+    assert references and all(ref.startswith(("data:image/", "#")) for ref in references)  # inline or in-page
+    assert any(ref.startswith("data:image/") for ref in references)
+    assert "@import" not in text
+    assert all(target.startswith("#") for target in re.findall(r"url\(([^)]*)\)", text))  # in-page clip paths only
     assert "<script src" not in text
 
 
@@ -289,7 +292,7 @@ def test_report_loads_without_errors_sorts_slides_and_renders(browser, page, tmp
     browser.open(url)
     assert browser.problems(url) == []
     assert browser.evaluate("Array.from(document.images).every(i => i.naturalWidth > 0)")
-    assert browser.evaluate("document.querySelectorAll('#plot circle').length") == 2
+    assert browser.evaluate("document.querySelectorAll('#plot #points use').length") == 2  # one marker a point
     assert browser.evaluate("document.querySelectorAll('.gallery .sample').length") == 2 * len(PHOTOS)
     best = "Array.from(document.querySelectorAll('#leaderboard td.best'), c => c.parentElement.dataset.model)"
     assert "truth" not in browser.evaluate(best)  # the references (truth has SSIM 1) are never "best"

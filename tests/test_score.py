@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from skimage.color import lab2rgb, rgb2lab
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from bench.commands import score
 from zoo import checkpoint, get_spec
+from zoo.cli.harness import score
 from zoo.data import ColorizationDataset, resolve_source
 from zoo.factory import create_models
 

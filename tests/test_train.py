@@ -20,7 +20,8 @@ from safetensors.torch import load_file
 import zoo
 from zoo import checkpoint
 from zoo.data import EmptyDatasetError
-from zoo.train import TrainOptions, _cpu_budget, parse_duration, resume, setup_runtime, train
+from zoo.runtime import setup_runtime
+from zoo.train import TrainOptions, _cpu_budget, parse_duration, resume, train
 
 FAST = {"image_size": 64, "batch_size": 4, "workers": 0, "progress": False, "log_every": 1}
 
@@ -52,16 +53,37 @@ def test_every_model_trains_a_few_steps_on_the_sample(tmp_path, model):
     split = json.loads((run_dir / "split.json").read_text())
     assert len(split["train"]) + len(split["val"]) == 119 and not set(split["train"]) & set(split["val"])
     assert list((run_dir / "samples").glob("*.png"))
-    # The inference checkpoint re-reads into a generator that reproduces the trained one's output.
-    loaded_spec, generator = checkpoint.load_generator(run_dir / "generator.safetensors")
+    # The inference checkpoint re-reads into a predictor (generator + decoder) holding exactly the trained weights.
+    loaded_spec, predictor = checkpoint.load_generator(run_dir / "generator.safetensors")
     assert loaded_spec.name == model
     trained = load_file(run_dir / "generator.safetensors")
-    assert all(torch.equal(trained[f"generator.{k}"], v) for k, v in generator.state_dict().items())
+    assert all(torch.equal(trained[k], v) for k, v in predictor.state_dict().items())
+    assert any(k.startswith("generator.") for k in predictor.state_dict())
 
 
 def test_plugin_model_trains_like_any_other(tmp_path, example_plugin):
     summary = train("example-residual-gan", TrainOptions(out=tmp_path / "plugin", max_steps=3, **FAST), echo=lambda s: None)
     assert summary["steps"] == 3 and math.isfinite(summary["val_l1"])
+
+
+def test_plugin_objective_trains_a_model(tmp_path, example_plugin):
+    """The example plugin's Huber objective (one file and an entry point) trains a model, logged as g_<name>."""
+    import torch.nn.functional as F
+
+    summary = train("example-residual-huber", TrainOptions(out=tmp_path / "huber", max_steps=3, **FAST),
+                    echo=lambda s: None)
+    logged = [r for r in records(Path(summary["run_dir"])) if r["kind"] == "train"]
+    assert [r["step"] for r in logged] == [1, 2, 3] and all(0 < r["g_example-huber"] < 0.05 for r in logged)
+    # What it logs is the Huber loss: recompute step 1's from the same seed's first batch and initial weights.
+    spec = zoo.get_spec("example-residual-huber")
+    assert spec.objectives == {"example-huber": {"delta": 0.05}}
+    huber = zoo.registry.OBJECTIVES.create("example-huber", delta=0.05)
+    ab_pred, ab = torch.tensor([[0.0, 0.2]]), torch.tensor([[0.03, 0.0]])
+    expected = float(F.huber_loss(ab_pred, ab, delta=0.05))
+    assert expected == pytest.approx((0.5 * 0.03**2 + 0.05 * (0.2 - 0.025)) / 2)
+    from zoo.objectives import Batch
+
+    assert float(huber(Batch(ab[:, :1, None, None], ab[..., None, None], ab_pred[..., None, None]))) == pytest.approx(expected)
 
 
 def test_max_time_stops_cleanly_with_a_checkpoint(tmp_path):
@@ -73,10 +95,10 @@ def test_max_time_stops_cleanly_with_a_checkpoint(tmp_path):
 
 def test_cpu_without_a_length_gets_a_budget_and_is_told_the_cost():
     said = []
-    opts = _cpu_budget(zoo.get_spec("unet-resnet18-gan"), TrainOptions(device="cpu"), setup_runtime(TrainOptions(device="cpu")), said.append)
+    opts = _cpu_budget(zoo.get_spec("unet-resnet18-gan"), TrainOptions(device="cpu"), setup_runtime("cpu"), said.append)
     assert opts.max_time == 600.0
     assert "pretrain: 20 epochs of batch 16 at 256 px, gan: 20 epochs" in said[0] and "--max-time" in said[0]
-    opts = _cpu_budget(zoo.get_spec("simple-cnn"), TrainOptions(device="cpu", epochs=1), setup_runtime(TrainOptions(device="cpu")), said.append)
+    opts = _cpu_budget(zoo.get_spec("simple-cnn"), TrainOptions(device="cpu", epochs=1), setup_runtime("cpu"), said.append)
     assert opts.max_time is None and len(said) == 1
 
 

@@ -1,15 +1,15 @@
 """Checkpoints as single safetensors files: tensors plus a JSON header, written atomically, never unpickled.
 
-Tensor keys are prefixed by what they belong to (``generator.``, ``discriminator.``, ``optim.generator.`` ...);
-everything else (step, stage, optimiser hyper-parameters, the resolved model spec) is JSON in the safetensors
-metadata under ``zoo``. A file holding only ``generator.*`` tensors is what inference needs.
+Tensor keys are prefixed by what they belong to (``generator.``, ``decoder.``, ``discriminator.``,
+``objective.<name>.``, ``optim.generator.`` ...); everything else (step, stage, optimiser hyper-parameters, the
+resolved model spec) is JSON in the safetensors metadata under ``zoo``. A file holding the ``generator.*`` and
+``decoder.*`` tensors of a :class:`zoo.factory.Predictor` is what inference needs.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from zoo.factory import build
+from zoo.factory import Predictor, create_predictor
+from zoo.files import atomic_write
 from zoo.spec import ModelSpec, get_spec, spec_from_dict
 
 FORMAT = "colorization-zoo/1"
@@ -30,25 +31,10 @@ class CheckpointError(ValueError):
 
 
 def save(path: Path, tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> None:
-    """Write ``tensors`` and JSON ``meta`` to ``path`` atomically (temporary file, fsync, rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``tensors`` and JSON ``meta`` to ``path`` atomically (:func:`zoo.files.atomic_write`)."""
     contiguous = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_write(path) as tmp:
         save_file(contiguous, tmp, metadata={"format": FORMAT, "zoo": json.dumps(meta)})
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def read_meta(path: Path) -> dict[str, Any]:
@@ -101,17 +87,17 @@ def unpack_optimizer(optimizer: torch.optim.Optimizer, tensors: Mapping[str, tor
 
 def load_module(module: nn.Module, path: Path, prefix: str) -> None:
     """Load the ``prefix`` tensors of ``path`` into ``module`` strictly; mismatches name the file."""
-    tensors = load(path, prefix, device=next(module.parameters()).device)
+    held = next(itertools.chain(module.parameters(), module.buffers()), None)
+    tensors = load(path, prefix, device=held.device if held is not None else "cpu")
     try:
         module.load_state_dict(tensors, strict=True)
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: does not fit the model: {str(exc).splitlines()[0]}") from None
 
 
-def load_generator(path: Path, model: str | None = None, device: str | torch.device = "cpu") -> tuple[ModelSpec, nn.Module]:
-    """The spec and generator stored in checkpoint ``path`` (eval mode, on ``device``).
-
-    With ``model``, a checkpoint of another architecture is refused with a message naming both.
+def load_generator(path: Path, model: str | None = None, device: str | torch.device = "cpu") -> tuple[ModelSpec, Predictor]:
+    """The spec and the predictor (generator and decoder: L to ab) stored in checkpoint ``path``, in eval mode
+    on ``device``. With ``model``, a checkpoint of another architecture is refused with a message naming both.
     """
     meta = read_meta(path)
     spec = spec_from_dict(meta["model"], meta["spec"])
@@ -122,6 +108,11 @@ def load_generator(path: Path, model: str | None = None, device: str | torch.dev
                 f"{path}: holds a {spec.name!r} generator ({spec.generator.arch}), not one of model {model!r}"
                 f" ({wanted.generator.arch})"
             )
-    generator = build("generator", spec.generator, spec.name).to(device)
-    load_module(generator, path, "generator.")
-    return spec, generator.eval()
+    predictor = create_predictor(spec, pretrained=False).to(device)  # opens no file the checkpoint names
+    tensors = load(path, device=device)
+    state = {k: v for k, v in tensors.items() if k.startswith(("generator.", "decoder."))}
+    try:
+        predictor.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: does not fit the model: {str(exc).splitlines()[0]}") from None
+    return spec, predictor.eval()

@@ -3,8 +3,8 @@
 One path through it::
 
     file --PIL, EXIF-upright--> source image (L, LA, RGB, RGBA or 16-bit gray I;16)
-      --resize, short side = working size rounded to the generator's size multiple--> L (1, 1, h, w)
-      --generator, batched by working shape--> ab (2, h, w)
+      --resize, short side = working size rounded to the generator's declared size multiple--> L (1, 1, h, w)
+      --predictor (generator + decoder), batched by working shape--> ab (2, h, w)
       --strips of about a megapixel: full-resolution L of the source + ab resized to full resolution-->
       Lab -> RGB --> 8-bit image (alpha kept) or, for a 16-bit gray PNG, a 16-bit RGB PNG written row by row
 
@@ -19,11 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
-import struct
 import time
-import zlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,28 +28,18 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps
+from PIL import Image
 from torch import Tensor, nn
 
 from zoo import checkpoint
 from zoo.color import lab_normalized_to_rgb, normalize_lab, rgb_to_lab, rgb_uint8_to_lab_normalized
-from zoo.data import BadImageError, default_workers, one_line, open_image, resolve_source
-from zoo.spec import ModelSpec
-from zoo.train import pick_device
+from zoo.data import default_workers, resolve_source
+from zoo.images import BadImageError, Source, as_source, one_line, read_source, upright_size, write_image, write_png16
+from zoo.runtime import pick_device
+from zoo.spec import ModelSpec, size_multiple
 
 STRIP_PIXELS = 1 << 18  # pixels per strip of the full-resolution Lab -> RGB pass (cache-sized temporaries)
 MAX_BATCH_PIXELS = 48_000_000  # full-resolution pixels decoded at once (two 24 MP photos)
-MAX_SIZE_MULTIPLE = 1024  # largest size multiple size_multiple() probes for
-_ORIENTATION = 0x0112
-_SIXTEEN_BIT_GRAY = {"I", "I;16", "I;16L", "I;16B", "I;16N"}
-_ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
-_FORMAT_FAMILY = {"MPO": "JPEG"}  # multi-picture JPEGs from cameras are written as plain JPEG
-_EXIF_FORMATS = {"JPEG", "PNG", "WEBP"}  # EXIF as a block of its own (a TIFF's tags describe its own pixels)
-_SAVE_OPTIONS = {
-    "JPEG": {"quality": 95},
-    "WEBP": {"quality": 95},
-    "TIFF": {"compression": "tiff_deflate"},
-}
 
 
 class NoCheckpointError(ValueError):
@@ -67,67 +54,6 @@ def missing_checkpoint_message(model: str) -> str:
     )
     runs = sorted(Path("runs").glob(f"{model}-*/generator.safetensors"), key=lambda p: p.stat().st_mtime)
     return f"{message}; found {runs[-1]}" if runs else message
-
-
-# ------------------------------------------------------------------------------------------- sources
-
-
-@dataclass
-class Source:
-    """A decoded, upright image ready to colorize."""
-
-    image: Image.Image  # mode L, LA, RGB, RGBA or I;16
-    format: str  # the file's PIL format (JPEG, PNG, WEBP, TIFF, ...), "PNG" for in-memory images
-    exif: Image.Exif | None = None  # without the orientation tag
-
-    @property
-    def sixteen_bit(self) -> bool:
-        return self.image.mode == "I;16"
-
-    @property
-    def has_alpha(self) -> bool:
-        return self.image.mode in ("LA", "RGBA")
-
-
-def _working_mode(image: Image.Image) -> Image.Image:
-    """``image`` in one of the modes a :class:`Source` holds, itself if it is in one already (no copy).
-
-    16-bit gray stays 16-bit (clipped to [0, 65535]); transparency becomes an alpha channel.
-    """
-    if image.mode in _SIXTEEN_BIT_GRAY:
-        return image if image.mode == "I;16" else Image.fromarray(np.asarray(image).clip(0, 65535).astype(np.uint16))
-    gray = image.mode in ("1", "L", "LA", "La")
-    if image.mode in _ALPHA_MODES or "transparency" in image.info:
-        mode = "LA" if gray else "RGBA"
-    else:
-        mode = "L" if gray else "RGB"
-    return image if image.mode == mode else image.convert(mode)
-
-
-def as_source(image: Image.Image) -> Source:
-    """An in-memory PIL image as a :class:`Source` (EXIF orientation applied)."""
-    upright = ImageOps.exif_transpose(image)
-    return Source(_working_mode(upright), image.format or "PNG")
-
-
-def read_source(path: Path) -> Source:
-    """Decode ``path`` upright; raises ``BadImageError`` (missing, not an image, corrupt) naming the file."""
-    with open_image(path) as image:  # leaving the block closes the file, not the decoded pixels
-        image.load()
-        file_format = _FORMAT_FAMILY.get(image.format, image.format) or "PNG"
-        ImageOps.exif_transpose(image, in_place=True)
-        exif = image.getexif() if file_format in _EXIF_FORMATS else Image.Exif()
-        working = _working_mode(image)
-    exif.pop(_ORIENTATION, None)
-    return Source(working, file_format, exif if len(exif) else None)
-
-
-def upright_size(path: Path) -> tuple[int, int]:
-    """(width, height) of ``path`` once EXIF-rotated, from its header alone."""
-    with open_image(path) as image:
-        width, height = image.size
-        orientation = image.getexif().get(_ORIENTATION, 1)
-    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
 
 
 # ------------------------------------------------------------------------------------------- lightness
@@ -158,28 +84,6 @@ def _color_pixels(pixels: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------- geometry
-
-
-def size_multiple(generator: nn.Module, device: torch.device | str = "cpu") -> int:
-    """The side length that the generator's input sizes should be multiples of, asked of the generator itself.
-
-    That is the smallest power of two m whose m x m input the generator maps to an m x m ab map (generators
-    check their input size up front: ``pix2pix-unet`` needs 2 ** num_downs, ``simple-cnn`` 2 ** depth, so the
-    sizes that fail cost next to nothing), and at least the ``output_stride`` an smp-style ``encoder`` states
-    (smp U-Nets accept any size but align their skips only at multiples of it). Plugin architectures are asked
-    the same way.
-    """
-    stride = int(getattr(getattr(generator, "encoder", None), "output_stride", 1))
-    m = 1
-    with torch.inference_mode():
-        while m <= MAX_SIZE_MULTIPLE:
-            try:
-                if generator(torch.zeros(1, 1, m, m, device=device)).shape[-2:] == (m, m):
-                    return max(m, stride)
-            except Exception:  # noqa: BLE001 - any failure means "not this size"
-                pass
-            m *= 2
-    raise ValueError(f"the generator maps no square input of side 1 .. {MAX_SIZE_MULTIPLE} to the same size")
 
 
 def working_shape(size: tuple[int, int], short_side: int, multiple: int) -> tuple[int, int]:
@@ -252,45 +156,16 @@ def render_image(source: Source, ab: Tensor) -> Image.Image:
     return out
 
 
-def write_png16(path: Path, size: tuple[int, int], strips: Iterable[tuple[int, Tensor]]) -> None:
-    """Write a 16-bit RGB PNG from sRGB strips, compressing each as it comes (no full-size buffer)."""
-    width, height = size
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    compressor = zlib.compressobj(6)
-    with open(path, "wb") as f:
-        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)))
-        for _, rgb in strips:
-            rows = _quantize(rgb, 16).astype(">u2").reshape(rgb.shape[0], -1).view(np.uint8)
-            filtered = np.concatenate([np.zeros((rows.shape[0], 1), np.uint8), rows], axis=1)  # filter 0: none
-            f.write(chunk(b"IDAT", compressor.compress(filtered.tobytes())))
-        f.write(chunk(b"IDAT", compressor.flush()) + chunk(b"IEND", b""))
-
-
 def save_output(source: Source, ab: Tensor, path: Path) -> None:
     """Write the colour image of ``source`` to ``path`` in the source's format, atomically.
 
     A 16-bit gray PNG gives a 16-bit RGB PNG; everything else is 8 bits a channel (alpha kept where present).
     Raises ``OSError`` for formats PIL reads but cannot write (XPM, PSD, ...).
     """
-    if source.format not in Image.SAVE:
-        raise OSError(f"PIL cannot write {source.format} files")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        if source.sixteen_bit and source.format == "PNG":
-            write_png16(tmp, source.image.size, render_strips(source, ab))
-        else:
-            image = render_image(source, ab)
-            options = dict(_SAVE_OPTIONS.get(source.format, {}))
-            if source.exif is not None:
-                options["exif"] = source.exif
-            image.save(tmp, format=source.format, **options)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    if source.sixteen_bit and source.format == "PNG":
+        write_png16(path, source.image.size, (_quantize(rgb, 16) for _, rgb in render_strips(source, ab)))
+    else:
+        write_image(path, render_image(source, ab), source.format, source.exif)
 
 
 # ------------------------------------------------------------------------------------------- inputs
@@ -366,16 +241,16 @@ class _Planned:
 
 
 class Colorizer:
-    """A loaded generator with what inference needs: working size, size multiple, device."""
+    """A loaded predictor (L to ab) with what inference needs: working size, size multiple, device."""
 
     def __init__(
-        self, spec: ModelSpec, generator: nn.Module, device: torch.device | str | None = None, size: int | None = None
+        self, spec: ModelSpec, predictor: nn.Module, device: torch.device | str | None = None, size: int | None = None
     ) -> None:
         self.spec = spec
-        self.device = torch.device(device) if device is not None else next(generator.parameters()).device
-        self.generator = generator.to(self.device).eval()
+        self.device = torch.device(device) if device is not None else next(predictor.parameters()).device
+        self.predictor = predictor.to(self.device).eval()
         self.size = size or spec.stages[-1].image_size
-        self.multiple = size_multiple(self.generator, self.device)
+        self.multiple = size_multiple(spec)
 
     @classmethod
     def from_checkpoint(
@@ -383,8 +258,8 @@ class Colorizer:
     ) -> Colorizer:
         """Load ``path`` (refused if it holds another architecture than ``model``) onto ``device``."""
         target = pick_device(device)
-        spec, generator = checkpoint.load_generator(Path(path), model=model, device=target)
-        return cls(spec, generator, target, size)
+        spec, predictor = checkpoint.load_generator(Path(path), model=model, device=target)
+        return cls(spec, predictor, target, size)
 
     def working_shape(self, size: tuple[int, int]) -> tuple[int, int]:
         """(width, height) the model sees for an upright image of ``size``."""
@@ -398,7 +273,7 @@ class Colorizer:
     def predict(self, L: Tensor) -> Tensor:  # noqa: N803
         """ab (B, 2, h, w) on the CPU for normalised L (B, 1, h, w)."""
         with torch.inference_mode():
-            return self.generator(L.to(self.device)).float().cpu()
+            return self.predictor(L.to(self.device)).float().cpu()
 
     def load(self, path: Path) -> tuple[Source, Tensor]:
         """The decoded source of ``path`` and its model input (run in worker threads)."""

@@ -1,4 +1,4 @@
-"""Image sources, bad-image scanning and the input pipeline that feeds uint8 RGB batches to training.
+"""Photo sources, bad-image scanning and the input pipeline that feeds uint8 RGB batches to training.
 
 One path through it::
 
@@ -8,15 +8,13 @@ One path through it::
     make_loader(ColorizationDataset(train, 256, train=True), 16, sampler=EpochSampler(len(train), seed, epoch))
         -> uint8 batches (B, 3, 256, 256)
 
-Every decode goes through ``load_rgb`` (EXIF-aware; CMYK, palette, 16-bit and alpha handled). Randomness comes
-only from the per-item seeds that ``EpochSampler`` hands out, never from global or worker RNG, so a run resumed
-at any sample reproduces the same crops and flips bit for bit. Colour conversion to Lab happens later, on the
-device, in batches.
+Every decode goes through :func:`zoo.images.decode_rgb` (EXIF-aware; CMYK, palette, 16-bit and alpha handled).
+Randomness comes only from the per-item seeds that ``EpochSampler`` hands out, never from global or worker RNG,
+so a run resumed at any sample reproduces the same crops and flips bit for bit. Colour conversion to Lab
+happens later, on the device, in batches (:mod:`zoo.color`, which also measures chroma here).
 """
 
 from __future__ import annotations
-
-import contextlib
 
 import glob
 import hashlib
@@ -32,14 +30,22 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from zoo import datasets
+from zoo import downloads, files
+from zoo.color import rgb_to_lab
+from zoo.images import (
+    MAX_PIXELS,
+    SINGLE_CHANNEL_MODES,
+    BadImageError,
+    decode_rgb,
+    is_image_name,
+    load_rgb,
+    resize_short_side,
+)
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"})
 SAMPLE_DIR = Path(__file__).parent / "sample_photos"
-MAX_PIXELS = 89_478_485  # PIL's own decompression-bomb limit
 # Mean Lab chroma below which a photo counts as grayscale. Measured on 64 px thumbnails of the 120 shared photos:
 # the nearly gray one (gnome-control-center-data--guitar2.jpg) has 0.65, the least colourful colour photo
 # (gnome-control-center-data--calculator.jpg) 1.53; 1.0 sits a factor of about 1.5 from each.
@@ -47,29 +53,7 @@ MIN_CHROMA = 1.0
 THUMBNAIL = 64  # short side at which the scan measures chroma
 LOAD_SCALE = 286 / 256  # pix2pix: resize to 286, random-crop 256
 SCAN_CACHE = "scan-cache.json"
-_SCAN_CACHE_VERSION = 1
-_ORIENTATION = 0x0112
-_SWAPS_AXES = {5, 6, 7, 8}  # EXIF orientations that turn the image a quarter
-_SINGLE_CHANNEL = {"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
-_SIXTEEN_BIT_GRAY = {"I", "I;16", "I;16L", "I;16B", "I;16N"}
-_WHITE = (255, 255, 255, 255)
-# sRGB primaries to XYZ (IEC 61966-2-1); the reference white is the matrix's own white, so gray has chroma 0.
-_RGB_TO_XYZ = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]])
-_XYZ_WHITE = _RGB_TO_XYZ.sum(axis=1)
-
-
-class BadImageError(ValueError):
-    """A file that cannot be used as a photo; ``reason`` is ``"category"`` or ``"category: detail"``."""
-
-    def __init__(self, path: Path | str, reason: str) -> None:
-        super().__init__(f"{path}: {reason}")
-        self.path = Path(path)
-        self.reason = reason
-
-    @property
-    def category(self) -> str:
-        """The kind of problem: corrupt, not an image, missing or too large."""
-        return self.reason.partition(":")[0]
+_SCAN_CACHE_VERSION = 2
 
 
 class EmptyDatasetError(ValueError):
@@ -82,35 +66,31 @@ class EmptyDatasetError(ValueError):
 def resolve_source(source: str = "sample", cache_dir: Path | None = None) -> list[Path]:
     """Image paths of ``source``, sorted.
 
-    ``source`` is ``"sample"`` (the photos shipped in the package), a named dataset of ``zoo.datasets.DATASETS``
+    ``source`` is ``"sample"`` (the photos shipped in the package), a named dataset of ``zoo.downloads.DATASETS``
     (downloaded into the cache on first use), a folder (searched recursively for image extensions), a list
     file (one path a line, relative to the list file; blank lines and ``#`` comments ignored), an image
     file, or a glob such as ``"photos/**/*.jpg"``.
     """
     if source == "sample":
         return _images_under(SAMPLE_DIR)
-    if source in datasets.DATASETS:
-        return datasets.fetch(source, cache_dir)
+    if source in downloads.DATASETS:
+        return downloads.fetch(source, cache_dir)
     path = Path(source).expanduser()
     if path.is_dir():
         return _images_under(path)
     if path.is_file():
-        return [path] if _is_image_name(path) else _read_list(path)
+        return [path] if is_image_name(path) else _read_list(path)
     if any(c in source for c in "*?["):
         matches = glob.glob(os.path.expanduser(source), recursive=True)
-        return sorted(Path(p) for p in matches if _is_image_name(Path(p)) and os.path.isfile(p))
+        return sorted(Path(p) for p in matches if is_image_name(Path(p)) and os.path.isfile(p))
     raise ValueError(
         f"unknown image source {source!r}: expected 'sample', a folder, a glob, a list file or a dataset name "
-        f"({', '.join(sorted(datasets.DATASETS))})"
+        f"({', '.join(sorted(downloads.DATASETS))})"
     )
 
 
-def _is_image_name(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_EXTENSIONS
-
-
 def _images_under(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if _is_image_name(p) and p.is_file())
+    return sorted(p for p in folder.rglob("*") if is_image_name(p) and p.is_file())
 
 
 def _read_list(list_file: Path) -> list[Path]:
@@ -118,115 +98,11 @@ def _read_list(list_file: Path) -> list[Path]:
     return sorted({list_file.parent / Path(line).expanduser() for line in lines if line and not line.startswith("#")})
 
 
-# ---------------------------------------------------------------------------------------------------- decoding
-
-
-@dataclass(frozen=True)
-class _Decoded:
-    image: Image.Image  # RGB, upright; possibly at reduced scale
-    size: tuple[int, int]  # full-scale (width, height), upright
-    mode: str  # the file's own mode
-    fixes: tuple[str, ...]  # what was adjusted: "converted", "alpha dropped", "rotated"
-
-
-def load_rgb(path: Path | str, *, min_short_side: int | None = None, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """Decode an image file to an upright 8-bit RGB PIL image.
-
-    EXIF orientation is applied; CMYK, palette, YCbCr and gray modes are converted; 16-bit data is scaled to 8
-    bits (high byte) rather than clipped; transparency is composited on white. With ``min_short_side``, a JPEG
-    is decoded at a reduced DCT scale whose short side is still at least that. Raises ``BadImageError`` for
-    missing, non-image, corrupt or truncated files and for more than ``max_pixels`` pixels (never decoded).
-    """
-    return _decode(Path(path), min_short_side, max_pixels).image
-
-
-@contextlib.contextmanager
-def open_image(path: Path) -> Iterator[Image.Image]:
-    """``Image.open(path)`` as a context; any failure inside the block is a ``BadImageError`` naming the file.
-
-    PIL's decompression-bomb warning is silenced: callers apply their own pixel limit.
-    """
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(path)
-        with image:
-            yield image
-    except BadImageError:
-        raise
-    except FileNotFoundError:
-        raise BadImageError(path, "missing") from None
-    except UnidentifiedImageError:
-        raise BadImageError(path, "not an image") from None
-    except Image.DecompressionBombError as err:
-        raise BadImageError(path, f"too large: {err}") from None
-    except Exception as err:  # noqa: BLE001 - on bad data PIL raises OSError, SyntaxError, ValueError, ...
-        raise BadImageError(path, f"corrupt: {one_line(err)}") from None
-
-
-def one_line(err: BaseException) -> str:
-    """An exception's message on one line (its type's name if it has none)."""
-    return " ".join(str(err).split()) or type(err).__name__
-
-
-def _decode(path: Path, min_short_side: int | None, max_pixels: int) -> _Decoded:
-    with open_image(path) as image:
-        width, height = image.size
-        if width * height > max_pixels:
-            pixels = f"{width}x{height} = {width * height:,} pixels > {max_pixels:,}"
-            raise BadImageError(path, f"too large: {pixels} (decompression bomb guard)")
-        mode = image.mode
-        deep = any(";16" in str(tile.args) for tile in image.tile)  # 16 bits a sample, e.g. raw mode "RGB;16B"
-        if min_short_side and image.format == "JPEG":
-            image.draft("RGB", _short_side_size((width, height), min_short_side))
-        image.load()
-        orientation = image.getexif().get(_ORIENTATION, 1)
-        ImageOps.exif_transpose(image, in_place=True)
-        rgb, fixes = _to_rgb(image, deep)  # always a new image: ``image`` is closed on leaving the block
-    if orientation in _SWAPS_AXES:
-        width, height = height, width
-    if orientation not in (0, 1):
-        fixes = (*fixes, "rotated")
-    return _Decoded(rgb, (width, height), mode, fixes)
-
-
-def _to_rgb(image: Image.Image, deep: bool) -> tuple[Image.Image, tuple[str, ...]]:
-    """``image`` (decoded from ``deep``, 16-bit, data or not) as 8-bit RGB with alpha composited on white, and
-    what that took."""
-    fixes: list[str] = []
-    if image.mode in _SIXTEEN_BIT_GRAY:  # PIL's own conversion to L clips at 255
-        gray = np.asarray(image).astype(np.int64).clip(0, 65535) >> 8
-        image = Image.fromarray(gray.astype(np.uint8))
-    if deep or image.mode not in ("RGB", "RGBA"):
-        fixes.append("converted")
-    if image.mode in ("RGBA", "RGBa", "LA", "La", "PA") or "transparency" in image.info:
-        image = Image.alpha_composite(Image.new("RGBA", image.size, _WHITE), image.convert("RGBA"))
-        fixes.append("alpha dropped")
-    return image.convert("RGB"), tuple(fixes)
-
-
-def _short_side_size(size: tuple[int, int], short_side: int) -> tuple[int, int]:
-    """``size`` scaled so that its shorter side is ``short_side``."""
-    width, height = size
-    if width <= height:
-        return short_side, max(short_side, round(height * short_side / width))
-    return max(short_side, round(width * short_side / height)), short_side
-
-
-def _resize_short_side(image: Image.Image, short_side: int) -> Image.Image:
-    size = _short_side_size(image.size, short_side)
-    return image if size == image.size else image.resize(size, Image.Resampling.BICUBIC)
-
-
 def mean_chroma(rgb: np.ndarray) -> float:
-    """Mean CIE Lab chroma sqrt(a*² + b*²) of uint8 sRGB pixels (..., 3), D65 white."""
-    c = rgb.reshape(-1, 3).astype(np.float64) / 255.0
-    linear = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
-    t = linear @ _RGB_TO_XYZ.T / _XYZ_WHITE
-    f = np.where(t > (6 / 29) ** 3, np.cbrt(t), t / (3 * (6 / 29) ** 2) + 4 / 29)
-    a = 500.0 * (f[:, 0] - f[:, 1])
-    b = 200.0 * (f[:, 1] - f[:, 2])
-    return float(np.hypot(a, b).mean())
+    """Mean CIE Lab chroma sqrt(a*^2 + b*^2) of uint8 sRGB pixels (..., 3), by :func:`zoo.color.rgb_to_lab`."""
+    pixels = torch.from_numpy(np.array(rgb, dtype=np.float64).reshape(-1, 1, 3)).div_(255).permute(2, 0, 1)
+    lab = rgb_to_lab(pixels)
+    return float(torch.hypot(lab[1], lab[2]).mean())
 
 
 # ---------------------------------------------------------------------------------------------------- scanning
@@ -320,12 +196,12 @@ def scan_images(
 
 def _judge(path: Path, min_chroma: float, max_pixels: int) -> _Verdict:
     try:
-        decoded = _decode(path, THUMBNAIL, max_pixels)
+        decoded = decode_rgb(path, THUMBNAIL, max_pixels)
     except BadImageError as err:
         return _Verdict(err.reason)
-    if decoded.mode in _SINGLE_CHANNEL:
+    if decoded.mode in SINGLE_CHANNEL_MODES:
         return _Verdict(f"grayscale: single-channel mode {decoded.mode}", decoded.fixes, decoded.size)
-    thumbnail = _resize_short_side(decoded.image, min(THUMBNAIL, *decoded.image.size))
+    thumbnail = resize_short_side(decoded.image, min(THUMBNAIL, *decoded.image.size))
     chroma = mean_chroma(np.asarray(thumbnail))
     skip = f"grayscale: mean chroma {chroma:.2f} < {min_chroma:.2f}" if chroma < min_chroma else None
     return _Verdict(skip, decoded.fixes, decoded.size)
@@ -373,10 +249,7 @@ class _ScanCache:
     def save(self) -> None:
         if self.file is None or not self.changed:
             return
-        self.file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.file.with_name(f"{self.file.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"header": self.header, "files": self.entries}))
-        os.replace(tmp, self.file)
+        files.write_text(self.file, json.dumps({"header": self.header, "files": self.entries}))
 
 
 # ---------------------------------------------------------------------------------------------------- split
@@ -492,7 +365,7 @@ class ColorizationDataset(Dataset[torch.Tensor]):
         raise EmptyDatasetError(f"none of the {len(self.paths)} images decodes any more")
 
     def _crop(self, image: Image.Image, seed: int) -> torch.Tensor:
-        image = _resize_short_side(image, self.load_size)
+        image = resize_short_side(image, self.load_size)
         s = self.image_size
         width, height = image.size
         if self.train:

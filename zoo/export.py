@@ -1,8 +1,8 @@
-"""ONNX export of a trained generator, checked against torch with onnxruntime.
+"""ONNX export of a trained predictor (generator and decoder), checked against torch with onnxruntime.
 
 The graph maps normalised L (``L / 50 - 1``, shape (B, 1, H, W)) to normalised ab (``ab / 110``, (B, 2, H, W)),
-with batch, height and width dynamic; H and W must be multiples of the generator's size multiple, which the
-file's metadata states along with the normalisation and the working size.
+decoding included, with batch, height and width dynamic; H and W must be multiples of the generator's declared
+size multiple, which the file's metadata states along with the normalisation and the working size.
 
 It uses torch's TorchScript-based exporter (``dynamo=False``): the torch.export-based one that torch 2.14 makes
 the default needs the ``onnxscript`` package, which the zoo does not depend on, while the TorchScript exporter
@@ -12,7 +12,6 @@ ships with torch, handles every built-in architecture with ``dynamic_axes``, and
 from __future__ import annotations
 
 import math
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +21,8 @@ import torch
 from torch import nn
 
 from zoo.color import AB_SCALE, L_SCALE
-from zoo.colorizer import size_multiple
-from zoo.spec import ModelSpec
+from zoo.files import atomic_write
+from zoo.spec import ModelSpec, size_multiple
 
 DEFAULT_OPSET = 17  # ONNX 1.12 (2022): onnxruntime >= 1.12 and every current runtime load it
 TOLERANCE = 1e-4  # largest |onnx - torch| accepted on normalised ab in [-1, 1]
@@ -51,25 +50,23 @@ def check_shapes(multiple: int) -> tuple[tuple[int, int, int, int], ...]:
 
 
 def export_onnx(
-    spec: ModelSpec, generator: nn.Module, out: Path, opset: int = DEFAULT_OPSET, tolerance: float = TOLERANCE
+    spec: ModelSpec, predictor: nn.Module, out: Path, opset: int = DEFAULT_OPSET, tolerance: float = TOLERANCE
 ) -> ExportReport:
-    """Write ``generator`` as ONNX to ``out`` and check it with onnxruntime at two batch and spatial sizes.
+    """Write ``predictor`` (L to ab) as ONNX to ``out`` and check it with onnxruntime at two batch and spatial
+    sizes.
 
     Raises :class:`ExportError` when onnxruntime is missing or an output differs from torch's by more than
     ``tolerance``; ``out`` is then not written.
     """
     try:
         import onnx
-        import onnxruntime
+        import onnxruntime  # noqa: F401 (the check runs it)
     except ImportError as exc:
         raise ExportError(f"ONNX export needs onnx and onnxruntime ({exc}): pip install onnx onnxruntime") from None
-    generator = generator.cpu().eval()
-    multiple = size_multiple(generator)
+    predictor = predictor.cpu().eval()
+    multiple = size_multiple(spec)
     shapes = check_shapes(multiple)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_write(out) as tmp:
         with warnings.catch_warnings():
             # The TorchScript exporter's deprecation notice, and the tracer's note that size checks such as
             # ``if h % multiple`` are frozen: both expected (inputs must be multiples, as the metadata says).
@@ -77,7 +74,7 @@ def export_onnx(
             warnings.filterwarnings("ignore", category=DeprecationWarning)
             warnings.filterwarnings("ignore", category=FutureWarning)
             torch.onnx.export(
-                generator, (torch.zeros(1, 1, shapes[0][2], shapes[0][2]),), str(tmp), dynamo=False,
+                predictor, (torch.zeros(1, 1, shapes[0][2], shapes[0][2]),), str(tmp), dynamo=False,
                 opset_version=opset, input_names=["L"], output_names=["ab"],
                 dynamic_axes={"L": _DYNAMIC, "ab": _DYNAMIC},
             )
@@ -91,20 +88,25 @@ def export_onnx(
             "zoo.image_size": str(spec.stages[-1].image_size),
         })
         onnx.save(model, str(tmp))
-        session = onnxruntime.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
-        worst = 0.0
-        generator_rng = torch.Generator().manual_seed(0)
-        for shape in shapes:
-            L = torch.rand(shape, generator=generator_rng) * 2 - 1  # noqa: N806
-            with torch.inference_mode():
-                expected = generator(L).numpy()
-            got = session.run(["ab"], {"L": L.numpy()})[0]
-            if got.shape != expected.shape:
-                raise ExportError(f"ONNX output shape {got.shape} != torch's {expected.shape} for input {shape}")
-            worst = max(worst, float(np.abs(got - expected).max()))
+        worst = _worst_difference(predictor, str(tmp), shapes)
         if not worst <= tolerance:
             raise ExportError(f"ONNX output differs from torch's by up to {worst:.3g} (> {tolerance:g})")
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return ExportReport(out, opset, shapes, worst)
+    return ExportReport(Path(out), opset, shapes, worst)
+
+
+def _worst_difference(predictor: nn.Module, onnx_path: str, shapes: tuple[tuple[int, int, int, int], ...]) -> float:
+    """Largest |onnxruntime - torch| over random inputs of ``shapes`` (seeded)."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
+    worst = 0.0
+    draws = torch.Generator().manual_seed(0)
+    for shape in shapes:
+        L = torch.rand(shape, generator=draws) * 2 - 1  # noqa: N806
+        with torch.inference_mode():
+            expected = predictor(L).numpy()
+        got = session.run(["ab"], {"L": L.numpy()})[0]
+        if got.shape != expected.shape:
+            raise ExportError(f"ONNX output shape {got.shape} != torch's {expected.shape} for input {shape}")
+        worst = max(worst, float(np.abs(got - expected).max()))
+    return worst

@@ -1,17 +1,21 @@
-"""Create generators and discriminators from a model name (``registry.toml``) or an architecture name."""
+"""Create a model's parts by name: generator, discriminator, objectives, and the predictor used at inference.
+
+The generator outputs what the model's output objective asks for (``ModelSpec.output_channels``: 2 for ab);
+:class:`Predictor` puts the objective's decoder after it, so that colorize, export, scoring and sample grids
+all see one module mapping L to normalised ab.
+"""
 
 from __future__ import annotations
 
 import fnmatch
 from typing import Any, Literal
 
-from torch import nn
+from torch import Tensor, nn
 
-from zoo.registry import architectures, unknown_name
+from zoo.registry import DISCRIMINATORS, GENERATORS, OBJECTIVES, registry, unknown_name
 from zoo.spec import ArchSpec, ModelSpec, check_settings, model_specs
 
-GENERATOR_CHANNELS = {"in_channels": 1, "out_channels": 2}  # L in, ab out
-DISCRIMINATOR_CHANNELS = {"in_channels": 3}  # cat(L, ab)
+DISCRIMINATOR_CHANNELS = 3  # cat(L, ab)
 
 
 def list_models(pattern: str | None = None) -> list[str]:
@@ -19,39 +23,81 @@ def list_models(pattern: str | None = None) -> list[str]:
     return sorted(n for n in model_specs() if pattern is None or fnmatch.fnmatch(n, pattern))
 
 
-def _resolve(kind: Literal["generator", "discriminator"], name: str, overrides: dict[str, Any]) -> tuple[str, ArchSpec]:
+def _resolve(kind: Literal["generator", "discriminator"], name: str, overrides: dict[str, Any]) -> tuple[ModelSpec | None, ArchSpec]:
     specs = model_specs()
     if name in specs:
         arch = getattr(specs[name], kind)
         if arch is None:
             raise ValueError(f"model {name!r} has no {kind}")
-        return name, ArchSpec(arch.arch, {**arch.settings, **overrides})
-    if name in architectures(kind).names():
-        return name, ArchSpec(name, overrides)
-    raise unknown_name(f"model or {kind} architecture", name, [*specs, *architectures(kind).names()])
+        return specs[name], ArchSpec(arch.arch, {**arch.settings, **overrides})
+    if name in registry(kind).names():
+        return None, ArchSpec(name, overrides)
+    raise unknown_name(f"model or {kind} architecture", name, [*specs, *registry(kind).names()])
 
 
-def build(kind: Literal["generator", "discriminator"], arch: ArchSpec, model: str) -> nn.Module:
-    """Instantiate ``arch`` with the channel keywords of ``kind``; ``model`` names the spec in errors."""
-    check_settings(kind, arch, model)
-    channels = GENERATOR_CHANNELS if kind == "generator" else DISCRIMINATOR_CHANNELS
-    return architectures(kind).create(arch.arch, **channels, **arch.settings)
+def build_generator(arch: ArchSpec, out_channels: int = 2, model: str | None = None, pretrained: bool = True) -> nn.Module:
+    """Instantiate generator ``arch`` mapping L to ``out_channels``; ``model`` names the spec in errors.
+
+    ``pretrained=False`` leaves out the initial weights its settings name (trained weights are loaded next).
+    """
+    check_settings("generator", arch.arch, arch.settings, f"model {model or arch.arch!r}: generator")
+    settings = dict(arch.settings)
+    if not pretrained and (setting := GENERATORS.pretrained_setting(arch.arch)) in settings:
+        settings[setting] = None
+    return GENERATORS.create(arch.arch, in_channels=1, out_channels=out_channels, **settings)
+
+
+def build_discriminator(arch: ArchSpec, model: str | None = None) -> nn.Module:
+    """Instantiate discriminator ``arch`` on cat(L, ab); ``model`` names the spec in errors."""
+    check_settings("discriminator", arch.arch, arch.settings, f"model {model or arch.arch!r}: discriminator")
+    return DISCRIMINATORS.create(arch.arch, in_channels=DISCRIMINATOR_CHANNELS, **arch.settings)
 
 
 def create_generator(name: str, **overrides: Any) -> nn.Module:
     """The generator of model ``name`` (or the architecture ``name``), settings overridden by ``overrides``."""
-    model, arch = _resolve("generator", name, overrides)
-    return build("generator", arch, model)
+    spec, arch = _resolve("generator", name, overrides)
+    return build_generator(arch, 2 if spec is None else spec.output_channels, name)
 
 
 def create_discriminator(name: str, **overrides: Any) -> nn.Module:
     """The discriminator of model ``name`` (or the architecture ``name``), settings overridden by ``overrides``."""
-    model, arch = _resolve("discriminator", name, overrides)
-    return build("discriminator", arch, model)
+    _, arch = _resolve("discriminator", name, overrides)
+    return build_discriminator(arch, name)
 
 
 def create_models(spec: ModelSpec) -> tuple[nn.Module, nn.Module | None]:
     """Generator and discriminator (None if the model has none) of ``spec``."""
-    generator = build("generator", spec.generator, spec.name)
-    discriminator = build("discriminator", spec.discriminator, spec.name) if spec.discriminator else None
+    generator = build_generator(spec.generator, spec.output_channels, spec.name)
+    discriminator = build_discriminator(spec.discriminator, spec.name) if spec.discriminator else None
     return generator, discriminator
+
+
+def create_objectives(spec: ModelSpec) -> nn.ModuleDict:
+    """Every objective the stages of ``spec`` weight, built once with the model's settings for it."""
+    return nn.ModuleDict({name: OBJECTIVES.create(name, **spec.objective_settings(name)) for name in spec.objective_names})
+
+
+def decoder_of(spec: ModelSpec, objectives: nn.ModuleDict | None = None) -> nn.Module:
+    """The module mapping the generator's output to ab: the output objective's decoder, else the identity."""
+    name = spec.output_objective
+    if name is None:
+        return nn.Identity()
+    objective = objectives[name] if objectives is not None else OBJECTIVES.create(name, **spec.objective_settings(name))
+    return objective.decoder()
+
+
+class Predictor(nn.Module):
+    """A generator followed by its model's decoder: normalised L (B, 1, H, W) to normalised ab (B, 2, H, W)."""
+
+    def __init__(self, generator: nn.Module, decoder: nn.Module | None = None) -> None:
+        super().__init__()
+        self.generator = generator
+        self.decoder = decoder if decoder is not None else nn.Identity()
+
+    def forward(self, L: Tensor) -> Tensor:  # noqa: N803 (L is the channel's name)
+        return self.decoder(self.generator(L))
+
+
+def create_predictor(spec: ModelSpec, pretrained: bool = True) -> Predictor:
+    """A fresh :class:`Predictor` of ``spec``; ``pretrained=False`` for one that a checkpoint's weights fill."""
+    return Predictor(build_generator(spec.generator, spec.output_channels, spec.name, pretrained), decoder_of(spec))

@@ -1,9 +1,14 @@
 """Typed model specifications, read from ``registry.toml``.
 
 One frozen dataclass per level (as litgpt's ``Config``): a :class:`ModelSpec` names a generator and an optional
-discriminator (:class:`ArchSpec`) and a training recipe of :class:`StageSpec` stages. ``[defaults]`` merge under
-every model, model-level ``image_size``/``batch_size`` merge under every stage. Every key is checked: an unknown
-key, a wrong type or an unknown architecture fails with a message naming the model and the key.
+discriminator (:class:`ArchSpec`), the settings of its objectives, and a training recipe of :class:`StageSpec`
+stages, each weighting objectives by name (``loss = { l1 = 100, gan = 1 }``). ``[defaults]`` merge under every
+model, model-level ``image_size``/``batch_size`` merge under every stage. Every key is checked: an unknown key,
+a wrong type, an unknown architecture or objective, or a setting its constructor does not take fails with a
+message naming the model and the key.
+
+The first landing's stage form, ``loss = "l1+gan"`` with ``lambda_l1`` and ``gan_mode``, still reads (so older
+checkpoints load); it means ``loss = { l1 = lambda_l1, gan = 1 }`` and ``objectives.gan.mode = gan_mode``.
 """
 
 from __future__ import annotations
@@ -24,10 +29,11 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Literal
 
-from zoo.registry import architectures, unknown_name
+from zoo.registry import GENERATORS, OBJECTIVES, registry, unknown_name
 
-LossName = Literal["mse", "l1", "l1+gan"]
-GanMode = Literal["vanilla", "lsgan"]
+Kind = Literal["generator", "discriminator", "objective"]
+AB_CHANNELS = 2
+_LEGACY_LOSSES = {"mse": {"mse": 1.0}, "l1": {"l1": 1.0}, "l1+gan": {"l1": None, "gan": 1.0}}  # None: lambda_l1
 
 
 class SpecError(ValueError):
@@ -56,15 +62,13 @@ class OptimizerSpec:
 
 @dataclass(frozen=True)
 class StageSpec:
-    """One stage of a training recipe."""
+    """One stage of a training recipe: objectives by name with their weights, length and optimiser."""
 
     name: str
-    loss: LossName
+    loss: Mapping[str, float]  # objective name -> weight, in the order the stage lists them
     epochs: int
     optimizer: OptimizerSpec = OptimizerSpec()
     d_optimizer: OptimizerSpec | None = None  # the discriminator's; None: same as ``optimizer``
-    gan_mode: GanMode = "vanilla"
-    lambda_l1: float = 100.0
     decay_epochs: int = 0  # pix2pix's "linear" policy: the last decay_epochs epochs take the lr linearly to 0
     image_size: int = 256
     batch_size: int = 16
@@ -75,8 +79,9 @@ class StageSpec:
         return 1.0 - max(0, epoch + 1 - (self.epochs - decay)) / (decay + 1)
 
     @property
-    def uses_gan(self) -> bool:
-        return self.loss == "l1+gan"
+    def uses_discriminator(self) -> bool:
+        """Whether one of the stage's objectives trains against the discriminator."""
+        return any(OBJECTIVES.get(name).needs_discriminator for name in self.loss)
 
     @property
     def discriminator_optimizer(self) -> OptimizerSpec:
@@ -91,13 +96,35 @@ class ModelSpec:
     generator: ArchSpec
     stages: tuple[StageSpec, ...]
     discriminator: ArchSpec | None = None
+    objectives: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # name -> constructor settings
     description: str = ""
+
+    @property
+    def objective_names(self) -> list[str]:
+        """Every objective some stage weights, in order of first use."""
+        return list(dict.fromkeys(name for stage in self.stages for name in stage.loss))
+
+    @property
+    def output_objective(self) -> str | None:
+        """The objective that defines what the generator outputs (logits over ab bins ...); None: plain ab."""
+        return next((n for n in self.objective_names if OBJECTIVES.get(n).output_channels is not None), None)
+
+    @property
+    def output_channels(self) -> int:
+        """Channels the generator outputs: the output objective's, else 2 (ab)."""
+        name = self.output_objective
+        return AB_CHANNELS if name is None else OBJECTIVES.get(name).output_channels
+
+    def objective_settings(self, name: str) -> dict[str, Any]:
+        return dict(self.objectives.get(name, {}))
 
     def to_dict(self) -> dict[str, Any]:
         """A plain, JSON- and TOML-friendly dict that :func:`spec_from_dict` turns back into this spec."""
         out: dict[str, Any] = {"description": self.description, "generator": self.generator.to_dict()}
         if self.discriminator is not None:
             out["discriminator"] = self.discriminator.to_dict()
+        if self.objectives:
+            out["objectives"] = {name: dict(settings) for name, settings in self.objectives.items()}
         out["stages"] = [_plain(dataclasses.asdict(stage)) for stage in self.stages]
         return out
 
@@ -125,7 +152,7 @@ class ModelSpec:
 
 def _plain(value: Any) -> Any:
     """Dataclass-dict values made TOML/JSON friendly (tuples to lists, None dropped)."""
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):
         return {k: _plain(v) for k, v in value.items() if v is not None}
     if isinstance(value, tuple | list):
         return [_plain(v) for v in value]
@@ -146,6 +173,13 @@ def _check_type(value: Any, hint: Any, where: str) -> Any:
     if origin in (types.UnionType, typing.Union):
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         return None if value is None else _check_type(value, args[0], where)
+    if origin in (dict, Mapping) or hint is Mapping:
+        key_type, value_type = typing.get_args(hint) or (str, Any)
+        if not isinstance(value, Mapping) or not value:
+            raise SpecError(f"{where}: expected a non-empty table, got {value!r}")
+        return {_check_type(k, key_type, where): _check_type(v, value_type, f"{where}.{k}") for k, v in value.items()}
+    if hint is Any:
+        return value
     if origin is tuple:
         args = typing.get_args(hint)
         if not isinstance(value, list | tuple) or len(value) != len(args):
@@ -187,14 +221,56 @@ def _arch_spec(kind: Literal["generator", "discriminator"], raw: Any, where: str
         raw = {"arch": raw}
     if not isinstance(raw, Mapping) or not isinstance(raw.get("arch"), str):
         raise SpecError(f"{where}: expected a table with a string 'arch', got {raw!r}")
-    registry = architectures(kind)
-    if raw["arch"] not in registry.names():
-        raise SpecError(f"{where}.arch: {unknown_name(f'{kind} architecture', raw['arch'], registry.names())}")
+    components = registry(kind)
+    if raw["arch"] not in components.names():
+        raise SpecError(f"{where}.arch: {unknown_name(f'{kind} architecture', raw['arch'], components.names())}")
     return ArchSpec(raw["arch"], {k: v for k, v in raw.items() if k != "arch"})
 
 
-_MODEL_KEYS = {"description", "generator", "discriminator", "stages", "image_size", "batch_size"}
+_MODEL_KEYS = {"description", "generator", "discriminator", "objectives", "stages", "image_size", "batch_size"}
 _STAGE_DEFAULT_KEYS = ("image_size", "batch_size")
+
+
+def _stage_table(raw: Any, where: str) -> tuple[Any, str | None]:
+    """A stage table in the current form, and the ``gan_mode`` its first-landing form named (or None)."""
+    if not isinstance(raw, Mapping):
+        return raw, None
+    table = dict(raw)
+    gan_mode = table.pop("gan_mode", None)
+    lambda_l1 = table.pop("lambda_l1", 100.0)
+    loss = table.get("loss")
+    if isinstance(loss, str):
+        if loss not in _LEGACY_LOSSES:
+            known = OBJECTIVES.names() + ["l1+gan"]
+            raise SpecError(f"{where}.loss: {unknown_name('objective', loss, known)}")
+        table["loss"] = {name: lambda_l1 if weight is None else weight for name, weight in _LEGACY_LOSSES[loss].items()}
+    elif gan_mode is not None or "lambda_l1" in raw:
+        raise SpecError(f"{where}: gan_mode and lambda_l1 go with loss = \"l1+gan\"; write"
+                        " loss = {{ l1 = 100, gan = 1 }} and objectives.gan.mode instead")
+    return table, gan_mode
+
+
+def _objectives(raw: Any, stages: tuple[StageSpec, ...], gan_modes: dict[str, str], where: str) -> dict[str, dict]:
+    """The settings of the objectives the stages use, checked against their constructors."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping) or not all(isinstance(v, Mapping) for v in raw.values()):
+        raise SpecError(f"{where}.objectives: expected a table of settings tables, got {raw!r}")
+    used = list(dict.fromkeys(name for stage in stages for name in stage.loss))
+    settings = {name: dict(table) for name, table in raw.items()}
+    for name in settings:
+        if name not in used:
+            raise SpecError(f"{where}.objectives.{name}: no stage uses objective {name!r} (stages use {', '.join(used)})")
+    if gan_modes:
+        if len(set(gan_modes.values())) > 1:
+            raise SpecError(f"{where}: stages {', '.join(gan_modes)} name different gan_mode values")
+        settings.setdefault("gan", {}).setdefault("mode", next(iter(gan_modes.values())))
+    for name in used:
+        check_settings("objective", name, settings.get(name, {}), f"{where}.objectives.{name}")
+    outputs = [name for name in used if OBJECTIVES.get(name).output_channels is not None]
+    if len(outputs) > 1:
+        raise SpecError(f"{where}: objectives {' and '.join(outputs)} both define the generator's output")
+    return {name: settings[name] for name in used if name in settings}
 
 
 def spec_from_dict(name: str, raw: Mapping[str, Any], defaults: Mapping[str, Any] | None = None) -> ModelSpec:
@@ -211,16 +287,28 @@ def spec_from_dict(name: str, raw: Mapping[str, Any], defaults: Mapping[str, Any
     inherited = {k: v for k, v in {**(defaults or {}), **raw}.items() if k in _STAGE_DEFAULT_KEYS}
     if not isinstance(raw["stages"], list) or not raw["stages"]:
         raise SpecError(f"{where}.stages: expected a non-empty list of [[stages]] tables")
-    stages = tuple(
-        _check_type({**inherited, **stage} if isinstance(stage, Mapping) else stage, StageSpec, f"{where}.stages[{i}]")
-        for i, stage in enumerate(raw["stages"])
-    )
+    stages, gan_modes = [], {}
+    for i, stage in enumerate(raw["stages"]):
+        table, gan_mode = _stage_table(stage, f"{where}.stages[{i}]")
+        if isinstance(table, Mapping):
+            table = {**inherited, **table}
+        parsed = _check_type(table, StageSpec, f"{where}.stages[{i}]")
+        for objective in parsed.loss:
+            if objective not in OBJECTIVES.names():
+                raise SpecError(f"{where}.stages[{i}].loss: {unknown_name('objective', objective, OBJECTIVES.names())}")
+        if gan_mode is not None:
+            gan_modes[parsed.name] = gan_mode
+        stages.append(parsed)
+    stages = tuple(stages)
+    objectives = _objectives(raw.get("objectives"), stages, gan_modes, where)
     discriminator = None
     if "discriminator" in raw:
         discriminator = _arch_spec("discriminator", raw["discriminator"], f"{where}.discriminator")
-    needs_d = [s.name for s in stages if s.uses_gan]
-    if needs_d and discriminator is None:
-        raise SpecError(f"{where}: stage {needs_d[0]!r} uses a GAN loss but the model has no discriminator")
+    for stage in stages:
+        needy = [n for n in stage.loss if OBJECTIVES.get(n).needs_discriminator]
+        if needy and discriminator is None:
+            raise SpecError(f"{where}: stage {stage.name!r} uses {needy[0]!r}, which needs a discriminator,"
+                            " but the model has none")
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise SpecError(f"{where}.description: expected str, got {description!r}")
@@ -228,6 +316,7 @@ def spec_from_dict(name: str, raw: Mapping[str, Any], defaults: Mapping[str, Any
         name=name,
         generator=_arch_spec("generator", raw["generator"], f"{where}.generator"),
         discriminator=discriminator,
+        objectives=objectives,
         stages=stages,
         description=description,
     )
@@ -299,37 +388,33 @@ def get_spec(name: str) -> ModelSpec:
     return specs[name]
 
 
-def check_settings(kind: Literal["generator", "discriminator"], arch: ArchSpec, model: str) -> None:
-    """Fail with a :class:`SpecError` naming ``model`` and the key if ``arch``'s factory does not take a setting."""
-    params = inspect.signature(architectures(kind).get(arch.arch)).parameters
+def check_settings(kind: Kind, name: str, settings: Mapping[str, Any], where: str) -> None:
+    """Fail with a :class:`SpecError` at ``where`` if the factory of ``name`` does not take a setting."""
+    params = inspect.signature(registry(kind).get(name)).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return
-    for key in arch.settings:
+    for key in settings:
         if key not in params or key in ("in_channels", "out_channels"):
             known = [p for p in params if p not in ("self", "in_channels", "out_channels")]
-            raise SpecError(
-                f"model {model!r}: {kind}.{key}: {arch.arch!r} has no setting {key!r} (settings: {', '.join(known)})"
-            )
-
-
-def _halvings(n: int) -> int:
-    """How many times 2 divides ``n`` (n > 0)."""
-    return (n & -n).bit_length() - 1
+            raise SpecError(f"{where}.{key}: {name!r} has no setting {key!r} (settings: {', '.join(known) or 'none'})")
 
 
 def adapt_to_image_size(spec: ModelSpec, image_size: int) -> tuple[ModelSpec, str | None]:
     """``spec`` with generator settings that fit ``image_size`` px, and a note saying what changed (or None).
 
-    The one rule: a generator with a ``num_downs`` setting (pix2pix's U-Net) halves its input ``num_downs``
-    times, so it gets ``min(num_downs, k)`` where 2**k is the largest power of two dividing ``image_size``
-    (log2 of it for powers of two: 6 at 64 px, 7 at 128 px, the spec's 8 at 256 px).
+    The generator's declared :class:`zoo.registry.Geometry` says what to change (pix2pix's U-Net: fewer
+    levels, ``num_downs 8 -> 6 for 64 px``); architectures with nothing to adapt are returned as they are.
     """
-    params = inspect.signature(architectures("generator").get(spec.generator.arch)).parameters
-    if "num_downs" not in params:
+    arch = spec.generator.arch
+    settings = GENERATORS.full_settings(arch, spec.generator.settings)
+    changes = {k: v for k, v in GENERATORS.geometry(arch).fit_settings(settings, image_size).items() if settings.get(k) != v}
+    if not changes:
         return spec, None
-    current = spec.generator.settings.get("num_downs", params["num_downs"].default)
-    fits = _halvings(image_size)
-    if current <= fits:
-        return spec, None
-    adapted = spec.with_overrides(generator={"num_downs": fits})
-    return adapted, f"num_downs {current} -> {fits} for {image_size} px"
+    note = ", ".join(f"{key} {settings.get(key)} -> {value}" for key, value in changes.items())
+    return spec.with_overrides(generator=changes), f"{note} for {image_size} px"
+
+
+def size_multiple(spec: ModelSpec) -> int:
+    """The side that the generator's input height and width must be multiples of (its declared geometry)."""
+    arch = spec.generator.arch
+    return GENERATORS.geometry(arch).size_multiple(GENERATORS.full_settings(arch, spec.generator.settings))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from zoo.models.init import init_weights
+from zoo.models.weight_init import init_weights
 from zoo.registry import register_discriminator
 
 

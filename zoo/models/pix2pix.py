@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from zoo.models.init import init_weights
-from zoo.registry import register_generator
+from zoo.models.weight_init import init_weights
+from zoo.registry import Geometry, register_generator
 
 _MIN_DOWNS = 5  # the outermost level, the ngf*2, ngf*4 and ngf*8 levels, and the innermost
 
@@ -36,6 +36,14 @@ def _twos(n: int) -> int:
     return (n & -n).bit_length() - 1
 
 
+def _fit_depth(settings: dict, image_size: int) -> dict:
+    """As many levels as the image size halves evenly, at most the set ``num_downs`` (6 at 64 px, 7 at 128)."""
+    return {"num_downs": min(settings["num_downs"], _twos(image_size))}
+
+
+GEOMETRY = Geometry(multiple=lambda settings: 2 ** settings["num_downs"], fit=_fit_depth)
+
+
 class _SkipLevel(nn.Module):
     """One inner U-Net level: LeakyReLU, down, the deeper levels, up, and the activated input concatenated.
 
@@ -54,7 +62,7 @@ class _SkipLevel(nn.Module):
         return torch.cat([x, self.up(self.inner(self.down(x)))], dim=1)
 
 
-@register_generator("pix2pix-unet")
+@register_generator("pix2pix-unet", geometry=GEOMETRY)
 class Pix2PixUNet(nn.Module):
     """The pix2pix U-Net: ``num_downs`` 4x4 stride-2 levels with skips by concatenation, tanh output.
 

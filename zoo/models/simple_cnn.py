@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from zoo.models.init import init_weights
-from zoo.registry import register_generator
+from zoo.models.weight_init import init_weights
+from zoo.registry import Geometry, register_generator
 
 
-@register_generator("simple-cnn")
+@register_generator("simple-cnn", geometry=Geometry(multiple=lambda settings: 2 ** settings["depth"]))
 class SimpleCNN(nn.Module):
     """Strided-conv encoder and transposed-conv decoder, BatchNorm + ReLU throughout, tanh output.
 

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from zoo.pretrained import PACKAGED_IMAGENET, packaged_imagenet
-from zoo.registry import register_generator
+from zoo.registry import Geometry, register_generator
 
 _WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt")
 # Top-level modules of timm/torchvision/smp classifiers that an encoder does not have.
@@ -21,7 +21,9 @@ _CLASSIFIER_HEADS = frozenset({"fc", "classifier", "head", "last_linear"})
 _FEATURE_HEADS = frozenset({"conv_head", "bn2"})
 
 
-@register_generator("smp-unet")
+# smp's U-Net halves its input five times (encoder_depth 5): its skips align at multiples of the encoder's output
+# stride, 32 (at other sizes it resizes them, which smears the finest detail).
+@register_generator("smp-unet", geometry=Geometry(multiple=32), pretrained_setting="encoder_weights")
 def smp_unet(
     in_channels: int = 1,
     out_channels: int = 2,

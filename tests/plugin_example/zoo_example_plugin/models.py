@@ -1,11 +1,15 @@
-"""A small residual generator and a global critic, written against the zoo's factory keywords only."""
+"""A small residual generator and a global critic, written against the zoo's factory keywords."""
 
 import torch
 from torch import nn
 
+from zoo.registry import Geometry
+
 
 class ResidualColorNet(nn.Module):
     """Full-resolution residual conv net: L (B, in, H, W) -> ab (B, out, H, W) in [-1, 1]."""
+
+    geometry = Geometry(multiple=1)  # no stride: any height and width
 
     def __init__(self, in_channels: int = 1, out_channels: int = 2, *, width: int = 32, blocks: int = 3) -> None:
         super().__init__()

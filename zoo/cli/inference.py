@@ -1,27 +1,30 @@
-"""The ``zoo`` commands that use trained models and results: colorize, export, report."""
+"""``zoo colorize`` and ``zoo export``: use a trained model on photos, or take it elsewhere as ONNX."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from zoo import checkpoint as checkpoints
-from zoo.checkpoint import CheckpointError
-from zoo.colorizer import Colorizer, missing_checkpoint_message
-from zoo.export import DEFAULT_OPSET, ExportError, export_onnx
-from zoo.report import ReportError, write_report
-from zoo.spec import SpecError
+from zoo.cli.options import fail
+
+if TYPE_CHECKING:
+    from zoo.colorizer import Colorizer
 
 
 def _load_colorizer(model: str | None, checkpoint: Path | None, device: str, size: int | None) -> Colorizer:
     """The colorizer, or a one-line ClickException saying what is missing or wrong."""
+    from zoo.checkpoint import CheckpointError
+    from zoo.colorizer import Colorizer, missing_checkpoint_message
+    from zoo.spec import SpecError
+
     if checkpoint is None:
-        raise click.ClickException(missing_checkpoint_message(model) if model else "give --checkpoint PATH (and --model NAME)")
+        fail(missing_checkpoint_message(model) if model else "give --checkpoint PATH (and --model NAME)")
     try:
         return Colorizer.from_checkpoint(checkpoint, model, device, size)
     except (CheckpointError, SpecError, KeyError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from None
+        fail(str(exc))
 
 
 @click.command()
@@ -86,34 +89,15 @@ def export(name: str, checkpoint: Path, format_: str, out: Path | None, opset: i
       zoo export unet-resnet18 --checkpoint runs/unet-resnet18-20261124-101500/generator.safetensors
       zoo export simple-cnn --checkpoint generator.safetensors --out simple-cnn.onnx --opset 18
     """
+    from zoo import checkpoint as checkpoints
+    from zoo.export import DEFAULT_OPSET, ExportError, export_onnx
+    from zoo.spec import SpecError
+
     try:
-        spec, generator = checkpoints.load_generator(checkpoint, model=name)
-        report = export_onnx(spec, generator, out or checkpoint.with_suffix(f".{format_}"), opset or DEFAULT_OPSET)
-    except (CheckpointError, SpecError, KeyError, ExportError) as exc:
-        raise click.ClickException(str(exc)) from None
+        spec, predictor = checkpoints.load_generator(checkpoint, model=name)
+        report = export_onnx(spec, predictor, out or checkpoint.with_suffix(f".{format_}"), opset or DEFAULT_OPSET)
+    except (checkpoints.CheckpointError, SpecError, KeyError, ExportError) as exc:
+        fail(str(exc))
     shapes = ", ".join("x".join(map(str, shape)) for shape in report.shapes)
     click.echo(f"wrote {report.path} ({report.path.stat().st_size / 1e6:.1f} MB, opset {report.opset})")
     click.echo(f"onnxruntime vs torch on inputs {shapes}: max abs diff {report.max_abs_diff:.2e}")
-
-
-@click.command()
-@click.argument("results", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False, exists=True))
-@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=Path("report.html"), show_default=True)
-@click.option("--title", default="colorization-zoo report", show_default=True)
-@click.option("--max-samples", default=6, show_default=True, type=click.IntRange(min=1),
-              help="Sample rows shown per model.")
-def report(results: tuple[Path, ...], out: Path, title: str, max_samples: int) -> None:
-    """Write one self-contained HTML page from `zoo bench` / `zoo score` RESULTS files.
-
-    The page has the leaderboard (click a header to sort), a quality-vs-speed plot, per-model galleries
-    (gray | model | truth with a before/after slider) and the protocol; images are inlined, nothing is fetched.
-
-    \b
-    Example:
-      zoo report bench.json score.json --out report.html
-    """
-    try:
-        path = write_report(results, out, title, max_samples)
-    except ReportError as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(f"wrote {path} ({path.stat().st_size / 1e3:.0f} kB)")

@@ -12,11 +12,6 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def millions(n: int | None) -> str:
-    """A count as ``14.32M`` (``-`` for None), as tables show parameter counts."""
-    return "-" if n is None else f"{n / 1e6:.2f}M"
-
-
 @torch.no_grad()
 def count_flops(module: nn.Module, input_shape: tuple[int, ...]) -> int:
     """FLOPs (2 per multiply-add) of one forward of ``module`` on a zero input of ``input_shape``, in eval mode."""

@@ -20,14 +20,15 @@ from torch import Tensor, nn
 from torchmetrics import Metric
 from torchmetrics.image import PeakSignalNoiseRatio
 
-from bench.metrics import CIEDE2000, Colorfulness, ColorfulnessGap, StructuralSimilarity
 from zoo import checkpoint
 from zoo.color import lab_normalized_to_rgb, rgb_uint8_to_lab_normalized
 from zoo.data import ColorizationDataset, EpochSampler, make_loader, resolve_source, scan_images
-from zoo.datasets import cache_root
+from zoo.downloads import cache_root, torch_hub_checkpoints
+from zoo.harness.metrics import CIEDE2000, Colorfulness, ColorfulnessGap, StructuralSimilarity
+from zoo.harness.schema import REFERENCE_ROWS
 
-GRAY, TRUTH = "gray", "truth"
-REFERENCES = (GRAY, TRUTH)
+REFERENCES = REFERENCE_ROWS  # gray (ab = 0) and truth (the truth against itself)
+GRAY, TRUTH = REFERENCES
 METRICS = ("psnr", "ssim", "cf", "cf_truth", "dcf", "ciede2000", "fid", "lpips")
 SCORED_FIELDS = ("images", *METRICS)  # what a score row adds to a bench row
 FID_WEIGHTS = "weights-inception-2015-12-05-6726825d.pth"
@@ -75,11 +76,6 @@ def protocol(data: str, image_size: int, images: int, fid: bool = False, lpips: 
 # --------------------------------------------------------------------------------------------- FID, LPIPS
 
 
-def hub_checkpoints() -> Path:
-    """Where torch (and so torchmetrics and torch-fidelity) keep downloaded weights: ``$TORCH_HOME/hub/checkpoints``."""
-    return Path(torch.hub.get_dir()) / "checkpoints"
-
-
 def _lpips_backbone() -> tuple[str, str]:
     """File name and URL of the AlexNet weights that torchmetrics' LPIPS loads through torchvision."""
     from torchvision.models import AlexNet_Weights
@@ -94,7 +90,7 @@ def check_backbones(fid: bool, lpips: bool) -> None:
     torchmetrics would download the weights on first use; this machine may have no internet, so they are
     looked for in the torch hub cache first and never fetched here.
     """
-    hub = hub_checkpoints()
+    hub = torch_hub_checkpoints()
     problems = []
     if fid:
         if importlib.util.find_spec("torch_fidelity") is None:
@@ -186,7 +182,8 @@ def score_models(
     show: int = 4,
     echo: Callable[[str], None] = print,
 ) -> Scores:
-    """Score ``models`` (name: generator, eval mode, on ``device``) and the references on the photos of ``data``.
+    """Score ``models`` (name: predictor from L to ab, eval mode, on ``device``) and the references on the photos
+    of ``data``.
 
     A model whose forward fails is a row with its error; the others go on. Rows: the models in order, then
     ``gray`` and ``truth``.
@@ -270,6 +267,7 @@ def find_checkpoints(folder: Path) -> tuple[dict[str, Path], list[str]]:
 
 
 def load_model(name: str, path: Path, device: str | torch.device) -> nn.Module:
-    """The generator of checkpoint ``path`` (a file or a run folder), refused unless it fits model ``name``."""
+    """The predictor (L to ab) of checkpoint ``path`` (a file or a run folder), refused unless it fits model
+    ``name``."""
     _, generator = checkpoint.load_generator(checkpoint_file(path), model=name, device=device)
     return generator

@@ -1,13 +1,22 @@
-"""Named public datasets: resumable checksummed downloads, safe extraction and a deterministic selection.
+"""Downloads into the zoo's cache with pooch: named photo datasets and ImageNet encoder weights.
 
-``fetch(name)`` downloads the archive into the cache (``~/.cache/colorization-zoo``, or ``$ZOO_CACHE``, or an
-explicit ``cache_dir``) as ``<file>.part``, resuming with an HTTP Range request where a previous attempt left
-off; checks its size and checksum; renames it into place; extracts it once (``tarfile`` with the ``"data"``
-filter, so no member can land outside the cache) behind a marker file; and returns the selected image paths.
+Everything lands under the cache (``~/.cache/colorization-zoo``, or ``$ZOO_CACHE``, or an explicit
+``cache_dir``) through ``pooch.retrieve``, which fetches a file once and checks it.
+
+``fetch(name)`` gets a dataset archive (``downloads/<file>``), extracts it once (``tarfile`` with the
+``"data"`` filter, so no member can land outside the cache) behind a marker file, and returns the selected
+image paths. Archives are large (COCO_SAMPLE is 3.2 GB), so pooch is given :class:`ResumingDownloader`, which
+keeps a ``<file>.part`` across attempts and resumes it with an HTTP Range request, and checks the size and
+checksum (fastai publishes the md5 of the first MiB only, which pooch's whole-file ``known_hash`` cannot
+express). Extraction is the zoo's own: pooch's ``Untar`` passes tarfile's ``"data"`` filter only on Python
+3.12 and later, and this package supports 3.11.
+
+``fetch_weights(name)`` gets an ImageNet weights file with pooch's own HTTP downloader and its SHA-256.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -15,10 +24,14 @@ import shutil
 import tarfile
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import pooch
+
+from zoo.files import write_text
 
 log = logging.getLogger(__name__)
 
@@ -94,25 +107,57 @@ def fetch(name: str, cache_dir: Path | str | None = None) -> list[Path]:
     extracted = root / spec.filename.split(".")[0]
     if not (extracted / MARKER).exists():
         archive = root / "downloads" / spec.filename
-        if archive.exists():
+        if archive.exists():  # pooch would take it as it is: check it first
             verify(archive, spec.checksum, spec.size, spec.checksum_bytes, hint="delete it to download it again")
-        else:
-            download(spec.url, archive, checksum=spec.checksum, size=spec.size, checksum_bytes=spec.checksum_bytes)
+        downloader = ResumingDownloader(archive, spec.checksum, spec.size, spec.checksum_bytes)
+        with _quiet_pooch():  # it would log the archive's hash as advice: the zoo checks its own
+            pooch.retrieve(spec.url, known_hash=None, fname=archive.name, path=archive.parent, downloader=downloader,
+                           progressbar=False)
         extract(archive, extracted)
     return select(extracted / spec.subdir, spec.pattern, spec.selection)
 
 
+@contextlib.contextmanager
+def _quiet_pooch() -> Iterator[None]:
+    """pooch's logger at WARNING for the block (it reports each download at INFO on stderr)."""
+    logger = pooch.get_logger()
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+class ResumingDownloader:
+    """A pooch downloader that resumes ``<dest>.part`` across attempts and checks size and checksum before
+    handing the file to pooch (which moves it to ``dest``)."""
+
+    def __init__(self, dest: Path, checksum: str, size: int | None, checksum_bytes: int | None = None) -> None:
+        self.dest, self.checksum, self.size, self.checksum_bytes = Path(dest), checksum, size, checksum_bytes
+
+    def __call__(self, url: str, output_file: str, pooch_object: object, check_only: bool = False) -> bool | None:
+        if check_only:
+            return True
+        part = self.dest.with_name(self.dest.name + ".part")  # the same name at every attempt, so it resumes
+        download(url, Path(output_file), checksum=self.checksum, size=self.size, checksum_bytes=self.checksum_bytes,
+                 part=part, label=self.dest)
+        return None
+
+
 def download(
-    url: str, dest: Path, *, checksum: str, size: int | None = None, checksum_bytes: int | None = None
+    url: str, dest: Path, *, checksum: str, size: int | None = None, checksum_bytes: int | None = None,
+    part: Path | None = None, label: Path | None = None,
 ) -> Path:
-    """Download ``url`` to ``dest`` through ``dest.part``, resuming a partial file; verify, then rename into place."""
+    """Download ``url`` to ``dest`` through ``part`` (default ``dest.part``), resuming a partial file; verify,
+    then rename into place. Messages name ``label`` (default ``dest``) as where to put a hand download."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
+    part = part or dest.with_name(dest.name + ".part")
     have = part.stat().st_size if part.exists() else 0
     if size is not None and have > size:
         have = 0  # not a prefix of this file: start again
     if size is None or have < size:
-        _fetch_into(url, part, have, dest)
+        _fetch_into(url, part, have, label or dest)
     try:
         verify(part, checksum, size, checksum_bytes, label=url, hint="deleted the download")
     except DatasetError:
@@ -181,7 +226,7 @@ def extract(archive: Path, dest: Path) -> Path:
         if isinstance(err, tarfile.FilterError):
             raise DatasetError(f"refusing to extract {archive.name}: {detail}") from err
         raise DatasetError(f"could not extract {archive.name}: {detail}; delete it to download it again") from err
-    (staging / MARKER).write_text(f"{archive.name}\n")
+    write_text(staging / MARKER, f"{archive.name}\n")
     shutil.rmtree(dest, ignore_errors=True)  # a stale extraction without its marker
     os.replace(staging, dest)
     return dest
@@ -197,3 +242,55 @@ def select(folder: Path, pattern: str, selection: Selection | None) -> list[Path
         return files
     picked = np.random.RandomState(selection.seed).choice(len(files), selection.count, replace=False)
     return sorted(files[i] for i in picked)
+
+
+# ---------------------------------------------------------------------------------------------- weights
+
+
+@dataclass(frozen=True)
+class WeightsFile:
+    """A published weights file: where it is and its SHA-256 (which names it, torchvision-style)."""
+
+    url: str
+    sha256: str
+    description: str = ""
+
+    @property
+    def filename(self) -> str:
+        return self.url.rsplit("/", 1)[-1]
+
+
+WEIGHTS: dict[str, WeightsFile] = {
+    # torchvision's ResNet18_Weights.IMAGENET1K_V1 (BSD-3-Clause): the ResNet18 of smp's "resnet18" encoder.
+    "resnet18-imagenet": WeightsFile(
+        url="https://download.pytorch.org/models/resnet18-f37072fd.pth",
+        sha256="f37072fd47e89c5e827621c5baffa7500819f7896bbacec160b1a16c560e07ec",
+        description="torchvision ResNet18 IMAGENET1K_V1 (69.76% top-1)",
+    ),
+}
+
+
+def torch_hub_checkpoints() -> Path:
+    """Where torch keeps downloaded weights: ``$TORCH_HOME/hub/checkpoints``."""
+    import torch
+
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def fetch_weights(name: str, cache_dir: Path | str | None = None) -> Path:
+    """The local file of the weights called ``name``: torch's hub cache if torchvision already fetched it, else
+    the zoo's cache, downloaded there (and checked) when missing. Raises :class:`DatasetError` in one line
+    when it cannot be had (offline)."""
+    spec = WEIGHTS[name]
+    hub = torch_hub_checkpoints() / spec.filename
+    if hub.is_file():
+        return hub
+    folder = cache_root(cache_dir) / "weights"
+    try:
+        with _quiet_pooch():
+            return Path(pooch.retrieve(spec.url, known_hash=f"sha256:{spec.sha256}", fname=spec.filename,
+                                       path=folder, progressbar=False))
+    except Exception as err:  # noqa: BLE001 - requests, OS and pooch's hash errors alike: one line
+        detail = " ".join(str(err).split())[:200] or type(err).__name__
+        raise DatasetError(f"could not download {spec.url} ({detail}); download it on a machine with internet"
+                           f" and save it as {folder / spec.filename}") from err

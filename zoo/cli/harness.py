@@ -1,32 +1,22 @@
-"""The ``zoo bench`` and ``zoo score`` commands (registered on ``zoo.cli.main`` with ``add_command``)."""
+"""``zoo bench``, ``zoo score`` and ``zoo report``: measure speed and quality, and show the results."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import torch
-from rich.console import Console
 
-from bench import report
-from bench.harness import AMP_CHOICES, BenchSettings, bench_models
-from bench.quality import (
-    SCORED_FIELDS,
-    REFERENCES,
-    MissingWeightsError,
-    Scores,
-    check_backbones,
-    find_checkpoints,
-    load_model,
-    score_models,
-)
-from zoo.checkpoint import CheckpointError
-from zoo.factory import list_models
-from zoo.spec import ModelSpec, get_spec
-from zoo.train import pick_device, write_grid
+from zoo.cli.options import fail
+
+if TYPE_CHECKING:
+    import torch
+    from rich.console import Console
+
+    from zoo.harness.scoring import Scores
+    from zoo.spec import ModelSpec
 
 
 RESULTS_DIR = click.Path(path_type=Path, file_okay=False)
@@ -36,22 +26,22 @@ def _progress(message: str) -> None:
     click.echo(message, err=True)
 
 
-def _fail(message: str) -> None:
-    raise click.ClickException(message)
-
-
 def _write_grids(scores: Scores, results_dir: Path, stem: str) -> dict[str, str]:
     """A gray | model | truth grid per scored model under ``samples/<stem>/``; paths relative to ``results_dir``."""
+    from zoo.images import write_sample_grid
+
     samples = {}
     for name, shown in scores.shown.items():
         path = results_dir / "samples" / stem / f"{name}.png"
-        write_grid(path, *shown)
+        write_sample_grid(path, *shown)
         samples[name] = path.relative_to(results_dir).as_posix()
     return samples
 
 
 def _finish(doc: dict[str, Any], scores: Scores | None, results_dir: Path, console: Console) -> Path:
     """Write the grids and the results files, print the table; returns the JSON path."""
+    from zoo.harness import results as report
+
     if scores is not None:
         doc["samples"] = _write_grids(scores, results_dir, report.run_stem(doc))
     path = report.write_results(doc, results_dir)
@@ -62,12 +52,15 @@ def _finish(doc: dict[str, Any], scores: Scores | None, results_dir: Path, conso
 
 
 def _model_specs(models: tuple[str, ...], all_models: bool) -> list[ModelSpec]:
+    from zoo.factory import list_models
+    from zoo.spec import get_spec
+
     if not models and not all_models:
-        _fail("name the models to benchmark (see `zoo list`) or pass --all")
+        fail("name the models to benchmark (see `zoo list`) or pass --all")
     try:
         return [get_spec(name) for name in (list_models() if all_models else models)]
     except KeyError as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 def _add_note(row: dict[str, Any], text: str) -> None:
@@ -79,6 +72,9 @@ def _score_checkpoints(
 ) -> Scores | None:
     """Score the benchmarked models that have a checkpoint in ``folder``; quality fields go into their rows and
     the reference rows are appended. None when no checkpoint matches."""
+    from zoo.checkpoint import CheckpointError
+    from zoo.harness.scoring import SCORED_FIELDS, find_checkpoints, load_model, score_models
+
     found, notes = find_checkpoints(folder)
     for note in notes:
         _progress(note)
@@ -114,6 +110,11 @@ def _score_checkpoints(
 
 def _write_cards(doc: Mapping[str, Any], results_dir: Path) -> list[Path]:
     """A Markdown card per benchmarked model under ``cards/``."""
+    from zoo.files import write_text
+    from zoo.harness.cards import model_card
+    from zoo.harness.scoring import REFERENCES
+    from zoo.spec import get_spec
+
     references = [row for row in doc["rows"] if row["model"] in REFERENCES]
     folder = results_dir / "cards"
     folder.mkdir(parents=True, exist_ok=True)
@@ -123,10 +124,8 @@ def _write_cards(doc: Mapping[str, Any], results_dir: Path) -> list[Path]:
             continue
         sample = doc["samples"].get(row["model"])
         relative = None if sample is None else os.path.relpath(results_dir / sample, folder)
-        card = report.model_card(get_spec(row["model"]), row, doc, references, relative)
-        path = folder / f"{row['model']}.md"
-        path.write_text(card)
-        paths.append(path)
+        card = model_card(get_spec(row["model"]), row, doc, references, relative)
+        paths.append(write_text(folder / f"{row['model']}.md", card))
     return paths
 
 
@@ -138,7 +137,7 @@ def _write_cards(doc: Mapping[str, Any], results_dir: Path) -> list[Path]:
                    " checkpoint's own header), with sample grids and a quality-vs-speed plot.")
 @click.option("--data", default="sample", show_default=True, help="Photos the checkpoints are scored on.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
-@click.option("--amp", type=click.Choice(AMP_CHOICES), default="no", show_default=True, help="Autocast dtype.")
+@click.option("--amp", type=click.Choice(["no", "bf16", "fp16"]), default="no", show_default=True, help="Autocast dtype.")
 @click.option("--channels-last", is_flag=True, help="NHWC memory format for models and inputs.")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile G and D (warm-up compiles).")
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1))
@@ -165,23 +164,30 @@ def bench(models: tuple[str, ...], all_models: bool, checkpoints: Path | None, d
       zoo bench unet-resnet18 --device cuda --amp bf16 --channels-last --batch-size 32
       zoo bench --all --checkpoints runs/ --compare results/bench-20261124-101500.json
     """
+    import torch
+    from rich.console import Console
+
+    from zoo.harness import plots
+    from zoo.harness import results as report
+    from zoo.harness.timing import BenchSettings, bench_models
+
     specs = _model_specs(models, all_models)
     try:
         old = report.read_results(compare_with) if compare_with else None
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     settings = BenchSettings(compile=compile_, **options)
     rows, used = bench_models(specs, settings, echo=_progress)
     device = torch.device(used["device"])
     try:
         scores = _score_checkpoints(rows, checkpoints, data, settings.image_size, device) if checkpoints else None
     except (OSError, ValueError) as exc:  # an unknown or empty --data source
-        _fail(str(exc))
+        fail(str(exc))
     protocol = scores.protocol if scores else None
     doc = report.document("bench", report.machine_info(device), used, rows, protocol=protocol)
     console = Console()
     path = _finish(doc, scores, results_dir, console)
-    plot = report.quality_speed_plot(rows, results_dir / "plots" / f"{path.stem}-quality-vs-speed.png")
+    plot = plots.quality_speed_plot(rows, results_dir / "plots" / f"{path.stem}-quality-vs-speed.png")
     console.print(f"quality-vs-speed plot: {plot}" if plot else "no quality scores (no --checkpoints): no plot")
     cards = _write_cards(doc, results_dir)
     console.print(f"model cards: {results_dir / 'cards'} ({len(cards)})")
@@ -220,16 +226,24 @@ def score(model: str, checkpoint: Path | None, data: str, image_size: int, batch
       zoo score gray --data sample
       zoo score unet-resnet18 --checkpoint runs/unet-resnet18-20261124-101500 --data ~/photos
     """
+    from rich.console import Console
+
+    from zoo.checkpoint import CheckpointError
+    from zoo.harness import results as report
+    from zoo.harness.scoring import REFERENCES, MissingWeightsError, check_backbones, load_model, score_models
+    from zoo.runtime import pick_device
+    from zoo.spec import get_spec
+
     if model in REFERENCES:
         if checkpoint is not None:
-            _fail(f"{model} is a reference row and takes no --checkpoint")
+            fail(f"{model} is a reference row and takes no --checkpoint")
     else:
         try:
             get_spec(model)
         except KeyError as exc:
-            _fail(str(exc))
+            fail(str(exc))
         if checkpoint is None:
-            _fail(f"no checkpoint to score for {model!r}: train it first (`zoo train {model}`) and pass"
+            fail(f"no checkpoint to score for {model!r}: train it first (`zoo train {model}`) and pass"
                   f" --checkpoint RUN/generator.safetensors (the references need none: `zoo score gray`)")
     torch_device = pick_device(device)
     try:
@@ -238,10 +252,35 @@ def score(model: str, checkpoint: Path | None, data: str, image_size: int, batch
         scores = score_models(generators, data, image_size, torch_device, batch_size, workers, fid, lpips,
                               echo=_progress)
     except (MissingWeightsError, CheckpointError, OSError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     for row in scores.rows:
         row["checkpoint"] = str(checkpoint) if row["model"] in generators else None
     settings = {"data": data, "image_size": image_size, "batch_size": batch_size, "device": str(torch_device),
                 "dtype": "float32", "fid": fid, "lpips": lpips}
     doc = report.document("score", report.machine_info(torch_device), settings, scores.rows, protocol=scores.protocol)
     _finish(doc, scores, results_dir, Console())
+
+
+@click.command()
+@click.argument("results", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=Path("report.html"), show_default=True)
+@click.option("--title", default="colorization-zoo report", show_default=True)
+@click.option("--max-samples", default=6, show_default=True, type=click.IntRange(min=1),
+              help="Sample rows shown per model.")
+def report(results: tuple[Path, ...], out: Path, title: str, max_samples: int) -> None:
+    """Write one self-contained HTML page from `zoo bench` / `zoo score` RESULTS files.
+
+    The page has the leaderboard (click a header to sort), a quality-vs-speed plot, per-model galleries
+    (gray | model | truth with a before/after slider) and the protocol; images are inlined, nothing is fetched.
+
+    \b
+    Example:
+      zoo report bench.json score.json --out report.html
+    """
+    from zoo.harness.report import ReportError, write_report
+
+    try:
+        path = write_report(results, out, title, max_samples)
+    except ReportError as exc:
+        fail(str(exc))
+    click.echo(f"wrote {path} ({path.stat().st_size / 1e3:.0f} kB)")

@@ -1,13 +1,14 @@
 """Throughput, latency, peak memory and FLOPs of the zoo's models: the measurements behind ``zoo bench``.
 
-Per model, on synthetic L/ab batches of the requested size: inference (eval mode, no grad), one generator-only
-training step and, for GAN models, one G+D step, both the real :meth:`zoo.train.Trainer.train_step`. Each phase
+Per model, on synthetic L/ab batches of the requested size: inference (eval mode, no grad, decoding included),
+one generator-only training step and, for models with a discriminator, one G+D step, both the real
+:meth:`zoo.trainable.Trainable.step` that the training loop repeats. Each phase
 runs ``warmup`` untimed iterations (more while they are still speeding up: see :func:`warm_up`), then ``iters``
 timed ones (CUDA: events around each iteration, read after one synchronize; CPU: ``perf_counter`` per
 iteration). Peak memory is ``torch.cuda.max_memory_allocated`` on CUDA and, on CPU, the process's peak RSS
 (``VmHWM``, reset through ``/proc/self/clear_refs`` at the start of each phase) minus its RSS at that start
 (after glibc's ``malloc_trim`` returns freed heap pages). Achieved FLOP/s is FLOPs per image
-(``zoo.stats.count_flops``) times inference images/s, set against a matmul peak measured in the same run and
+(:func:`zoo.harness.cost.count_flops`) times inference images/s, set against a matmul peak measured in the same run and
 dtype.
 """
 
@@ -19,7 +20,6 @@ import dataclasses
 import functools
 import gc
 import re
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -31,9 +31,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from zoo.harness.cost import count_flops, count_parameters
+from zoo.runtime import AmpMode, Runtime, amp_dtype, pick_device, synchronize, unwrap
 from zoo.spec import ModelSpec, StageSpec, adapt_to_image_size
-from zoo.stats import count_flops, count_parameters
-from zoo.train import AmpMode, Runtime, Trainer, TrainOptions, amp_dtype, pick_device, unwrap
+from zoo.trainable import Trainable
 
 AMP_CHOICES = ("no", "bf16", "fp16")
 MATMUL_SIZE = 2048
@@ -60,18 +61,7 @@ class BenchSettings:
         return Runtime(device, amp_dtype(self.amp, device))
 
 
-# --------------------------------------------------------------------------------------------- image size
-
-
 # --------------------------------------------------------------------------------------------- timing
-
-
-def synchronize(device: torch.device) -> None:
-    """Wait for the queued work of ``device`` (no-op on CPU)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
 
 
 WARMUP_CAP = 4  # warm-up runs at most this many times the requested calls
@@ -226,72 +216,65 @@ def peak_memory(device: torch.device) -> Iterator[PeakMemory]:
 # --------------------------------------------------------------------------------------------- one model
 
 
-def _regression_stage(spec: ModelSpec) -> StageSpec:
-    """The stage whose loss the generator-only step uses: the first non-GAN stage, else the GAN stage as plain L1."""
+def _generator_stage(spec: ModelSpec) -> StageSpec:
+    """The stage the generator-only step uses: the first without a discriminator, else the first as plain L1."""
     for stage in spec.stages:
-        if not stage.uses_gan:
+        if not stage.uses_discriminator:
             return stage
-    return dataclasses.replace(spec.stages[0], loss="l1")
+    return dataclasses.replace(spec.stages[0], loss={"l1": 1.0})
 
 
-def _gan_stage(spec: ModelSpec) -> StageSpec | None:
-    return next((stage for stage in spec.stages if stage.uses_gan), None)
+def _discriminator_stage(spec: ModelSpec) -> StageSpec | None:
+    return next((stage for stage in spec.stages if stage.uses_discriminator), None)
 
 
 class Workload:
     """A model on a synthetic batch, with one callable per measured phase.
 
-    The training steps are :meth:`zoo.train.Trainer.train_step` itself, on a trainer built with the settings'
-    device, autocast dtype, channels_last and compile, and Adam optimisers of the model's own stages.
+    The training steps are :meth:`zoo.trainable.Trainable.step` itself, with the settings' device, autocast
+    dtype, channels_last and compile, and Adam optimisers of the model's own stages.
     """
 
-    def __init__(self, spec: ModelSpec, settings: BenchSettings, runtime: Runtime, batch: int, run_dir: Path) -> None:
-        options = TrainOptions(device=str(runtime.device), channels_last=settings.channels_last,
-                               compile=settings.compile, progress=False)
-        self.trainer = Trainer(spec, options, run_dir, runtime)
-        self.runtime, self.batch = runtime, batch
+    def __init__(self, spec: ModelSpec, settings: BenchSettings, runtime: Runtime, batch: int) -> None:
+        self.model = Trainable(spec, runtime, channels_last=settings.channels_last, compile=settings.compile)
+        self.spec, self.runtime, self.batch = spec, runtime, batch
         generator = torch.Generator().manual_seed(0)
         size = settings.image_size
         L = torch.rand(batch, 1, size, size, generator=generator) * 2 - 1  # noqa: N806 (L is the channel's name)
         ab = (torch.rand(batch, 2, size, size, generator=generator) * 2 - 1) * 0.5  # values do not change the cost
         memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
         self.L, self.ab = (x.to(runtime.device).contiguous(memory_format=memory_format) for x in (L, ab))
-        self.g_stage = _regression_stage(spec)
-        self.g_optimizers = self.trainer.optimizers(self.g_stage)
-        self.gan_stage = _gan_stage(spec)
-        self.gan_optimizers = None if self.gan_stage is None else self.trainer.optimizers(self.gan_stage)
+        self.g_stage = _generator_stage(spec)
+        self.g_loss, self.g_optimizers = self.model.stage_loss(self.g_stage), self.model.optimizers(self.g_stage)
+        self.gan_stage = _discriminator_stage(spec)
+        if self.gan_stage is not None:
+            self.gan_loss = self.model.stage_loss(self.gan_stage)
+            self.gan_optimizers = self.model.optimizers(self.gan_stage)
 
     @property
     def generator(self) -> nn.Module:
-        return self.trainer.generator
+        return self.model.generator
 
     def infer(self) -> None:
-        """One inference batch: eval mode, no grad, under the autocast dtype."""
+        """One inference batch: eval mode, no grad, under the autocast dtype, decoded to ab."""
         if self.generator.training:
             self.generator.eval()
-        with torch.inference_mode(), self.runtime.autocast():
-            self.generator(self.L)
+        with torch.inference_mode():
+            self.model.predict(self.L)
 
     def train_g(self) -> None:
-        """One generator-only training step with the regression loss."""
+        """One generator-only training step."""
         if not self.generator.training:
             self.generator.train()
-        self.trainer.train_step(self.g_stage, self.L, self.ab, *self.g_optimizers)
+        self.model.step(self.g_loss, self.L, self.ab, self.g_optimizers)
 
     def train_gd(self) -> None:
-        """One step of the GAN stage: discriminator, then generator."""
+        """One step of the first stage with a discriminator: discriminator, then generator."""
         if self.gan_stage is None:
-            raise ValueError(f"{self.trainer.spec.name} has no GAN stage")
+            raise ValueError(f"{self.spec.name} has no stage with a discriminator")
         if not self.generator.training:
             self.generator.train()
-        self.trainer.train_step(self.gan_stage, self.L, self.ab, *self.gan_optimizers)
-
-
-@contextmanager
-def workload(spec: ModelSpec, settings: BenchSettings, runtime: Runtime, batch: int) -> Iterator[Workload]:
-    """A :class:`Workload` whose trainer's run folder is a temporary one."""
-    with tempfile.TemporaryDirectory(prefix="zoo-bench-") as run_dir:
-        yield Workload(spec, settings, runtime, batch, Path(run_dir))
+        self.model.step(self.gan_loss, self.L, self.ab, self.gan_optimizers)
 
 
 def _timed(
@@ -304,27 +287,28 @@ def _timed(
 
 
 def measure(spec: ModelSpec, settings: BenchSettings, runtime: Runtime, batch: int) -> dict[str, Any]:
-    """Every figure of one model at one batch size (see ``bench.report`` for the fields); OOM propagates."""
+    """Every figure of one model at one batch size (see :mod:`zoo.harness.results` for the fields); OOM
+    propagates."""
     device = runtime.device
-    with workload(spec, settings, runtime, batch) as work:
-        discriminator = work.trainer.discriminator
-        row: dict[str, Any] = {
-            "params": count_parameters(work.generator),
-            "d_params": None if discriminator is None else count_parameters(discriminator),
-            "gflops": count_flops(unwrap(work.generator), (1, 1, settings.image_size, settings.image_size)) / 1e9,
-        }
-        inference, memory = _timed(work.infer, settings, device, batch)
-        row |= {"infer_img_s": inference.images_per_s, "latency_ms_median": inference.median_ms,
-                "latency_ms_p90": inference.p90_ms, "peak_mem_infer_mib": memory}
-        if settings.self_check:
-            row["timer_ratio"] = inference.median_ms / 1e3 / timer_median(work.infer, settings.iters)
-        g_step, memory = _timed(work.train_g, settings, device, batch)
-        row |= {"train_g_img_s": g_step.images_per_s, "peak_mem_train_mib": memory, "train_gd_img_s": None}
-        if work.gan_stage is not None:
-            gd_step, gd_memory = _timed(work.train_gd, settings, device, batch)
-            row["train_gd_img_s"] = gd_step.images_per_s
-            if memory is not None and gd_memory is not None:
-                row["peak_mem_train_mib"] = max(memory, gd_memory)
+    work = Workload(spec, settings, runtime, batch)
+    discriminator = work.model.discriminator
+    row: dict[str, Any] = {
+        "params": count_parameters(work.generator),
+        "d_params": None if discriminator is None else count_parameters(discriminator),
+        "gflops": count_flops(unwrap(work.generator), (1, 1, settings.image_size, settings.image_size)) / 1e9,
+    }
+    inference, memory = _timed(work.infer, settings, device, batch)
+    row |= {"infer_img_s": inference.images_per_s, "latency_ms_median": inference.median_ms,
+            "latency_ms_p90": inference.p90_ms, "peak_mem_infer_mib": memory}
+    if settings.self_check:
+        row["timer_ratio"] = inference.median_ms / 1e3 / timer_median(work.infer, settings.iters)
+    g_step, memory = _timed(work.train_g, settings, device, batch)
+    row |= {"train_g_img_s": g_step.images_per_s, "peak_mem_train_mib": memory, "train_gd_img_s": None}
+    if work.gan_stage is not None:
+        gd_step, gd_memory = _timed(work.train_gd, settings, device, batch)
+        row["train_gd_img_s"] = gd_step.images_per_s
+        if memory is not None and gd_memory is not None:
+            row["peak_mem_train_mib"] = max(memory, gd_memory)
     return row
 
 

@@ -1,11 +1,11 @@
 """One self-contained HTML report from ``zoo bench`` / ``zoo score`` results files.
 
-A results file is JSON: ``{"kind": "bench" | "score", "created", "machine", "settings", "protocol" (score),
-"rows": [{"model", "error", <numeric fields>...}], "samples": {model: grid PNG relative to the file}}``. Rows
-of several files merge by model; every numeric field becomes a column (known ones first). The page holds a
-sortable leaderboard, a quality-vs-speed plot drawn as inline SVG, the protocol, settings and machine of each
-file, and per-model galleries (gray | model | truth, cut from the sample grids, with a before/after slider).
-Images are inlined as data URIs and the script and styles are inline: the file opens anywhere, offline.
+A results file is JSON (:mod:`zoo.harness.results`). Rows of several files merge by model; every numeric field
+becomes a column, labelled and ordered by :mod:`zoo.harness.schema` (unknown fields after). The page holds a
+sortable leaderboard, a quality-vs-speed plot (:mod:`zoo.harness.plots`, inline SVG), the protocol, settings
+and machine of each file, and per-model galleries (gray | model | truth, cut from the sample grids, with a
+before/after slider). Images are inlined as data URIs and the script and styles are inline: the file opens
+anywhere, offline.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import base64
 import html
 import io
 import json
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -23,37 +22,10 @@ from typing import Any
 
 from PIL import Image
 
-# The fields `zoo bench` and `zoo score` write (see bench/report.py), in column order: label, and whether higher
-# is better (None: neither). Other numeric fields follow them, as first seen.
-KNOWN_FIELDS: dict[str, tuple[str, bool | None]] = {
-    "psnr": ("PSNR dB", True),
-    "ssim": ("SSIM", True),
-    "ciede2000": ("CIEDE2000", False),
-    "cf": ("colourfulness", None),
-    "cf_truth": ("truth colourfulness", None),
-    "dcf": ("Δ colourfulness", False),
-    "fid": ("FID", False),
-    "lpips": ("LPIPS", False),
-    "images": ("images", None),
-    "infer_img_s": ("infer img/s", True),
-    "latency_ms_median": ("latency ms", False),
-    "latency_ms_p90": ("latency p90 ms", False),
-    "train_g_img_s": ("train G img/s", True),
-    "train_gd_img_s": ("train G+D img/s", True),
-    "params": ("params", False),
-    "d_params": ("D params", False),
-    "gflops": ("GFLOP/img", False),
-    "peak_mem_infer_mib": ("infer MiB", False),
-    "peak_mem_train_mib": ("train MiB", False),
-    "achieved_gflops_s": ("GFLOP/s", True),
-    "peak_fraction": ("of peak", True),
-    "batch_size": ("batch", None),
-    "oom_retries": ("OOM retries", False),
-    "timer_ratio": ("timer ratio", None),
-}
-QUALITY_FIELDS = ("psnr", "ssim", "ciede2000", "dcf", "lpips", "fid")  # the plot's y axis: the first one present
-SPEED_FIELDS = ("infer_img_s", "train_g_img_s")  # the plot's x axis: the first one present
-REFERENCE_ROWS = ("gray", "truth")  # score's reference rows (ab = 0; the truth itself): shown, never "best"
+from zoo.files import write_text
+from zoo.harness import plots, schema
+from zoo.harness.schema import REFERENCE_ROWS, is_number, numeric_keys
+
 GRID_COLUMNS = 3  # gray | model | truth
 PANEL_NAMES = ("gray", "model", "truth")
 
@@ -91,10 +63,6 @@ def load_results(path: Path) -> Results:
     return Results(path, str(data.get("kind", "results")), str(data.get("created", "")), rows, sections, samples)
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def merge_rows(results: Iterable[Results]) -> list[dict[str, Any]]:
     """One row per model, fields of later files over earlier ones; errors of every file kept, joined."""
     merged: dict[str, dict[str, Any]] = {}
@@ -108,84 +76,15 @@ def merge_rows(results: Iterable[Results]) -> list[dict[str, Any]]:
     return list(merged.values())
 
 
-def numeric_columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Fields holding a number in some row: the known ones in their order, then the rest as first seen."""
-    present = list(dict.fromkeys(key for row in rows for key, value in row.items() if _is_number(value)))
-    return [key for key in KNOWN_FIELDS if key in present] + [key for key in present if key not in KNOWN_FIELDS]
-
-
-def format_number(value: float) -> str:
-    """A table cell: millions as M, otherwise about four significant digits."""
-    if abs(value) >= 1e6:
-        return f"{value / 1e6:.2f}M"
-    if isinstance(value, int):
-        return f"{value:,}"
-    if abs(value) >= 100:
-        return f"{value:,.1f}"
-    return f"{value:.4g}" if abs(value) < 1 else f"{value:.2f}"
-
-
-# ------------------------------------------------------------------------------------------- plot
-
-
-def _ticks(low: float, high: float, log: bool) -> list[float]:
-    """About five round tick values covering [low, high]."""
-    if log:
-        return [10.0**e for e in range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)]
-    step = 10 ** math.floor(math.log10((high - low) / 4 or 1))
-    step *= next(m for m in (1, 2, 5, 10) if (high - low) / (step * m) <= 5)
-    return [i * step for i in range(math.floor(low / step), math.ceil(high / step) + 1)]
-
-
-def quality_speed_svg(rows: Sequence[Mapping[str, Any]], width: int = 640, height: int = 380) -> str:
-    """An inline SVG scatter of quality (y) against speed (x), one labelled point per model; "" if no data."""
-    columns = numeric_columns(rows)
-    x_key = next((k for k in SPEED_FIELDS if k in columns), None)
-    y_key = next((k for k in QUALITY_FIELDS if k in columns), None)
-    points = [(r["model"], r[x_key], r[y_key]) for r in rows if x_key and y_key and _is_number(r.get(x_key))
-              and _is_number(r.get(y_key))]
-    points = [(m, x, y) for m, x, y in points if x > 0]
-    if not points:
+def quality_speed_svg(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Inline SVG of the first quality field against the first speed field that rows have; "" if none."""
+    columns = numeric_keys(list(rows))
+    x_key = next((f.key for f in schema.group("speed") if f.key in columns and f.better), None)
+    y_key = next((f.key for f in schema.group("quality") if f.key in columns and f.better is not None), None)
+    if x_key is None or y_key is None:
         return ""
-    xs, ys = [p[1] for p in points], [p[2] for p in points]
-    log = max(xs) / min(xs) > 20
-    x_ticks = _ticks(min(xs), max(xs), log) if log else _ticks(min(0.0, min(xs)), max(xs), log)
-    y_pad = (max(ys) - min(ys)) * 0.1 or abs(max(ys)) * 0.1 or 1.0
-    y_ticks = _ticks(min(ys) - y_pad, max(ys) + y_pad, False)
-    left, right, top, bottom = 70, 20, 20, 50
-    x_lo, x_hi = x_ticks[0], x_ticks[-1]
-    y_lo, y_hi = y_ticks[0], y_ticks[-1]
-
-    def sx(x: float) -> float:
-        t = (math.log10(x) - math.log10(x_lo)) / (math.log10(x_hi) - math.log10(x_lo)) if log else (x - x_lo) / (x_hi - x_lo)
-        return left + t * (width - left - right)
-
-    def sy(y: float) -> float:
-        return height - bottom - (y - y_lo) / ((y_hi - y_lo) or 1.0) * (height - top - bottom)
-
-    parts = [f'<svg id="plot" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
-             f'height="{height}" role="img" aria-label="quality against speed">']
-    for x in x_ticks:
-        parts.append(f'<line class="grid" x1="{sx(x):.1f}" y1="{top}" x2="{sx(x):.1f}" y2="{height - bottom}"/>'
-                     f'<text class="tick" x="{sx(x):.1f}" y="{height - bottom + 16}" text-anchor="middle">{x:g}</text>')
-    for y in y_ticks:
-        parts.append(f'<line class="grid" x1="{left}" y1="{sy(y):.1f}" x2="{width - right}" y2="{sy(y):.1f}"/>'
-                     f'<text class="tick" x="{left - 6}" y="{sy(y) + 4:.1f}" text-anchor="end">{y:g}</text>')
-    x_label = KNOWN_FIELDS[x_key][0] + (" (log scale)" if log else "")
-    y_label = KNOWN_FIELDS[y_key][0] + (" (higher is better)" if KNOWN_FIELDS[y_key][1] else " (lower is better)")
-    parts.append(f'<text class="axis" x="{(left + width - right) / 2}" y="{height - 10}" text-anchor="middle">'
-                 f'{html.escape(x_label)} →</text>')
-    parts.append(f'<text class="axis" transform="translate(16 {(top + height - bottom) / 2}) rotate(-90)" '
-                 f'text-anchor="middle">{html.escape(y_label)}</text>')
-    for model, x, y in points:
-        name = html.escape(model)
-        right_half = sx(x) > (left + width - right) / 2  # label towards the middle, so it stays inside
-        label = f'x="{sx(x) - 8:.1f}" text-anchor="end"' if right_half else f'x="{sx(x) + 8:.1f}"'
-        parts.append(f'<g class="point"><circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="5"><title>{name}: '
-                     f'{format_number(x)} {html.escape(x_key)}, {format_number(y)} {html.escape(y_key)}</title></circle>'
-                     f'<text {label} y="{sy(y) - 8:.1f}">{name}</text></g>')
-    parts.append("</svg>")
-    return "".join(parts)
+    figure = plots.quality_plot(rows, x_key, y_key)
+    return "" if figure is None else plots.to_svg(figure)
 
 
 # ------------------------------------------------------------------------------------------- galleries
@@ -249,10 +148,9 @@ def _gallery(model: str, grid_path: Path, max_rows: int) -> str:
 def _leaderboard(rows: list[dict[str, Any]], columns: list[str]) -> str:
     heads = ['<th data-type="text" data-better="lower" scope="col">model</th>']
     for key in columns:
-        label, better = KNOWN_FIELDS.get(key, (key, None))
-        direction = {True: "higher", False: "lower", None: "higher"}[better]
+        direction = {True: "higher", False: "lower", None: "higher"}[schema.field(key).better]
         heads.append(f'<th data-type="number" data-key="{html.escape(key)}" data-better="{direction}" scope="col" '
-                     f'title="{html.escape(key)}">{html.escape(label)}</th>')
+                     f'title="{html.escape(key)}">{html.escape(schema.field(key).title)}</th>')
     has_errors = any(row["error"] for row in rows)
     if has_errors:
         heads.append('<th data-type="text" data-better="lower" scope="col">error</th>')
@@ -262,9 +160,9 @@ def _leaderboard(rows: list[dict[str, Any]], columns: list[str]) -> str:
         cells = [f'<th scope="row" data-value="{html.escape(row["model"])}">{html.escape(row["model"])}</th>']
         for key in columns:
             value = row.get(key)
-            if _is_number(value):
+            if is_number(value):
                 mark = ' class="best"' if value == best[key] else ""
-                cells.append(f'<td data-value="{value!r}"{mark}>{format_number(value)}</td>')
+                cells.append(f'<td data-value="{value!r}"{mark}>{schema.field(key).format(value)}</td>')
             else:
                 cells.append('<td data-value="">–</td>')
         if has_errors:
@@ -276,8 +174,8 @@ def _leaderboard(rows: list[dict[str, Any]], columns: list[str]) -> str:
 
 
 def _best(rows: list[dict[str, Any]], key: str) -> float | None:
-    better = KNOWN_FIELDS.get(key, (key, None))[1]
-    values = [row[key] for row in rows if _is_number(row.get(key)) and row["model"] not in REFERENCE_ROWS]
+    better = schema.field(key).better
+    values = [row[key] for row in rows if is_number(row.get(key)) and row["model"] not in REFERENCE_ROWS]
     if better is None or len(values) < 2:
         return None
     return max(values) if better else min(values)
@@ -323,8 +221,7 @@ table { border-collapse: collapse; background: #fff; }
 #leaderboard td.error { color: #a12020; text-align: left; min-width: 10rem; }
 .facts th, .facts td { text-align: left; padding: .15rem .8rem .15rem 0; font-size: .9rem; vertical-align: top; }
 .facts th { color: #555c6b; font-weight: 500; }
-svg .grid { stroke: #e3e5ea; } svg .tick { font-size: 11px; fill: #555c6b; } svg .axis { font-size: 13px; }
-svg circle { fill: #2f6fd6; } svg .point text { font-size: 12px; }
+#plot { max-width: 100%; height: auto; }
 .gallery { margin-bottom: 1.5rem; } .gallery h3 { margin-bottom: .4rem; }
 .sample { display: inline-block; margin: 0 1rem 1rem 0; }
 .sample img, .compare { width: 192px; height: 192px; }
@@ -374,7 +271,7 @@ _SCRIPT = """
 def build_report(results: Sequence[Results], title: str = "colorization-zoo report", max_rows: int = 6) -> str:
     """The report page as one HTML string."""
     rows = merge_rows(results)
-    columns = numeric_columns(rows)
+    columns = numeric_keys(rows)
     plot = quality_speed_svg(rows) or '<p class="note">No model has both a speed and a quality field to plot.</p>'
     samples: dict[str, Path] = {}
     for result in results:
@@ -404,7 +301,4 @@ def build_report(results: Sequence[Results], title: str = "colorization-zoo repo
 def write_report(paths: Sequence[Path], out: Path, title: str = "colorization-zoo report", max_rows: int = 6) -> Path:
     """Read the results files at ``paths`` and write the report to ``out``."""
     results = [load_results(path) for path in paths]
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(build_report(results, title, max_rows), encoding="utf-8")
-    return out
+    return write_text(Path(out), build_report(results, title, max_rows))

@@ -1,0 +1,34 @@
+"""The ``zoo`` command line, one module per group of commands.
+
+    models.py     zoo list, zoo info
+    training.py   zoo train
+    inference.py  zoo colorize, zoo export
+    harness.py    zoo bench, zoo score, zoo report
+    options.py    option types and the one-line error every command fails with
+
+Command modules import only click when loaded; what a command needs (torch, the models) is imported when it
+runs, so ``zoo --help`` stays quick.
+"""
+
+from __future__ import annotations
+
+import click
+
+from zoo.cli import harness, inference, models, training
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(package_name="colorization-zoo")
+def main() -> None:
+    """colorization-zoo: train, benchmark and use automatic image colorization models.
+
+    \b
+    Example:
+      zoo list
+      zoo train unet-resnet18-gan --epochs 1
+    """
+
+
+for command in (models.list_command, models.info, training.train, harness.bench, harness.score, inference.colorize,
+                inference.export, harness.report):
+    main.add_command(command)

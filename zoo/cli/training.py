@@ -1,0 +1,69 @@
+"""``zoo train``: train a model of the registry through its recipe stages, or resume a run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from zoo.cli.options import fail, setting
+
+
+@click.command()
+@click.argument("name", required=False)
+@click.option("--data", default="sample", show_default=True,
+              help="sample (embedded photos), a folder, a glob, a text file of paths, or a named dataset (coco-10k).")
+@click.option("--out", type=click.Path(path_type=Path), help="Run folder [default: runs/NAME-DATE-TIME].")
+@click.option("--resume", "resume_dir", type=click.Path(path_type=Path, exists=True, file_okay=False),
+              help="Continue the run in this folder from its last checkpoint.")
+@click.option("--epochs", type=click.IntRange(min=1), help="Epochs of every stage.")
+@click.option("--max-steps", type=click.IntRange(min=1), help="At most this many steps per stage.")
+@click.option("--max-time", help="Wall-clock budget for the whole run (90s, 15m, 1h30m); stops with a checkpoint.")
+@click.option("--batch-size", type=click.IntRange(min=1))
+@click.option("--lr", type=float, help="Generator learning rate of every stage.")
+@click.option("--image-size", type=click.IntRange(min=16))
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
+@click.option("--amp", type=click.Choice(["auto", "no", "bf16", "fp16"]), default="auto", show_default=True,
+              help="Autocast dtype; auto is bf16 (or fp16) on CUDA and off on CPU, where bf16 is emulated.")
+@click.option("--channels-last", is_flag=True, help="NHWC memory format (faster convolutions on recent GPUs).")
+@click.option("--compile", "compile_", is_flag=True, help="torch.compile the generator and discriminator.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--workers", type=click.IntRange(min=0), help="DataLoader workers [default: min(4, CPUs)].")
+@click.option("--checkpoint-every", default=200, show_default=True, help="Steps between checkpoints.")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Override a generator setting (repeatable).")
+@click.option("--no-progress", is_flag=True, help="No live progress bar (logs still go to metrics.jsonl).")
+def train(name: str | None, resume_dir: Path | None, max_time: str | None, compile_: bool, settings: tuple[str, ...],
+          no_progress: bool, **options: object) -> None:
+    """Train model NAME on real photos through its recipe stages, or --resume a run.
+
+    Progress, metrics.jsonl, sample grids (gray | ours | truth) and checkpoints go to the run folder;
+    checkpoints/last.safetensors resumes bit for bit, generator.safetensors is for `zoo colorize`.
+    Under `torchrun --nproc-per-node N zoo train ...` it trains with DistributedDataParallel.
+
+    \b
+    Example:
+      zoo train unet-resnet18-gan --epochs 2 --image-size 128
+      zoo train pix2pix-unet-gan --data ~/photos --max-time 15m --set num_downs=7 --image-size 128
+      zoo train --resume runs/unet-resnet18-gan-20261124-101500
+    """
+    from zoo import train as training
+
+    try:
+        budget = training.parse_duration(max_time) if max_time else None
+        if resume_dir is not None:
+            overrides = {"max_time": budget, "progress": not no_progress}
+            summary = training.resume(resume_dir, echo=click.echo, **{k: v for k, v in overrides.items() if v is not None})
+        else:
+            if name is None:
+                fail("give a model NAME (see `zoo list`) or --resume RUN_DIR")
+            opts = training.TrainOptions(
+                **{k: v for k, v in options.items() if v is not None}, max_time=budget, compile=compile_,
+                progress=not no_progress, generator=dict(setting(s) for s in settings),
+            )
+            summary = training.train(name, opts, echo=click.echo)
+    except (KeyError, ValueError, OSError) as exc:
+        fail(str(exc))
+    for stage in summary["stages"]:
+        val = "n/a" if stage["val_l1"] is None else f"{stage['val_l1']:.4f}"
+        click.echo(f"{stage['stage']}: {stage['steps']} steps, val L1 {val} ({stage['stopped']})")
+    click.echo(f"generator: {summary['generator']}")

@@ -1,0 +1,73 @@
+"""A training run's folder: what is in it and how each file is written.
+
+    runs/<model>-<date>-<time>/
+      run.json                   resolved spec and options (what `zoo train --resume` continues)
+      split.json                 the seeded train/val split and the skipped files with reasons
+      metrics.jsonl              one JSON record per logged step or validation (TensorBoard too, if installed)
+      samples/*.png              gray | ours | truth grids after each epoch
+      checkpoints/last.safetensors   everything to resume bit for bit
+      generator.safetensors      the predictor (generator + decoder) and objective state, for inference
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from zoo import files
+
+RUN_FILE = "run.json"
+SPLIT_FILE = "split.json"
+METRICS_FILE = "metrics.jsonl"
+LAST_CHECKPOINT = Path("checkpoints") / "last.safetensors"
+GENERATOR_FILE = "generator.safetensors"
+
+
+def default_run_dir(model: str) -> Path:
+    """``runs/<model>-<YYYYmmdd-HHMMSS>``."""
+    return Path("runs") / f"{model}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def write_run(run_dir: Path, model: str, spec: dict[str, Any], options: dict[str, Any]) -> None:
+    files.write_text(run_dir / RUN_FILE, json.dumps({"model": model, "spec": spec, "options": options}, indent=2))
+
+
+def write_split(run_dir: Path, seed: int, val_fraction: float, train: list[Path], val: list[Path],
+                skipped: list[tuple[Path, str]]) -> None:
+    split = {"seed": seed, "val_fraction": val_fraction, "train": [str(p) for p in train],
+             "val": [str(p) for p in val], "skipped": [[str(p), why] for p, why in skipped]}
+    files.write_text(run_dir / SPLIT_FILE, json.dumps(split, indent=2))
+
+
+def read_json(run_dir: Path, name: str) -> dict[str, Any]:
+    return json.loads((Path(run_dir) / name).read_text())
+
+
+class RunLog:
+    """Appends records to ``metrics.jsonl`` (and TensorBoard scalars when it is installed); only where
+    ``enabled`` (rank 0)."""
+
+    def __init__(self, run_dir: Path, enabled: bool) -> None:
+        self.path = Path(run_dir) / METRICS_FILE
+        self.enabled = enabled
+        self.tensorboard = _tensorboard(run_dir) if enabled else None
+
+    def write(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.tensorboard is not None:
+            for key, value in record.items():
+                if isinstance(value, float):
+                    self.tensorboard.add_scalar(f"{record.get('kind', 'train')}/{key}", value, record["step"])
+
+
+def _tensorboard(run_dir: Path) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # TensorBoard is optional
+        return None
+    return SummaryWriter(str(Path(run_dir) / "tensorboard"))

@@ -12,11 +12,16 @@ import numpy as np
 import pytest
 import torch
 
+from zoo import spec
 from zoo.registry import clear_caches
-from zoo.spec import model_specs
 
 TESTS = Path(__file__).resolve().parent
 PLUGIN_SOURCE = TESTS / "plugin_example"
+
+# Nothing is downloaded in the tests: the zoo's downloads and Hugging Face's are switched off before anything
+# imports them (ImageNet ResNet18 weights, say, are then missing, as on a machine without internet).
+os.environ["ZOO_OFFLINE"] = "1"
+os.environ["HF_HUB_OFFLINE"] = "1"
 
 
 def photos_path() -> Path:
@@ -35,7 +40,7 @@ def photos_dir() -> Path:
 def reset_discovery() -> None:
     """Forget cached plugin discovery so that a change of sys.path is seen."""
     clear_caches()
-    model_specs.cache_clear()
+    spec.clear_cache()
 
 
 @pytest.fixture(scope="session")
@@ -63,9 +68,10 @@ def example_plugin(example_plugin_path: Path, monkeypatch: pytest.MonkeyPatch) -
 
 @pytest.fixture(scope="session", autouse=True)
 def scan_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One image-scan cache for the session (never the user's ~/.cache)."""
+    """One cache for the session, the zoo's and torch's (never the user's ~/.cache)."""
     path = tmp_path_factory.mktemp("zoo-cache")
     os.environ["ZOO_CACHE"] = str(path)
+    os.environ["TORCH_HOME"] = str(path / "torch")
     return path
 
 

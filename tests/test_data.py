@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import struct
@@ -432,6 +433,50 @@ def test_train_items_are_reproducible_random_crops_and_flips():
         windows.add(matches[0])
     assert len({(x, y) for x, y, _ in windows}) >= 6
     assert {flip for _, _, flip in windows} == {False, True}
+
+
+def test_random_resized_boxes_follow_torchvisions_rule():
+    """Area fraction within the scale, aspect ratio within [3/4, 4/3], inside the image, seeded."""
+    generator = torch.Generator().manual_seed(0)
+    areas, ratios = [], []
+    for _ in range(400):
+        left, top, right, bottom = data.random_resized_box((427, 320), (0.25, 1.0), generator)
+        assert 0 <= left < right <= 427 and 0 <= top < bottom <= 320
+        w, h = right - left, bottom - top
+        areas.append(w * h / (427 * 320))
+        ratios.append(w / h)
+    # rounding to whole pixels moves a fraction by at most (w + h + 1) / area
+    assert 0.25 - 0.01 <= min(areas) and max(areas) <= 1.0
+    assert 3 / 4 - 0.02 <= min(ratios) and max(ratios) <= 4 / 3 + 0.02
+    assert np.std(areas) > 0.15  # spread over the range, not stuck at one size
+    again = torch.Generator().manual_seed(0)
+    assert data.random_resized_box((427, 320), (0.25, 1.0), again) == data.random_resized_box(
+        (427, 320), (0.25, 1.0), torch.Generator().manual_seed(0))
+    # a box that cannot fit (a 10:1 strip at full area) falls back to the centred largest box of an allowed ratio
+    assert data.random_resized_box((1000, 100), (1.0, 1.0), generator) == (433, 0, 566, 100)
+
+
+@needs_photos
+def test_random_resized_crops_are_the_box_resized(tmp_path):
+    """The item equals PIL's crop of the drawn box, resized to S (bicubic), flipped when drawn so."""
+    size, scale = 48, (0.3, 0.9)
+    path = PHOTOS / DOG
+    dataset = ColorizationDataset([path], size, train=True, crop_scale=scale)
+    assert dataset.load_size == math.ceil(size / math.sqrt(0.3))  # 88: the smallest box keeps 48 px a side
+    image = data.load_rgb(path, min_short_side=dataset.load_size)
+    flips = set()
+    for seed in range(8):
+        generator = torch.Generator().manual_seed(seed)
+        box = data.random_resized_box(image.size, scale, generator)
+        flip = bool(torch.rand(1, generator=generator) < 0.5)
+        expected = image.resize((size, size), Image.Resampling.BICUBIC, box=box)
+        if flip:
+            expected = expected.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        assert np.array_equal(dataset[(0, seed)].permute(1, 2, 0).numpy(), np.asarray(expected))
+        flips.add(flip)
+    assert flips == {False, True}
+    with pytest.raises(ValueError, match="crop_scale"):
+        ColorizationDataset([path], size, train=True, crop_scale=(0.5, 0.2))
 
 
 @needs_photos

@@ -242,3 +242,30 @@ def test_corrupt_archive_is_a_clear_error(tmp_path):
     with pytest.raises(DatasetError, match="^could not extract broken.tgz: .*delete it to download it again$") as info:
         extract(bad, tmp_path / "out")
     assert "\n" not in str(info.value) and not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------------------------------------------- weights
+
+
+def test_weights_download_through_pooch_is_checked_and_cached(server, archive, tmp_path, monkeypatch):
+    """fetch_weights: pooch downloads once (from a local server), checks the SHA-256, then uses the cached file;
+    a wrong checksum leaves nothing behind; offline with nothing cached is one line."""
+    payload = archive.read_bytes()  # any bytes stand in for a weights file
+    good = downloads.WeightsFile(url=server.url, sha256=hashlib.sha256(payload).hexdigest())
+    monkeypatch.setitem(downloads.WEIGHTS, "stand-in", good)
+    monkeypatch.delenv("ZOO_OFFLINE")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    path = downloads.fetch_weights("stand-in", cache_dir=tmp_path / "cache")
+    assert path == tmp_path / "cache" / "weights" / "coco_sample.tgz" and path.read_bytes() == payload
+    assert downloads.fetch_weights("stand-in", cache_dir=tmp_path / "cache") == path
+    assert len(server.requests) == 1  # the second call used the cache
+
+    monkeypatch.setitem(downloads.WEIGHTS, "stand-in", replace(good, sha256="0" * 64))
+    with pytest.raises(DatasetError, match=r"^could not download http://127\.0\.0\.1:\d+/coco_sample\.tgz \(.*\); "):
+        downloads.fetch_weights("stand-in", cache_dir=tmp_path / "other")
+    assert not list((tmp_path / "other").rglob("*.tgz"))
+
+    monkeypatch.setenv("ZOO_OFFLINE", "1")
+    with pytest.raises(DatasetError, match=r"ZOO_OFFLINE forbids downloading") as info:
+        downloads.fetch_weights("stand-in", cache_dir=tmp_path / "offline")
+    assert "\n" not in str(info.value) and len(server.requests) == 2

@@ -10,7 +10,15 @@ from skimage.metrics import structural_similarity as sk_ssim
 from torchmetrics.utilities.data import dim_zero_sum
 
 from zoo.data import ColorizationDataset, resolve_source
-from zoo.harness.metrics import CIEDE2000, Colorfulness, ColorfulnessGap, StructuralSimilarity, ciede2000, colorfulness
+from zoo.harness.metrics import (
+    CIEDE2000,
+    Colorfulness,
+    ColorfulnessGap,
+    PerImageColorfulnessGap,
+    StructuralSimilarity,
+    ciede2000,
+    colorfulness,
+)
 
 # Sharma, Wu & Dalal (2005), "The CIEDE2000 color-difference formula", Table 1: L1 a1 b1 L2 a2 b2 dE00.
 SHARMA = """
@@ -63,10 +71,13 @@ def _hwc(images: torch.Tensor) -> np.ndarray:
     return images.permute(0, 2, 3, 1).double().numpy()
 
 
-def _cf_numpy(rgb01: np.ndarray) -> float:
-    """Hasler & Suesstrunk's colourfulness of one (H, W, 3) image in [0, 1], written out on 0-255 values."""
+def _cf_numpy(rgb01: np.ndarray, signed: bool = False) -> float:
+    """Colourfulness of one (H, W, 3) image in [0, 1], written out on 0-255 values as the published colorization
+    code does it (absolute opponents, population std), or with Hasler & Suesstrunk's signed opponents."""
     r, g, b = (rgb01 * 255.0).reshape(-1, 3).T
     rg, yb = r - g, 0.5 * (r + g) - b
+    if not signed:
+        rg, yb = np.absolute(rg), np.absolute(yb)
     return float(np.sqrt(rg.std() ** 2 + yb.std() ** 2) + 0.3 * np.sqrt(rg.mean() ** 2 + yb.mean() ** 2))
 
 
@@ -76,38 +87,54 @@ def _desaturated(images: torch.Tensor, keep: float) -> torch.Tensor:
     return gray + keep * (images - gray)
 
 
-def test_colorfulness_matches_the_formula_on_real_photos(photos):
+@pytest.mark.parametrize("signed", [False, True])
+def test_colorfulness_matches_the_formula_on_real_photos(photos, signed):
     images = photos.float() / 255
-    expected = [_cf_numpy(image) for image in _hwc(images)]
-    np.testing.assert_allclose(colorfulness(images).numpy(), expected, rtol=1e-5, atol=1e-4)
+    expected = [_cf_numpy(image, signed) for image in _hwc(images)]
+    # float32 sums over 64 x 64 pixels of values up to 255: relative rounding well under 1e-5
+    np.testing.assert_allclose(colorfulness(images, signed).numpy(), expected, rtol=1e-5, atol=1e-4)
     assert min(expected) > 5  # real colour photos, not a degenerate case
-    metric = Colorfulness()
+    metric = Colorfulness(signed=signed)
     metric.update(images[:3])
     metric.update(images[3:])
-    assert metric.compute().item() == pytest.approx(np.mean(expected), rel=1e-5)
+    assert metric.compute().item() == pytest.approx(np.mean(expected), abs=1e-3)
 
 
-def test_colorfulness_of_gray_is_zero_and_scales_with_saturation(photos):
+def test_the_absolute_and_signed_forms_differ_on_real_photos(photos):
+    """The published code's |rg|, |yb| fold opposite hues together: lower means, smaller spreads, another number."""
     images = photos.float() / 255
-    assert colorfulness(_desaturated(images, 0.0)).abs().max().item() < 1e-3
-    # rg and yb are linear in the pixels, so pulling every pixel halfway to its gray halves CF's spread term
-    # while the mean term shrinks by the same factor: CF scales exactly.
-    np.testing.assert_allclose(colorfulness(_desaturated(images, 0.5)).numpy(), 0.5 * colorfulness(images).numpy(),
-                               rtol=1e-4)
+    absolute, signed = Colorfulness(), Colorfulness(signed=True)
+    absolute.update(images)
+    signed.update(images)
+    assert abs(signed.compute().item() - absolute.compute().item()) > 1.0  # well above the 1e-3 agreement above
 
 
-def test_colorfulness_gap_is_the_mean_per_image_absolute_difference(photos):
+@pytest.mark.parametrize("signed", [False, True])
+def test_colorfulness_of_gray_is_zero_and_scales_with_saturation(photos, signed):
+    images = photos.float() / 255
+    assert colorfulness(_desaturated(images, 0.0), signed).abs().max().item() < 1e-3
+    # rg and yb are linear in the pixels' offsets from their gray (|k x| = k |x| for k >= 0), so pulling every
+    # pixel halfway to its gray halves both of CF's terms: CF scales exactly.
+    np.testing.assert_allclose(colorfulness(_desaturated(images, 0.5), signed).numpy(),
+                               0.5 * colorfulness(images, signed).numpy(), rtol=1e-4)
+
+
+def test_colorfulness_gaps_over_the_set_and_per_image(photos):
     truth = photos.float() / 255
     # Half the predictions too saturated, half too dull: per-image errors of opposite signs.
     preds = torch.cat([_desaturated(truth[:4], 1.5).clamp(0, 1), _desaturated(truth[4:], 0.3)])
     cf_truth = [_cf_numpy(x) for x in _hwc(truth)]
     cf_pred = [_cf_numpy(x) for x in _hwc(preds)]
-    gap = ColorfulnessGap()
-    gap.update(preds[:5], truth[:5])
-    gap.update(preds[5:], truth[5:])
-    expected = np.mean(np.abs(np.subtract(cf_truth, cf_pred)))
-    assert gap.compute().item() == pytest.approx(expected, rel=1e-4)
-    assert expected > abs(np.mean(cf_truth) - np.mean(cf_pred)) + 1  # the errors would cancel in a difference of means
+    per_image, over_set = PerImageColorfulnessGap(), ColorfulnessGap()
+    for metric in (per_image, over_set):
+        metric.update(preds[:5], truth[:5])
+        metric.update(preds[5:], truth[5:])
+    assert over_set.compute().item() == pytest.approx(abs(np.mean(cf_truth) - np.mean(cf_pred)), abs=1e-3)
+    assert per_image.compute().item() == pytest.approx(np.mean(np.abs(np.subtract(cf_truth, cf_pred))), abs=1e-3)
+    assert per_image.compute().item() > over_set.compute().item() + 1  # the errors cancel in the set's means
+    over_set.reset()
+    over_set.update(truth, truth)
+    assert over_set.compute().item() == 0.0
 
 
 def test_ciede2000_reproduces_the_published_test_data():
@@ -163,7 +190,8 @@ def test_ssim_matches_skimage_on_real_photos(photos):
     assert metric.compute().item() == pytest.approx(np.mean(expected), abs=1e-5)
 
 
-@pytest.mark.parametrize("metric_class", [Colorfulness, ColorfulnessGap, CIEDE2000, StructuralSimilarity])
+@pytest.mark.parametrize("metric_class", [Colorfulness, ColorfulnessGap, PerImageColorfulnessGap, CIEDE2000,
+                                          StructuralSimilarity])
 def test_states_sum_across_processes(photos, metric_class):
     """Two shards merged (what the ``sum`` reduction does across ranks) give the single-process value."""
     truth = photos.float() / 255
@@ -182,5 +210,6 @@ def test_pairs_of_different_shapes_are_refused(photos):
     images = photos.float() / 255
     with pytest.raises(ValueError, match="expected two"):
         CIEDE2000().update(images, images[:, :, :32])
-    with pytest.raises(ValueError, match="expected two"):
-        ColorfulnessGap().update(images[:, :1], images[:, :1])
+    for gap in (ColorfulnessGap(), PerImageColorfulnessGap()):
+        with pytest.raises(ValueError, match="expected two"):
+            gap.update(images[:, :1], images[:, :1])

@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
+import zoo
 from zoo.models.patchgan import receptive_field
 from zoo.models.pix2pix import Pix2PixUNet
 from zoo.models.weight_init import init_weights
@@ -236,11 +237,28 @@ def test_smp_unet_rejects_unknown_encoder_weights(weights: str) -> None:
         GENERATORS.create("smp-unet", encoder_weights=weights)
 
 
-@pytest.mark.parametrize("encoder", ["resnet18", "tu-resnet18"])
-def test_smp_unet_imagenet_offline_is_one_clear_error(encoder, tmp_path, monkeypatch) -> None:
+@pytest.mark.parametrize("encoder", ["resnet18", "tu-resnet18", "tu-convnext_atto"])
+def test_smp_unet_imagenet_offline_says_so_and_starts_from_random(encoder, tmp_path, monkeypatch) -> None:
+    """No ImageNet weights to be had (the zoo's download for ResNet18, the Hugging Face hub for the others): one
+    warning line naming the encoder, and a working U-Net with a random encoder."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no torchvision file cached either
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # any request fails, at once
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))  # and nothing is cached
-    with pytest.raises(RuntimeError, match="could not download the ImageNet weights") as caught:
-        GENERATORS.create("smp-unet", encoder=encoder, encoder_weights="imagenet")
-    assert "encoder_weights=/path/to/weights.safetensors|.pth" in str(caught.value)
-    assert isinstance(caught.value.__cause__, OSError)
+    with pytest.warns(UserWarning, match=f"no ImageNet weights for encoder '{encoder}' .*random initialisation") as caught:
+        model = GENERATORS.create("smp-unet", encoder=encoder, encoder_weights="imagenet")
+    assert len(caught) == 1 and "\n" not in str(caught[0].message)
+    assert model(torch.zeros(1, 1, 64, 64)).shape == (1, 2, 64, 64)
+
+
+def test_unet_resnet18_takes_imagenet_weights_from_torchs_cache(tmp_path, monkeypatch) -> None:
+    """Where torchvision already downloaded resnet18-f37072fd.pth, that file is the ImageNet encoder (here a
+    locally made stand-in with torchvision's names)."""
+    torch.manual_seed(0)
+    stand_in = timm.create_model("resnet18", pretrained=False).state_dict()  # torchvision's key names
+    hub = tmp_path / "torch" / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    torch.save(stand_in, hub / "resnet18-f37072fd.pth")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    encoder = zoo.create_generator("unet-resnet18").encoder.state_dict()
+    assert torch.equal(encoder["conv1.weight"], stand_in["conv1.weight"].sum(1, keepdim=True))  # RGB summed
+    assert torch.equal(encoder["layer4.1.bn2.running_var"], stand_in["layer4.1.bn2.running_var"])

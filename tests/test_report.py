@@ -1,6 +1,7 @@
 """`zoo report`: results merged into one self-contained page, checked as a reader sees it in headless Chromium
-(driven over the DevTools protocol): no console errors or outside requests, a leaderboard that sorts on click,
-working before/after sliders, a real screenshot. The error catcher is itself proved on a broken page."""
+(driven over the DevTools protocol): no console errors or outside requests, a leaderboard that sorts on click and
+fits the page, values worse than gray marked as such, reference lines on every plot, working before/after
+sliders, a real screenshot. The error catcher is itself proved on a broken page."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from PIL import Image
 
 from zoo.cli.harness import report as report_command
 from zoo.color import rgb_uint8_to_lab_normalized
+from zoo.harness import schema
 from zoo.harness.report import ReportError, load_results, merge_rows, split_grid, write_report
 from zoo.harness.schema import numeric_keys
 from zoo.images import write_sample_grid
@@ -219,13 +221,49 @@ def results(photos_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> list[
     return paths
 
 
-@pytest.fixture(scope="module")
-def page(results: list[Path]) -> Path:
-    out = results[0].parent / "report" / "report.html"
+def write_page(results: list[Path], out: Path) -> Path:
     result = CliRunner().invoke(report_command, [*map(str, results), "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert f"wrote {out}" in result.output
     return out
+
+
+@pytest.fixture(scope="module")
+def page(results: list[Path]) -> Path:
+    return write_page(results, results[0].parent / "report" / "report.html")
+
+
+MODELS = ("simple-cnn", "pix2pix-unet-gan", "unet-resnet18-gan", "unet-effnet-lite0-gan", "external-ddcolor-large")
+
+
+@pytest.fixture(scope="module")
+def below_gray_page(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A bench and a score file where every model scores below gray, every field of the schema has a value
+    (the widest leaderboard there is) and one model failed with a long error."""
+    root = tmp_path_factory.mktemp("below-gray")
+    rng = np.random.default_rng(0)
+
+    def value(unit: str) -> float:  # magnitudes as real runs write them: parameter counts, fractions, the rest
+        return float({"M": rng.uniform(1e6, 6e7), "%": rng.uniform(0, 1)}.get(unit, rng.uniform(1, 999)))
+
+    def values(kind: str) -> dict[str, float]:
+        return {f.key: value(f.unit) for f in schema.FIELDS
+                if kind in f.kinds and f.key not in ("checkpoint", "generator", "registry_model", "predictions")}
+
+    bench = [{"model": m, "error": None, **values("bench")} for m in MODELS]
+    bench[1]["error"] = "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.15 GiB total capacity)"
+    quality = {"psnr": 18.0, "ssim": 0.80, "ciede2000": 16.5, "dcf": 30.0, "fid_effl0": 150.0}
+    gray = {"model": "gray", "error": None, "psnr": 20.96, "ssim": 0.9215, "ciede2000": 11.85, "cf": 0.0,
+            "cf_truth": 46.14, "cf_hasler": 0.0, "dcf": 46.14, "dcf_per_image": 46.14, "fid_effl0": 112.0}
+    truth = {"model": "truth", "error": None, "psnr": None, "ssim": 1.0, "ciede2000": 0.0, "cf": 46.14,
+             "cf_truth": 46.14, "cf_hasler": 51.02, "dcf": 0.0, "dcf_per_image": 0.0, "fid_effl0": 0.0}
+    score = [{"model": m, "error": None, **{k: v - 0.1 * i if k != "dcf" else 50 + i for k, v in quality.items()}}
+             for i, m in enumerate(MODELS)]
+    docs = {"bench.json": {"kind": "bench", "created": "2026-11-24T10:00:00+00:00", "rows": bench},
+            "score.json": {"kind": "score", "created": "2026-11-24T11:00:00+00:00", "rows": [*score, gray, truth]}}
+    for name, doc in docs.items():
+        (root / name).write_text(json.dumps(doc))
+    return write_page([root / name for name in docs], root / "report.html")
 
 
 # ------------------------------------------------------------------------------------------- without a browser
@@ -292,7 +330,14 @@ def test_report_loads_without_errors_sorts_slides_and_renders(browser, page, tmp
     browser.open(url)
     assert browser.problems(url) == []
     assert browser.evaluate("Array.from(document.images).every(i => i.naturalWidth > 0)")
-    assert browser.evaluate("document.querySelectorAll('#plot #points use').length") == 2  # one marker a point
+    plots = browser.evaluate("Array.from(document.querySelectorAll('.plots svg'), p => p.id)")
+    assert plots == ["plot-psnr", "plot-ssim", "plot-ciede2000"]  # one per quality field with a direction
+    for plot in plots:
+        markers = f"document.querySelectorAll('#{plot} #{plot}-points use').length"
+        assert browser.evaluate(markers) == 2  # a marker a model
+        assert browser.evaluate(f"document.querySelectorAll('#{plot} #{plot}-reference-gray path').length") == 1
+    truth_lines = "document.querySelectorAll('#plot-ssim-reference-truth, #plot-ciede2000-reference-truth').length"
+    assert browser.evaluate(truth_lines) == 2  # PSNR's truth is infinite: no line
     assert browser.evaluate("document.querySelectorAll('.gallery .sample').length") == 2 * len(PHOTOS)
     best = "Array.from(document.querySelectorAll('#leaderboard td.best'), c => c.parentElement.dataset.model)"
     assert "truth" not in browser.evaluate(best)  # the references (truth has SSIM 1) are never "best"
@@ -332,3 +377,39 @@ def test_report_loads_without_errors_sorts_slides_and_renders(browser, page, tmp
     saved = os.environ.get("ZOO_REPORT_SCREENSHOT")
     if saved:  # keep it to look at
         shutil.copy(shot, saved)
+
+
+def test_a_report_where_every_model_is_below_gray_says_so(browser, below_gray_page):
+    url = below_gray_page.as_uri()
+    browser.open(url, width=1400)
+    assert browser.problems(url) == []
+    quality = ("psnr", "ssim", "ciede2000", "dcf", "fid_effl0")
+    for key in quality:  # no model beats gray anywhere: nothing is "best", every model's value looks worse
+        index = browser.evaluate(f"Array.from(document.querySelectorAll('#leaderboard thead th')).findIndex("
+                                 f"h => h.dataset.key === '{key}') + 1")
+        cells = browser.evaluate(f"Array.from(document.querySelectorAll('#leaderboard tbody tr'), r => "
+                                 f"[r.dataset.model, r.cells[{index - 1}].className])")
+        assert index > 0 and all("best" not in mark for _, mark in cells), (key, cells)
+        assert {model for model, mark in cells if "worse-than-gray" in mark} == set(MODELS), (key, cells)
+    struck = "getComputedStyle(document.querySelector('#leaderboard td.worse-than-gray')).textDecorationLine"
+    assert browser.evaluate(struck) == "line-through"
+    assert "worse than gray (20.96)" in browser.evaluate(
+        "document.querySelector('#leaderboard tr[data-model=simple-cnn] td.worse-than-gray').title")
+    assert browser.evaluate("document.querySelectorAll('#leaderboard td.best').length") > 0  # speed still ranks
+
+    browser.click("#leaderboard th[data-key=psnr]")  # best first: gray, then every model below it, truth (inf) last
+    order = browser.evaluate("Array.from(document.querySelectorAll('#leaderboard tbody tr'), r => r.dataset.model)")
+    assert order == ["gray", *MODELS, "truth"]
+
+    # The widest leaderboard fits a 1400 px window: no horizontal scroll, the last column on screen.
+    fits = browser.evaluate("(() => { const t = document.getElementById('leaderboard');"
+                            " return [t.scrollWidth, t.parentElement.clientWidth, t.getBoundingClientRect().right,"
+                            " document.documentElement.clientWidth]; })()")
+    widths = browser.evaluate("Array.from(document.querySelectorAll('#leaderboard thead th'),"
+                              " h => h.textContent + ' ' + Math.round(h.getBoundingClientRect().width))")
+    assert fits[0] <= fits[1] and fits[2] <= fits[3], (fits, widths)
+    headline = browser.evaluate("document.querySelectorAll('#leaderboard thead th').length")
+    every = browser.evaluate("document.querySelectorAll('#all-fields thead th').length")
+    assert every > headline  # the rest of the fields, folded
+    assert browser.evaluate("document.querySelector('#leaderboard th[data-key=fid_effl0]').title").endswith(
+        "not comparable with Inception FID")

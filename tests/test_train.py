@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 
 import zoo
 from zoo import checkpoint
-from zoo.data import EmptyDatasetError
+from zoo.data import EmptyDatasetError, resolve_source
 from zoo.runtime import setup_runtime
 from zoo.train import TrainOptions, _cpu_budget, parse_duration, resume, train
 
@@ -51,7 +51,9 @@ def test_every_model_trains_a_few_steps_on_the_sample(tmp_path, model):
         assert json.loads((run_dir / "run.json").read_text())["spec"]["generator"]["num_downs"] == 6
     assert math.isfinite(summary["val_l1"]) and 0 < summary["val_l1"] < 2
     split = json.loads((run_dir / "split.json").read_text())
-    assert len(split["train"]) + len(split["val"]) == 119 and not set(split["train"]) & set(split["val"])
+    # The default data is the sample without the 20 held-out photos: none of them is trained or validated on.
+    assert len(split["train"]) + len(split["val"]) == 99 and not set(split["train"]) & set(split["val"])
+    assert not {Path(p).name for p in split["train"] + split["val"]} & {p.name for p in resolve_source("heldout")}
     assert list((run_dir / "samples").glob("*.png"))
     # The inference checkpoint re-reads into a predictor (generator + decoder) holding exactly the trained weights.
     loaded_spec, predictor = checkpoint.load_generator(run_dir / "generator.safetensors")
@@ -217,3 +219,55 @@ def test_learning_rate_decays_linearly_per_epoch(tmp_path, photos_dir):
     logged = [r for r in records(Path(summary["run_dir"])) if r["kind"] == "train"]
     assert [r["epoch"] for r in logged] == [0, 1]  # 5 train photos, batch 4: one step an epoch
     assert [r["lr"] for r in logged] == pytest.approx([2e-4 * 2 / 3, 2e-4 / 3])
+
+
+def test_recipes_for_the_hardware_and_time_shares(tmp_path, monkeypatch):
+    """A model's `cpu` table replaces its stage settings on a CPU only; under --max-time the stages split the
+    budget by their time_share; channels_last is on by default on a CPU."""
+    from conftest import reset_discovery
+
+    from zoo.train import Trainer, resolve_spec
+
+    registry = tmp_path / "registry.toml"
+    registry.write_text(
+        '[models.m]\ngenerator = { arch = "simple-cnn", width = 4, depth = 2 }\n'
+        'cpu = { image_size = 48, crop_scale = [0.5, 1.0] }\n'
+        '[[models.m.stages]]\nname = "a"\nloss = { l1 = 1 }\nepochs = 1\nimage_size = 256\ntime_share = 3\n'
+        '[[models.m.stages]]\nname = "b"\nloss = { mse = 1 }\nepochs = 1\nimage_size = 256\n'
+    )
+    monkeypatch.setenv("ZOO_REGISTRY", str(registry))
+    reset_discovery()
+    try:
+        on_cpu = resolve_spec("m", TrainOptions(), "cpu", echo=lambda s: None)
+        on_gpu = resolve_spec("m", TrainOptions(), "cuda", echo=lambda s: None)
+        assert [(s.image_size, s.crop_scale) for s in on_cpu.stages] == [(48, (0.5, 1.0))] * 2
+        assert [(s.image_size, s.crop_scale) for s in on_gpu.stages] == [(256, None)] * 2
+        assert resolve_spec("m", TrainOptions(image_size=64), "cpu", echo=lambda s: None).stages[0].image_size == 64
+        trainer = Trainer(on_cpu, TrainOptions(max_time=100.0), tmp_path / "run", setup_runtime("cpu"))
+        assert trainer.stage_deadline(0) == pytest.approx(75.0, abs=0.5)  # 3 / (3 + 1) of the budget
+        assert trainer.channels_last
+        conv = trainer.model.generator.encoder[0]
+        assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    finally:
+        monkeypatch.undo()
+        reset_discovery()
+
+
+def test_validation_every_n_steps_on_tiny_epochs_and_fine_tuning_from_a_checkpoint(tmp_path):
+    """With 1-step epochs, validation (and its checkpoint) comes at the first epoch end validate_every steps on,
+    and at the end; a run started with --init begins from that checkpoint's generator."""
+    six = tmp_path / "six.txt"  # 5 training photos, batch 4: one step an epoch
+    six.write_text("\n".join(str(p) for p in resolve_source("sample-train")[:6]))
+    first = train("simple-cnn", options(tmp_path, "first", data=str(six), max_steps=12, validate_every=5,
+                                        generator={"width": 8}), echo=lambda s: None)
+    logged = records(Path(first["run_dir"]))
+    assert [r["step"] for r in logged if r["kind"] == "val"] == [5, 10, 12]
+    assert [r["epoch"] for r in logged if r["kind"] == "train"][-1] == 11
+    init = Path(first["generator"])
+    tuned = train("simple-cnn", options(tmp_path, "tuned", max_steps=1, lr=1e-12, init=init,
+                                        generator={"width": 8}), echo=lambda s: None)
+    before, after = load_file(init), load_file(Path(tuned["generator"]))
+    convs = [k for k in before if k.endswith(".weight") and before[k].dim() == 4]
+    assert convs and all(torch.allclose(before[k], after[k], atol=1e-9) for k in convs)
+    with pytest.raises(checkpoint.CheckpointError, match="holds a simple-cnn generator"):
+        train("unet-resnet18", options(tmp_path, "wrong", max_steps=1, init=init), echo=lambda s: None)

@@ -35,8 +35,8 @@ from zoo import checkpoint
 from zoo.color import lab_normalized_to_rgb, normalize_lab, rgb_to_lab, rgb_uint8_to_lab_normalized
 from zoo.data import default_workers, resolve_source
 from zoo.images import BadImageError, Source, as_source, one_line, read_source, upright_size, write_image, write_png16
-from zoo.runtime import pick_device
-from zoo.spec import ModelSpec, size_multiple
+from zoo.runtime import pick_device, use_channels_last
+from zoo.spec import ModelSpec, default_model, size_multiple, weights_path
 
 STRIP_PIXELS = 1 << 18  # pixels per strip of the full-resolution Lab -> RGB pass (cache-sized temporaries)
 MAX_BATCH_PIXELS = 48_000_000  # full-resolution pixels decoded at once (two 24 MP photos)
@@ -44,6 +44,19 @@ MAX_BATCH_PIXELS = 48_000_000  # full-resolution pixels decoded at once (two 24 
 
 class NoCheckpointError(ValueError):
     """A model asked for without trained weights; the message says how to get them."""
+
+
+def trained_weights(model: str | None = None, checkpoint_path: Path | str | None = None) -> tuple[Path, str | None]:
+    """The checkpoint to colorize with and the model it must hold: ``checkpoint_path`` if given; else the
+    weights ``model`` ships with; else those of the registry's default model. Raises :class:`NoCheckpointError`
+    saying how to get weights when there are none."""
+    if checkpoint_path is not None:
+        return Path(checkpoint_path), model
+    name = model or default_model()
+    shipped = weights_path(name) if name is not None else None
+    if shipped is None:
+        raise NoCheckpointError(missing_checkpoint_message(name or "NAME"))
+    return shipped, name
 
 
 def missing_checkpoint_message(model: str) -> str:
@@ -122,9 +135,27 @@ class AbResizer:
         return torch.einsum("yj,cjx->cyx", weights[:, first:last], self.wide[:, first:last])
 
 
-def _resize(x: Tensor, height: int, width: int) -> Tensor:
-    """Bilinear resize of (B, C, h, w), antialiased when shrinking."""
-    return F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False, antialias=True)
+def _resize(x: Tensor, height: int, width: int, mode: str = "bilinear") -> Tensor:
+    """Bilinear (or bicubic) resize of (B, C, h, w), antialiased when shrinking."""
+    return F.interpolate(x, size=(height, width), mode=mode, align_corners=False, antialias=True)
+
+
+class AtWorkingSize(nn.Module):
+    """A predictor run as the colorizer runs it, on L of any size: L resized (bicubic) to the working shape
+    (short side ``size`` rounded to ``multiple``), ab predicted there and resized back (bilinear). What
+    :mod:`zoo.harness.scoring` scores, so that scores describe ``zoo colorize``'s output."""
+
+    def __init__(self, predictor: nn.Module, size: int, multiple: int) -> None:
+        super().__init__()
+        self.predictor, self.size, self.multiple = predictor, size, multiple
+
+    def forward(self, L: Tensor) -> Tensor:  # noqa: N803
+        height, width = L.shape[-2:]
+        w, h = working_shape((width, height), self.size, self.multiple)
+        if (h, w) == (height, width):
+            return self.predictor(L).float()
+        small = _resize(L, h, w, mode="bicubic").clamp(-1, 1)
+        return _resize(self.predictor(small).float(), height, width)
 
 
 # ------------------------------------------------------------------------------------------- rendering
@@ -248,17 +279,21 @@ class Colorizer:
     ) -> None:
         self.spec = spec
         self.device = torch.device(device) if device is not None else next(predictor.parameters()).device
-        self.predictor = predictor.to(self.device).eval()
-        self.size = size or spec.stages[-1].image_size
+        self.channels_last = use_channels_last(None, self.device)
+        memory_format = torch.channels_last if self.channels_last else torch.preserve_format
+        self.predictor = predictor.to(self.device, memory_format=memory_format).eval()
+        self.size = size or spec.working_size
         self.multiple = size_multiple(spec)
 
     @classmethod
     def from_checkpoint(
-        cls, path: Path | str, model: str | None = None, device: str = "auto", size: int | None = None
+        cls, path: Path | str | None = None, model: str | None = None, device: str = "auto", size: int | None = None
     ) -> Colorizer:
-        """Load ``path`` (refused if it holds another architecture than ``model``) onto ``device``."""
+        """Load ``path`` (refused if it holds another architecture than ``model``) onto ``device``; without a
+        path, the weights ``model`` (or the default model) ships with (see :func:`trained_weights`)."""
+        path, model = trained_weights(model, path)
         target = pick_device(device)
-        spec, predictor = checkpoint.load_generator(Path(path), model=model, device=target)
+        spec, predictor = checkpoint.load_generator(path, model=model, device=target)
         return cls(spec, predictor, target, size)
 
     def working_shape(self, size: tuple[int, int]) -> tuple[int, int]:
@@ -272,8 +307,11 @@ class Colorizer:
 
     def predict(self, L: Tensor) -> Tensor:  # noqa: N803
         """ab (B, 2, h, w) on the CPU for normalised L (B, 1, h, w)."""
+        L = L.to(self.device)  # noqa: N806
+        if self.channels_last:
+            L = L.contiguous(memory_format=torch.channels_last)  # noqa: N806
         with torch.inference_mode():
-            return self.predictor(L.to(self.device)).float().cpu()
+            return self.predictor(L).float().cpu().contiguous()
 
     def load(self, path: Path) -> tuple[Source, Tensor]:
         """The decoded source of ``path`` and its model input (run in worker threads)."""
@@ -408,11 +446,10 @@ def colorize(
     """Colorize one image (a PIL image or a path) at its own size with a trained model.
 
     ``model`` is a model name (checked against the checkpoint) or an already loaded :class:`Colorizer`, which
-    avoids reloading the checkpoint for every image. Without either a Colorizer or ``checkpoint``, raises
-    :class:`NoCheckpointError` saying how to get one.
+    avoids reloading the checkpoint for every image. Without a checkpoint, the model's shipped weights are used
+    (with neither, the default model's: ``zoo.colorize("photo.jpg")``); a model that ships none raises
+    :class:`NoCheckpointError` saying how to get weights.
     """
     if isinstance(model, Colorizer):
         return model(image_or_path)
-    if checkpoint is None:
-        raise NoCheckpointError(missing_checkpoint_message(model or "NAME"))
     return Colorizer.from_checkpoint(checkpoint, model, device)(image_or_path)

@@ -46,6 +46,9 @@ from zoo.images import (
 )
 
 SAMPLE_DIR = Path(__file__).parent / "sample_photos"
+HELDOUT_LIST = SAMPLE_DIR / "heldout.txt"  # 20 sample photos no shipped model or recipe tuning trains on
+# Named sources of the embedded sample: every photo, the held-out ones, and the rest (what training uses).
+SAMPLE_SOURCES = ("sample", "heldout", "sample-train")
 # Mean Lab chroma below which a photo counts as grayscale. Measured on 64 px thumbnails of the 120 shared photos:
 # the nearly gray one (gnome-control-center-data--guitar2.jpg) has 0.65, the least colourful colour photo
 # (gnome-control-center-data--calculator.jpg) 1.53; 1.0 sits a factor of about 1.5 from each.
@@ -66,13 +69,16 @@ class EmptyDatasetError(ValueError):
 def resolve_source(source: str = "sample", cache_dir: Path | None = None) -> list[Path]:
     """Image paths of ``source``, sorted.
 
-    ``source`` is ``"sample"`` (the photos shipped in the package), a named dataset of ``zoo.downloads.DATASETS``
+    ``source`` is ``"sample"`` (the 119 photos shipped in the package), ``"heldout"`` (the 20 of them listed in
+    ``heldout.txt``), ``"sample-train"`` (the other 99), a named dataset of ``zoo.downloads.DATASETS``
     (downloaded into the cache on first use), a folder (searched recursively for image extensions), a list
     file (one path a line, relative to the list file; blank lines and ``#`` comments ignored), an image
     file, or a glob such as ``"photos/**/*.jpg"``.
     """
-    if source == "sample":
-        return _images_under(SAMPLE_DIR)
+    if source in SAMPLE_SOURCES:
+        sample, heldout = _images_under(SAMPLE_DIR), set(_read_list(HELDOUT_LIST))
+        return {"sample": sample, "heldout": sorted(heldout),
+                "sample-train": [p for p in sample if p not in heldout]}[source]
     if source in downloads.DATASETS:
         return downloads.fetch(source, cache_dir)
     path = Path(source).expanduser()
@@ -84,7 +90,7 @@ def resolve_source(source: str = "sample", cache_dir: Path | None = None) -> lis
         matches = glob.glob(os.path.expanduser(source), recursive=True)
         return sorted(Path(p) for p in matches if is_image_name(Path(p)) and os.path.isfile(p))
     raise ValueError(
-        f"unknown image source {source!r}: expected 'sample', a folder, a glob, a list file or a dataset name "
+        f"unknown image source {source!r}: expected {', '.join(SAMPLE_SOURCES)}, a folder, a glob, a list file or a dataset name "
         f"({', '.join(sorted(downloads.DATASETS))})"
     )
 
@@ -331,20 +337,30 @@ class EpochSampler(Sampler[tuple[int, int]]):
 class ColorizationDataset(Dataset[torch.Tensor]):
     """Photos as uint8 RGB tensors (3, S, S), indexed by ``(index, item_seed)`` from ``EpochSampler``.
 
-    Train: short side resized to round(S * 286 / 256), a random S x S crop and a random horizontal flip, both
-    drawn from a ``torch.Generator`` seeded with ``item_seed`` (so the same key gives the same tensor in any
-    process). Val: short side resized to S and the centre S x S crop; the seed is unused. A plain int index
-    means seed 0. A file that no longer decodes (changed since the scan) is replaced by the next index that
-    does, deterministically, with one warning per file and process naming it.
+    Train, by default (pix2pix): short side resized to round(S * 286 / 256), a random S x S crop and a random
+    horizontal flip. Train with ``crop_scale=(a, b)``: a random-resized crop (as torchvision's
+    ``RandomResizedCrop``): a region of a fraction in [a, b] of the image's area and an aspect ratio in
+    [3/4, 4/3], resized to S x S (bicubic), then the flip. Every draw comes from a ``torch.Generator`` seeded
+    with ``item_seed`` (so the same key gives the same tensor in any process). Val: short side resized to S and
+    the centre S x S crop; the seed is unused. A plain int index means seed 0. A file that no longer decodes
+    (changed since the scan) is replaced by the next index that does, deterministically, with one warning per
+    file and process naming it.
     """
 
-    def __init__(self, paths: Sequence[Path | str], image_size: int, train: bool) -> None:
+    def __init__(self, paths: Sequence[Path | str], image_size: int, train: bool,
+                 crop_scale: tuple[float, float] | None = None) -> None:
         if not paths:
             raise EmptyDatasetError("ColorizationDataset needs at least one image path")
+        if crop_scale is not None and not 0 < crop_scale[0] <= crop_scale[1] <= 1:
+            raise ValueError(f"crop_scale must be two area fractions 0 < a <= b <= 1, got {crop_scale}")
         self.paths = [Path(p) for p in paths]
         self.image_size = image_size
         self.train = train
-        self.load_size = round(image_size * LOAD_SCALE) if train else image_size
+        self.crop_scale = crop_scale if train else None
+        if self.crop_scale is not None:  # decode large enough that the smallest region still has S pixels a side
+            self.load_size = math.ceil(image_size / math.sqrt(self.crop_scale[0]))
+        else:
+            self.load_size = round(image_size * LOAD_SCALE) if train else image_size
         self.failed: set[Path] = set()
 
     def __len__(self) -> int:
@@ -365,19 +381,46 @@ class ColorizationDataset(Dataset[torch.Tensor]):
         raise EmptyDatasetError(f"none of the {len(self.paths)} images decodes any more")
 
     def _crop(self, image: Image.Image, seed: int) -> torch.Tensor:
-        image = resize_short_side(image, self.load_size)
         s = self.image_size
-        width, height = image.size
-        if self.train:
-            generator = torch.Generator().manual_seed(seed)
-            x, y = (int(torch.randint(extent - s + 1, (1,), generator=generator)) for extent in (width, height))
-            flip = bool(torch.rand(1, generator=generator) < 0.5)
+        generator = torch.Generator().manual_seed(seed)
+        if self.crop_scale is not None:
+            image = resize_short_side(image, max(self.load_size, min(image.size)))  # upscale tiny images only
+            box = random_resized_box(image.size, self.crop_scale, generator)
+            image = image.resize((s, s), Image.Resampling.BICUBIC, box=box)
         else:
-            x, y, flip = (width - s) // 2, (height - s) // 2, False
-        image = image.crop((x, y, x + s, y + s))
-        if flip:
+            image = resize_short_side(image, self.load_size)
+            width, height = image.size
+            if self.train:
+                x, y = (int(torch.randint(extent - s + 1, (1,), generator=generator)) for extent in (width, height))
+            else:
+                x, y = (width - s) // 2, (height - s) // 2
+            image = image.crop((x, y, x + s, y + s))
+        if self.train and bool(torch.rand(1, generator=generator) < 0.5):
             image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         return torch.from_numpy(np.array(image)).permute(2, 0, 1)  # (3, S, S) uint8
+
+
+def random_resized_box(size: tuple[int, int], scale: tuple[float, float], generator: torch.Generator,
+                       ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> tuple[int, int, int, int]:
+    """A (left, top, right, bottom) box of area fraction in ``scale`` and aspect ratio (width / height) in
+    ``ratio``, log-uniform, at a uniform position: torchvision's ``RandomResizedCrop`` rule (10 tries, then
+    the centred largest box of ratio within ``ratio``)."""
+    width, height = size
+    area = width * height
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(10):
+        target = area * float(torch.empty(1).uniform_(scale[0], scale[1], generator=generator))
+        aspect = math.exp(float(torch.empty(1).uniform_(*log_ratio, generator=generator)))
+        w, h = round(math.sqrt(target * aspect)), round(math.sqrt(target / aspect))
+        if 0 < w <= width and 0 < h <= height:
+            top = int(torch.randint(height - h + 1, (1,), generator=generator))
+            left = int(torch.randint(width - w + 1, (1,), generator=generator))
+            return left, top, left + w, top + h
+    aspect = width / height
+    w, h = (round(height * ratio[1]), height) if aspect > ratio[1] else \
+        (width, round(width / ratio[0])) if aspect < ratio[0] else (width, height)
+    left, top = (width - w) // 2, (height - h) // 2
+    return left, top, left + w, top + h
 
 
 def default_workers() -> int:

@@ -36,6 +36,7 @@ from zoo.files import write_text
 log = logging.getLogger(__name__)
 
 CACHE_ENV = "ZOO_CACHE"
+OFFLINE_ENV = "ZOO_OFFLINE"  # set (not 0): nothing is downloaded; only what is cached is used
 MARKER = ".extracted"
 TIMEOUT_S = 60
 _CHUNK = 1 << 20
@@ -109,6 +110,8 @@ def fetch(name: str, cache_dir: Path | str | None = None) -> list[Path]:
         archive = root / "downloads" / spec.filename
         if archive.exists():  # pooch would take it as it is: check it first
             verify(archive, spec.checksum, spec.size, spec.checksum_bytes, hint="delete it to download it again")
+        elif offline() and not spec.url.startswith("file:"):
+            raise DatasetError(f"{name} is not in {root} and ${OFFLINE_ENV} forbids downloading {spec.url}")
         downloader = ResumingDownloader(archive, spec.checksum, spec.size, spec.checksum_bytes)
         with _quiet_pooch():  # it would log the archive's hash as advice: the zoo checks its own
             pooch.retrieve(spec.url, known_hash=None, fname=archive.name, path=archive.parent, downloader=downloader,
@@ -277,6 +280,11 @@ def torch_hub_checkpoints() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
+def offline() -> bool:
+    """Whether ``$ZOO_OFFLINE`` forbids downloads (the tests set it)."""
+    return os.environ.get(OFFLINE_ENV, "") not in ("", "0")
+
+
 def fetch_weights(name: str, cache_dir: Path | str | None = None) -> Path:
     """The local file of the weights called ``name``: torch's hub cache if torchvision already fetched it, else
     the zoo's cache, downloaded there (and checked) when missing. Raises :class:`DatasetError` in one line
@@ -286,6 +294,9 @@ def fetch_weights(name: str, cache_dir: Path | str | None = None) -> Path:
     if hub.is_file():
         return hub
     folder = cache_root(cache_dir) / "weights"
+    if offline() and not (folder / spec.filename).is_file():
+        raise DatasetError(f"{spec.filename} is not in {folder} or {hub.parent} and ${OFFLINE_ENV} forbids"
+                           f" downloading {spec.url}")
     try:
         with _quiet_pooch():
             return Path(pooch.retrieve(spec.url, known_hash=f"sha256:{spec.sha256}", fname=spec.filename,

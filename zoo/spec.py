@@ -72,6 +72,9 @@ class StageSpec:
     decay_epochs: int = 0  # pix2pix's "linear" policy: the last decay_epochs epochs take the lr linearly to 0
     image_size: int = 256
     batch_size: int = 16
+    crop_scale: tuple[float, float] | None = None  # random-resized crops of this area fraction; None: pix2pix's
+    time_share: float = 1.0  # under --max-time, the stage's share of the budget, relative to the other stages'
+    frozen: tuple[str, ...] = ()  # generator submodules (by name, e.g. "encoder") this stage does not train
 
     def lr_factor(self, epoch: int) -> float:
         """The multiplier of the base learning rates in ``epoch`` (0-based): 1, then linear decay towards 0."""
@@ -98,6 +101,14 @@ class ModelSpec:
     discriminator: ArchSpec | None = None
     objectives: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # name -> constructor settings
     description: str = ""
+    inference_size: int | None = None  # short side the model sees at inference; None: the last stage's image size
+    weights: str | None = None  # shipped trained weights (see weights_path)
+    cpu: Mapping[str, Any] = field(default_factory=dict)  # stage settings that replace the recipe's on a CPU
+
+    @property
+    def working_size(self) -> int:
+        """The short side ``zoo colorize`` and ``zoo score`` run the model at (ab is then resized to the photo)."""
+        return self.inference_size or self.stages[-1].image_size
 
     @property
     def objective_names(self) -> list[str]:
@@ -107,13 +118,13 @@ class ModelSpec:
     @property
     def output_objective(self) -> str | None:
         """The objective that defines what the generator outputs (logits over ab bins ...); None: plain ab."""
-        return next((n for n in self.objective_names if OBJECTIVES.get(n).output_channels is not None), None)
+        return next((n for n in self.objective_names if _outputs(n, self.objectives.get(n, {})) is not None), None)
 
     @property
     def output_channels(self) -> int:
         """Channels the generator outputs: the output objective's, else 2 (ab)."""
         name = self.output_objective
-        return AB_CHANNELS if name is None else OBJECTIVES.get(name).output_channels
+        return AB_CHANNELS if name is None else _outputs(name, self.objectives.get(name, {}))
 
     def objective_settings(self, name: str) -> dict[str, Any]:
         return dict(self.objectives.get(name, {}))
@@ -125,8 +136,20 @@ class ModelSpec:
             out["discriminator"] = self.discriminator.to_dict()
         if self.objectives:
             out["objectives"] = {name: dict(settings) for name, settings in self.objectives.items()}
+        for key in ("inference_size", "weights"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        if self.cpu:
+            out["cpu"] = _plain(dict(self.cpu))
         out["stages"] = [_plain(dataclasses.asdict(stage)) for stage in self.stages]
         return out
+
+    def for_device(self, device_type: str) -> ModelSpec:
+        """The recipe for ``device_type``: on ``cpu``, the ``cpu`` table's stage settings replace the recipe's
+        (an image size and crops that buy the most quality per CPU minute); elsewhere the recipe as written."""
+        if device_type != "cpu" or not self.cpu:
+            return self
+        return self.with_overrides(**self.cpu)
 
     def with_overrides(
         self,
@@ -180,6 +203,10 @@ def _check_type(value: Any, hint: Any, where: str) -> Any:
         return {_check_type(k, key_type, where): _check_type(v, value_type, f"{where}.{k}") for k, v in value.items()}
     if hint is Any:
         return value
+    if origin is tuple and typing.get_args(hint)[-1] is Ellipsis:  # tuple[T, ...]: a list of any length
+        if not isinstance(value, list | tuple):
+            raise SpecError(f"{where}: expected a list, got {value!r}")
+        return tuple(_check_type(v, typing.get_args(hint)[0], f"{where}[{i}]") for i, v in enumerate(value))
     if origin is tuple:
         args = typing.get_args(hint)
         if not isinstance(value, list | tuple) or len(value) != len(args):
@@ -227,7 +254,9 @@ def _arch_spec(kind: Literal["generator", "discriminator"], raw: Any, where: str
     return ArchSpec(raw["arch"], {k: v for k, v in raw.items() if k != "arch"})
 
 
-_MODEL_KEYS = {"description", "generator", "discriminator", "objectives", "stages", "image_size", "batch_size"}
+_MODEL_KEYS = {"description", "generator", "discriminator", "objectives", "stages", "image_size", "batch_size",
+               "inference_size", "weights", "cpu"}
+_CPU_KEYS = ("image_size", "batch_size", "crop_scale", "epochs", "decay_epochs", "frozen")
 _STAGE_DEFAULT_KEYS = ("image_size", "batch_size")
 
 
@@ -267,10 +296,15 @@ def _objectives(raw: Any, stages: tuple[StageSpec, ...], gan_modes: dict[str, st
         settings.setdefault("gan", {}).setdefault("mode", next(iter(gan_modes.values())))
     for name in used:
         check_settings("objective", name, settings.get(name, {}), f"{where}.objectives.{name}")
-    outputs = [name for name in used if OBJECTIVES.get(name).output_channels is not None]
+    outputs = [name for name in used if _outputs(name, settings.get(name, {})) is not None]
     if len(outputs) > 1:
         raise SpecError(f"{where}: objectives {' and '.join(outputs)} both define the generator's output")
     return {name: settings[name] for name in used if name in settings}
+
+
+def _outputs(objective: str, settings: Mapping[str, Any]) -> int | None:
+    """The channels ``objective`` makes the generator output with ``settings`` (None: ab)."""
+    return OBJECTIVES.get(objective).output_channels(**settings)
 
 
 def spec_from_dict(name: str, raw: Mapping[str, Any], defaults: Mapping[str, Any] | None = None) -> ModelSpec:
@@ -312,6 +346,14 @@ def spec_from_dict(name: str, raw: Mapping[str, Any], defaults: Mapping[str, Any
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise SpecError(f"{where}.description: expected str, got {description!r}")
+    cpu = raw.get("cpu", {})
+    if not isinstance(cpu, Mapping) or set(cpu) - set(_CPU_KEYS):
+        raise SpecError(f"{where}.cpu: expected a table of stage settings ({', '.join(_CPU_KEYS)}), got {cpu!r}")
+    for stage in stages:  # the CPU settings must make valid stages too
+        _check_type({**_plain(dataclasses.asdict(stage)), **cpu}, StageSpec, f"{where}.cpu")
+    inference_size = _check_type(raw.get("inference_size"), int | None, f"{where}.inference_size")
+    if inference_size is not None and inference_size < 16:
+        raise SpecError(f"{where}.inference_size: expected at least 16, got {inference_size}")
     return ModelSpec(
         name=name,
         generator=_arch_spec("generator", raw["generator"], f"{where}.generator"),
@@ -319,23 +361,36 @@ def spec_from_dict(name: str, raw: Mapping[str, Any], defaults: Mapping[str, Any
         objectives=objectives,
         stages=stages,
         description=description,
+        inference_size=inference_size,
+        weights=_check_type(raw.get("weights"), str | None, f"{where}.weights"),
+        cpu=dict(cpu),
     )
 
 
-def load_registry_file(path: Path) -> dict[str, ModelSpec]:
-    """Every model in the ``registry.toml`` at ``path``, validated."""
+def read_registry_file(path: Path) -> tuple[dict[str, ModelSpec], str | None]:
+    """Every model in the ``registry.toml`` at ``path``, validated, and its ``default_model`` (or None)."""
     try:
         data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(f"{path}: not valid TOML: {exc}") from None
-    unknown = sorted(set(data) - {"defaults", "models"})
+    unknown = sorted(set(data) - {"defaults", "models", "default_model"})
     if unknown:
-        raise SpecError(f"{path}: unknown top-level table {unknown[0]!r} (expected [defaults] and [models.NAME])")
+        raise SpecError(f"{path}: unknown top-level table {unknown[0]!r} (expected default_model, [defaults] and"
+                        " [models.NAME])")
     defaults = data.get("defaults", {})
     bad = sorted(set(defaults) - set(_STAGE_DEFAULT_KEYS))
     if bad:
         raise SpecError(f"{path}: [defaults]: unknown key {bad[0]!r} (known: {', '.join(_STAGE_DEFAULT_KEYS)})")
-    return {name: spec_from_dict(name, raw, defaults) for name, raw in data.get("models", {}).items()}
+    specs = {name: spec_from_dict(name, raw, defaults) for name, raw in data.get("models", {}).items()}
+    default = data.get("default_model")
+    if default is not None and default not in specs:
+        raise SpecError(f"{path}: default_model {default!r} is not a model of this file")
+    return specs, default
+
+
+def load_registry_file(path: Path) -> dict[str, ModelSpec]:
+    """Every model in the ``registry.toml`` at ``path``, validated."""
+    return read_registry_file(path)[0]
 
 
 def registry_path() -> Path:
@@ -362,13 +417,27 @@ def _plugin_registry_files() -> list[tuple[str, Path]]:
     return found
 
 
+@dataclass(frozen=True)
+class Registry:
+    """What the registry files name: the models, where each one's shipped ``weights`` are relative to, and the
+    default model (the one ``zoo colorize`` uses when given no model or checkpoint)."""
+
+    specs: dict[str, ModelSpec]
+    weights_dirs: dict[str, Path]
+    default_model: str | None
+
+
 @cache
-def model_specs() -> dict[str, ModelSpec]:
-    """Every named model: the registry in use, then the models that plugins ship (built-in names win)."""
-    specs = load_registry_file(registry_path())
-    for plugin, path in _plugin_registry_files():
+def registry_contents() -> Registry:
+    """The registry in use, then the models that plugins ship (built-in names win). Shipped weights of the
+    built-in registry live in the ``zoo`` package; a plugin's, or ``$ZOO_REGISTRY``'s, beside its file."""
+    path = registry_path()
+    specs, default = read_registry_file(path)
+    home = Path(__file__).parent if "ZOO_REGISTRY" not in os.environ else path.parent
+    dirs = dict.fromkeys(specs, home)
+    for plugin, plugin_path in _plugin_registry_files():
         try:
-            extra = load_registry_file(path)
+            extra = load_registry_file(plugin_path)
         except (OSError, SpecError) as exc:
             warnings.warn(f"model registry plugin {plugin} is broken: {exc}", RuntimeWarning)
             continue
@@ -376,8 +445,32 @@ def model_specs() -> dict[str, ModelSpec]:
             if name in specs:
                 warnings.warn(f"model registry plugin {plugin} redefines {name!r}; the first wins", RuntimeWarning)
             else:
-                specs[name] = spec
-    return specs
+                specs[name], dirs[name] = spec, plugin_path.parent
+    return Registry(specs, dirs, default)
+
+
+def model_specs() -> dict[str, ModelSpec]:
+    """Every named model (see :func:`registry_contents`)."""
+    return registry_contents().specs
+
+
+def clear_cache() -> None:
+    """Read the registry files again on next use (after changing $ZOO_REGISTRY or the installed plugins)."""
+    registry_contents.cache_clear()
+
+
+def weights_path(name: str) -> Path | None:
+    """The shipped trained weights of model ``name``, or None when it ships none."""
+    contents = registry_contents()
+    spec = contents.specs.get(name)
+    if spec is None or spec.weights is None:
+        return None
+    return contents.weights_dirs[name] / spec.weights
+
+
+def default_model() -> str | None:
+    """The model ``zoo colorize`` and ``zoo.colorize`` use when given neither a model nor a checkpoint."""
+    return registry_contents().default_model
 
 
 def get_spec(name: str) -> ModelSpec:

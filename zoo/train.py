@@ -47,7 +47,16 @@ from zoo.data import (
 from zoo.downloads import cache_root
 from zoo.files import remove_stale_temporaries
 from zoo.images import write_sample_grid
-from zoo.runtime import AmpMode, Runtime, rng_state, seed_everything, set_rng_state, setup_runtime, unwrap
+from zoo.runtime import (
+    AmpMode,
+    Runtime,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+    setup_runtime,
+    unwrap,
+    use_channels_last,
+)
 from zoo.spec import ModelSpec, StageSpec, adapt_to_image_size, get_spec, spec_from_dict
 from zoo.trainable import Optimizers, Trainable
 
@@ -69,7 +78,7 @@ def parse_duration(text: str) -> float:
 class TrainOptions:
     """What ``zoo train`` can change; ``None`` keeps the recipe's value."""
 
-    data: str = "sample"
+    data: str = "sample-train"  # the embedded sample without the held-out photos
     out: Path | None = None
     epochs: int | None = None
     max_steps: int | None = None  # optimiser steps per stage
@@ -79,13 +88,16 @@ class TrainOptions:
     image_size: int | None = None
     device: str = "auto"
     amp: AmpMode = "auto"
-    channels_last: bool = False
+    channels_last: bool | None = None  # None: on for CPU (zoo.runtime.use_channels_last)
     compile: bool = False
     seed: int = 0
     val_fraction: float = 0.1
     workers: int | None = None
     checkpoint_every: int = 200  # steps
+    validate_every: int = 100  # steps: validation (and its checkpoint) at the first epoch end this many steps on
     log_every: int = 10  # steps
+    init: Path | None = None  # start the generator from this checkpoint's weights (fine-tuning)
+    keep_best: bool = False  # generator.safetensors holds the weights of the best validation L1, not the last
     progress: bool = True
     generator: dict[str, Any] = field(default_factory=dict)  # generator setting overrides
 
@@ -93,10 +105,12 @@ class TrainOptions:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}
 
 
-def resolve_spec(name: str, options: TrainOptions, echo: Callable[[str], None] = print) -> ModelSpec:
-    """The model spec with the options' overrides applied to every stage, its generator fitted to the image size."""
+def resolve_spec(name: str, options: TrainOptions, device_type: str = "cpu",
+                 echo: Callable[[str], None] = print) -> ModelSpec:
+    """The model's recipe for ``device_type`` with the options' overrides applied to every stage, its generator
+    fitted to the image size."""
     stage = {k: getattr(options, k) for k in ("epochs", "batch_size", "lr", "image_size") if getattr(options, k)}
-    spec = get_spec(name).with_overrides(generator=options.generator, **stage)
+    spec = get_spec(name).for_device(device_type).with_overrides(generator=options.generator, **stage)
     spec, note = adapt_to_image_size(spec, min(s.image_size for s in spec.stages))
     if note:
         echo(f"{spec.name}: {note}")
@@ -141,10 +155,13 @@ class Trainer:
     def __init__(self, spec: ModelSpec, options: TrainOptions, run_dir: Path, runtime: Runtime) -> None:
         self.spec, self.options, self.run_dir, self.rt = spec, options, run_dir, runtime
         seed_everything(options.seed)
-        self.model = Trainable(spec, runtime, channels_last=options.channels_last, compile=options.compile)
+        self.channels_last = use_channels_last(options.channels_last, runtime.device)
+        self.model = Trainable(spec, runtime, channels_last=self.channels_last, compile=options.compile)
         self.position = Position()
         self.started = time.monotonic()
         self.log = runs.RunLog(run_dir, runtime.is_main)
+        self.validated_at = 0  # the step of the last validation (or where this process started)
+        self.best: tuple[float, int] = (math.inf, 0)  # the best validation L1 so far and its step
 
     # -- checkpoints
 
@@ -156,6 +173,7 @@ class Trainer:
                 "model": self.spec.name,
                 "spec": self.spec.to_dict(),
                 "position": dataclasses.asdict(self.position) | {"elapsed": self.elapsed()},
+                "best": list(self.best),
                 "scaler": self.model.scaler.state_dict(),
             }
             for name, opt in zip(("generator", "discriminator"), optimizers or (None, None)):
@@ -169,12 +187,18 @@ class Trainer:
         if self.rt.distributed:
             dist.barrier()
 
-    def save_generator(self) -> Path:
-        """Write the inference checkpoint ``generator.safetensors`` (predictor, objective state and spec)."""
-        path = self.run_dir / runs.GENERATOR_FILE
+    def save_generator(self, path: Path | None = None) -> Path:
+        """Write an inference checkpoint (predictor, objective state and spec), ``generator.safetensors`` by
+        default; with ``keep_best``, the end of the run copies the best validation's to it instead."""
+        best = self.run_dir / runs.BEST_FILE
+        target = path or self.run_dir / runs.GENERATOR_FILE
         if self.rt.is_main:
-            checkpoint.save(path, self.model.inference_tensors(), {"model": self.spec.name, "spec": self.spec.to_dict()})
-        return path
+            meta = {"model": self.spec.name, "spec": self.spec.to_dict(), "step": self.position.step}
+            if path is None and self.options.keep_best and best.exists():
+                checkpoint.save(target, checkpoint.load(best), checkpoint.read_meta(best))
+            else:
+                checkpoint.save(target, self.model.inference_tensors(), meta)
+        return target
 
     def restore(self, path: Path) -> dict[str, Any]:
         """Load weights, objective state, RNG state and position from ``path``; returns the header."""
@@ -187,6 +211,7 @@ class Trainer:
         self.model.scaler.load_state_dict(meta["scaler"])
         set_rng_state(checkpoint.load(path, "rng."))
         self.position = Position(**meta["position"])
+        self.best = tuple(meta.get("best", (math.inf, 0)))
         return meta
 
     def restore_optimizers(self, path: Path, meta: dict[str, Any], optimizers: Optimizers) -> None:
@@ -203,8 +228,11 @@ class Trainer:
     def fit(self, train_paths: list[Path], val_paths: list[Path], resume: Path | None = None) -> dict[str, Any]:
         """Run every remaining stage; returns a summary (per-stage steps, val L1 and why it stopped)."""
         meta = self.restore(resume) if resume is not None else None
+        self.validated_at = self.position.step
         if resume is None:
             self.prepare_objectives(train_paths)
+            if self.options.init is not None:
+                self.start_from(Path(self.options.init))
         summary: dict[str, Any] = {"stages": []}
         for index in range(self.position.stage, len(self.spec.stages)):
             stage = self.spec.stages[index]
@@ -218,8 +246,20 @@ class Trainer:
             self.save()  # a stage boundary: the next stage starts with fresh optimisers
         summary["val_l1"] = summary["stages"][-1]["val_l1"] if summary["stages"] else None
         summary["steps"] = self.position.step
+        summary["best"] = {"val_l1": self.best[0], "step": self.best[1]} if self.options.keep_best else None
         summary["generator"] = str(self.save_generator())
         return summary
+
+    def start_from(self, path: Path) -> None:
+        """Load the generator (and decoder) weights of checkpoint ``path``: fine-tuning a trained model."""
+        meta = checkpoint.read_meta(path)
+        init_spec = spec_from_dict(meta["model"], meta["spec"])
+        if (init_spec.generator.arch, init_spec.output_channels) != (self.spec.generator.arch, self.spec.output_channels):
+            raise checkpoint.CheckpointError(
+                f"{path}: holds a {init_spec.generator.arch} generator of {init_spec.output_channels} outputs;"
+                f" {self.spec.name} needs a {self.spec.generator.arch} of {self.spec.output_channels}")
+        checkpoint.load_module(unwrap(self.model.generator), path, "generator.")
+        checkpoint.load_module(self.model.decode, path, "decoder.")
 
     def prepare_objectives(self, train_paths: list[Path]) -> None:
         """Let objectives fit data-dependent state on the training photos (centre crops of the first stage)."""
@@ -247,7 +287,9 @@ class Trainer:
             while self.position.epoch < stage.epochs and self.position.stage_step < limit:
                 epoch = self.position.epoch
                 stop = self.train_epoch(stage, data, optimizers, limit, deadline, advance)
-                val_l1 = self.end_epoch(index, stage, epoch, data.val_loader, optimizers)
+                last = stop is not None or self.position.epoch >= stage.epochs
+                if last or self.position.step - self.validated_at >= self.options.validate_every:
+                    val_l1 = self.end_epoch(index, stage, epoch, data.val_loader, optimizers)
                 if stop is not None:
                     break
         if stop == "limit":
@@ -256,7 +298,7 @@ class Trainer:
 
     def stage_data(self, index: int, stage: StageSpec, train_paths: list[Path], val_paths: list[Path]) -> StageData:
         """Loaders of the stage's image and batch size; the batch shrinks to fit a small training set."""
-        train_set = ColorizationDataset(train_paths, stage.image_size, train=True)
+        train_set = ColorizationDataset(train_paths, stage.image_size, train=True, crop_scale=stage.crop_scale)
         val_set = ColorizationDataset(val_paths, stage.image_size, train=False)
         per_rank = math.ceil(len(train_set) / self.rt.world_size)
         batch_size = max(1, min(stage.batch_size, per_rank))
@@ -312,7 +354,12 @@ class Trainer:
         """Validate (with a sample grid), log and checkpoint; returns the validation L1."""
         grid = self.run_dir / "samples" / f"{index}-{stage.name}-epoch{epoch:03d}.png"
         val_l1 = self.validate(val_loader, grid)
+        self.validated_at = self.position.step
         self.write_log({"kind": "val", "stage": stage.name, "epoch": epoch, "step": self.position.step, "val_l1": val_l1})
+        if val_l1 < self.best[0]:
+            self.best = (val_l1, self.position.step)
+            if self.options.keep_best:
+                self.save_generator(self.run_dir / runs.BEST_FILE)
         self.save(optimizers)
         return val_l1
 
@@ -320,7 +367,7 @@ class Trainer:
         """(L, ab) normalised batches on the device: the colour conversion runs here, batched."""
         for rgb in loader:
             L, ab = rgb_uint8_to_lab_normalized(rgb.to(self.rt.device, non_blocking=True))  # noqa: N806
-            if self.options.channels_last:
+            if self.channels_last:
                 L, ab = L.contiguous(memory_format=torch.channels_last), ab.contiguous(memory_format=torch.channels_last)  # noqa: N806
             yield L, ab
 
@@ -356,11 +403,13 @@ class Trainer:
         return bool(box.item())
 
     def stage_deadline(self, index: int) -> float | None:
-        """Training-seconds mark at which this stage stops: the remaining budget split over the remaining stages."""
+        """Training-seconds mark at which this stage stops: the remaining budget split over the remaining stages
+        in proportion to their ``time_share``."""
         if self.options.max_time is None:
             return None
         remaining = self.options.max_time - self.elapsed()
-        return self.elapsed() + remaining / (len(self.spec.stages) - index)
+        shares = [stage.time_share for stage in self.spec.stages[index:]]
+        return self.elapsed() + remaining * shares[0] / sum(shares)
 
     @contextlib.contextmanager
     def progress(self, stage: StageSpec, total: int) -> Iterator[Callable[[dict[str, float], float], None]]:
@@ -428,8 +477,8 @@ def _cpu_budget(spec: ModelSpec, options: TrainOptions, runtime: Runtime, echo: 
 
 def train(model: str, options: TrainOptions, echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Train ``model`` from scratch into ``options.out``; returns the run summary."""
-    spec = resolve_spec(model, options, echo)
     runtime = setup_runtime(options.device, options.amp)
+    spec = resolve_spec(model, options, runtime.device.type, echo)
     options = _cpu_budget(spec, options, runtime, echo)
     run_dir = Path(options.out or runs.default_run_dir(spec.name))
     train_paths, val_paths, report = _prepare_data(spec, options, runtime, echo)

@@ -23,8 +23,10 @@ from zoo.spec import ModelSpec, OptimizerSpec, StageSpec
 Optimizers = tuple[torch.optim.Optimizer, torch.optim.Optimizer | None]  # the generator's, the discriminator's
 
 
-def adam(module: nn.Module, spec: OptimizerSpec) -> torch.optim.Optimizer:
-    return torch.optim.Adam(module.parameters(), lr=spec.lr, betas=spec.betas, weight_decay=spec.weight_decay)
+def adam(parameters: nn.Module | list[nn.Parameter], spec: OptimizerSpec) -> torch.optim.Optimizer:
+    """Adam with ``spec``'s settings over a module's parameters (or a list of them)."""
+    params = parameters.parameters() if isinstance(parameters, nn.Module) else parameters
+    return torch.optim.Adam(params, lr=spec.lr, betas=spec.betas, weight_decay=spec.weight_decay)
 
 
 class Trainable:
@@ -54,9 +56,19 @@ class Trainable:
         return module
 
     def optimizers(self, stage: StageSpec) -> Optimizers:
-        """Fresh Adam optimisers of G (and of D in stages whose objectives train against it)."""
+        """Fresh Adam optimisers of G (but the submodules the stage freezes) and of D in stages whose
+        objectives train against it."""
+        generator = unwrap(self.generator)
+        names = dict(generator.named_modules())
+        missing = [name for name in stage.frozen if name not in names]
+        if missing:
+            raise ValueError(f"stage {stage.name!r} freezes {missing[0]!r}, which {self.spec.generator.arch} does not"
+                             f" have (its submodules: {', '.join(n for n, _ in generator.named_children())})")
+        for name, parameter in generator.named_parameters():
+            parameter.requires_grad_(not any(name == f or name.startswith(f + ".") for f in stage.frozen))
+        trained = [p for p in generator.parameters() if p.requires_grad]
         opt_d = adam(self.discriminator, stage.discriminator_optimizer) if stage.uses_discriminator else None
-        return adam(self.generator, stage.optimizer), opt_d
+        return adam(trained, stage.optimizer), opt_d
 
     def stage_loss(self, stage: StageSpec) -> StageLoss:
         return StageLoss(self.objectives, stage.loss)

@@ -3,7 +3,7 @@
     models.py     zoo list, zoo info
     training.py   zoo train
     inference.py  zoo colorize, zoo export
-    harness.py    zoo bench, zoo score, zoo report
+    harness.py    zoo bench, zoo score, zoo leaderboard, zoo report
     options.py    option types and the one-line error every command fails with
 
 Command modules import only click when loaded; what a command needs (torch, the models) is imported when it
@@ -11,6 +11,8 @@ runs, so ``zoo --help`` stays quick.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import click
 
@@ -25,10 +27,16 @@ def main() -> None:
     \b
     Example:
       zoo list
+      zoo colorize photo.jpg --out colour/
       zoo train unet-resnet18-gan --epochs 1
     """
+    warnings.formatwarning = _one_line  # a warning (no ImageNet weights offline, say) is one line, not two
 
 
-for command in (models.list_command, models.info, training.train, harness.bench, harness.score, inference.colorize,
-                inference.export, harness.report):
+def _one_line(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> str:
+    return f"{category.__name__}: {' '.join(str(message).split())}\n"
+
+
+for command in (models.list_command, models.info, training.train, harness.bench, harness.score, harness.leaderboard,
+                inference.colorize, inference.export, harness.report):
     main.add_command(command)

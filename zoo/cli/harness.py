@@ -200,63 +200,100 @@ def bench(models: tuple[str, ...], all_models: bool, checkpoints: Path | None, d
 
 
 @click.command()
-@click.argument("model")
+@click.argument("model", required=False)
 @click.option("--checkpoint", type=click.Path(path_type=Path, exists=True),
-              help="The generator.safetensors of `zoo train` (or its run folder).")
-@click.option("--data", default="sample", show_default=True,
-              help="sample, a folder, a glob, a list file or a dataset name.")
-@click.option("--image-size", default=256, show_default=True, type=click.IntRange(min=16), help="Centre crop side S.")
+              help="The generator.safetensors of `zoo train` (or its run folder) [default: the model's shipped"
+                   " weights].")
+@click.option("--predictions", type=click.Path(path_type=Path, exists=True, file_okay=False),
+              help="A folder of another colorizer's outputs, scored against the --data photos: a photo's"
+                   " prediction has its relative path and stem (photos/city/bus.jpg: DIR/city/bus.png).")
+@click.option("--name", help="The row of --predictions [default: the folder's name].")
+@click.option("--data", default="heldout", show_default=True,
+              help="heldout (the 20 sample photos no shipped model trains on), sample, a folder, a glob, a list"
+                   " file or a dataset name.")
+@click.option("--protocol", "protocol_name", default="zoo", show_default=True,
+              help="zoo: short side to --image-size, centre crop (zoo train's validation); crop256: short side"
+                   " 256, centre 256 crop (CT2 on ImageNet val5k); resize256: resized to 256x256, no crop (DDColor,"
+                   " ColorFormer).")
+@click.option("--image-size", type=click.IntRange(min=16), help="Side S of --protocol zoo [default: 256].")
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1))
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
 @click.option("--workers", type=click.IntRange(min=0), help="DataLoader workers [default: min(4, CPUs)].")
-@click.option("--fid", is_flag=True, help="Also FID (needs torch-fidelity and its InceptionV3 weights offline).")
+@click.option("--fid", is_flag=True,
+              help="Also FID-EffL0 (offline: the shipped ImageNet EfficientNet-Lite0; not comparable with Inception"
+                   " FID), and Inception FID where torch-fidelity and its weights are on this machine.")
+@click.option("--fid-weights", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="torch-fidelity's InceptionV3 weights (weights-inception-2015-12-05-6726825d.pth): Inception FID"
+                   " as papers report it (implies --fid; needs the torch-fidelity package).")
 @click.option("--lpips", is_flag=True, help="Also LPIPS (needs torchvision's AlexNet weights offline).")
 @click.option("--results", "results_dir", default="results", show_default=True, type=RESULTS_DIR,
-              help="Folder for the JSON/CSV results and the sample grid.")
-def score(model: str, checkpoint: Path | None, data: str, image_size: int, batch_size: int, device: str,
-          workers: int | None, fid: bool, lpips: bool, results_dir: Path) -> None:
-    """Score MODEL's colours against real photos: PSNR, SSIM, colourfulness (CF, dCF) and CIEDE2000.
+              help="Folder for the JSON/CSV results and the sample grids.")
+def score(model: str | None, checkpoint: Path | None, predictions: Path | None, name: str | None, data: str,
+          protocol_name: str, image_size: int | None, batch_size: int, device: str, workers: int | None, fid: bool,
+          fid_weights: Path | None, lpips: bool, results_dir: Path) -> None:
+    """Score MODEL's colours, or another colorizer's output files, against real photos: PSNR, SSIM, CF, dCF,
+    CIEDE2000 (and FID-EffL0, FID, LPIPS).
 
-    Protocol: short side resized to S, centre S x S crop; L from the truth, ab from the model; compared in RGB.
-    Every table has the reference rows gray (ab = 0) and truth (the truth against itself). MODEL `gray` or
-    `truth` scores only the references and needs no checkpoint.
+    Protocols: zoo (short side resized to S, centre S x S crop), crop256, resize256. A model gets the L of the
+    truth and runs at its working size; prediction files are prepared as the truths and scored as written.
+    Compared in RGB. Every table has the reference rows gray (ab = 0) and truth (the truth against itself).
+    MODEL `gray` or `truth` scores only the references and needs no checkpoint.
 
     \b
     Example:
-      zoo score gray --data sample
+      zoo score unet-effnet-lite0-color          # the pretrained default on the held-out photos
+      zoo score gray --data sample --protocol resize256 --fid
       zoo score unet-resnet18 --checkpoint runs/unet-resnet18-20261124-101500 --data ~/photos
+      zoo score --predictions ddcolor-out/ --name ddcolor --data ~/val5k --protocol crop256
     """
     from rich.console import Console
 
     from zoo.checkpoint import CheckpointError
     from zoo.harness import results as report
-    from zoo.harness.scoring import REFERENCES, MissingWeightsError, check_backbones, load_model, score_models
+    from zoo.harness.protocols import get_protocol
+    from zoo.harness.scoring import REFERENCES, MissingWeightsError, load_model, resolve_backbones, score_models
     from zoo.runtime import pick_device
-    from zoo.spec import get_spec
+    from zoo.spec import get_spec, weights_path
 
-    if model in REFERENCES:
+    if model is None and predictions is None:
+        fail("name a MODEL to score (gray for the references alone), or pass --predictions DIR")
+    if name is not None and predictions is None:
+        fail("--name names the row of --predictions DIR")
+    if model is None or model in REFERENCES:
         if checkpoint is not None:
-            fail(f"{model} is a reference row and takes no --checkpoint")
+            fail(f"{model} is a reference row and takes no --checkpoint" if model else "--checkpoint needs its MODEL")
     else:
         try:
             get_spec(model)
         except KeyError as exc:
             fail(str(exc))
+        checkpoint = checkpoint or weights_path(model)
         if checkpoint is None:
             fail(f"no checkpoint to score for {model!r}: train it first (`zoo train {model}`) and pass"
                   f" --checkpoint RUN/generator.safetensors (the references need none: `zoo score gray`)")
+    try:
+        protocol = get_protocol(protocol_name)
+    except ValueError as exc:
+        fail(str(exc))
+    if image_size is not None and protocol.size not in (None, image_size):
+        fail(f"--image-size sets the side of --protocol zoo; {protocol.name} is {protocol.size} px")
+    side = protocol.side(image_size or 256)
+    folders = {} if predictions is None else {name or predictions.resolve().name: predictions}
     torch_device = pick_device(device)
     try:
-        check_backbones(fid, lpips)  # before anything slow
+        resolve_backbones(fid, lpips, fid_weights)  # before anything slow
         generators = {} if checkpoint is None else {model: load_model(model, checkpoint, torch_device)}
-        scores = score_models(generators, data, image_size, torch_device, batch_size, workers, fid, lpips,
-                              echo=_progress)
+        scores = score_models(generators, data, side, torch_device, batch_size, workers, fid, lpips, echo=_progress,
+                              protocol=protocol.name, fid_weights=fid_weights, predictions=folders)
     except (MissingWeightsError, CheckpointError, OSError, ValueError) as exc:
         fail(str(exc))
     for row in scores.rows:
         row["checkpoint"] = str(checkpoint) if row["model"] in generators else None
-    settings = {"data": data, "image_size": image_size, "batch_size": batch_size, "device": str(torch_device),
-                "dtype": "float32", "fid": fid, "lpips": lpips}
+        row["predictions"] = str(folders[row["model"]]) if row["model"] in folders else None
+    settings = {"data": data, "protocol": protocol.name, "image_size": side, "batch_size": batch_size,
+                "device": str(torch_device), "dtype": "float32", "fid": fid or fid_weights is not None,
+                "fid_weights": None if fid_weights is None else str(fid_weights), "lpips": lpips,
+                "predictions": None if predictions is None else str(predictions)}
     doc = report.document("score", report.machine_info(torch_device), settings, scores.rows, protocol=scores.protocol)
     _finish(doc, scores, results_dir, Console())
 
@@ -284,3 +321,47 @@ def report(results: tuple[Path, ...], out: Path, title: str, max_samples: int) -
     except ReportError as exc:
         fail(str(exc))
     click.echo(f"wrote {path} ({path.stat().st_size / 1e3:.0f} kB)")
+
+
+@click.command()
+@click.argument("models", nargs=-1)
+@click.option("--budget", "budgets", multiple=True, default=("15m",), show_default=True,
+              help="Wall-clock training budget per model (90s, 15m, 1h); repeat for a quality-vs-budget curve.")
+@click.option("--data", default="sample-train", show_default=True, help="Photos every model trains on.")
+@click.option("--score-data", default="heldout", show_default=True, help="Photos every model is scored on.")
+@click.option("--image-size", default=256, show_default=True, type=click.IntRange(min=16), help="Scoring crop side.")
+@click.option("--seed", default=0, show_default=True, help="One seed, so one train/val split, for every model.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("leaderboard"),
+              show_default=True, help="Folder for the runs, results, sample grids and plot.")
+def leaderboard(models: tuple[str, ...], budgets: tuple[str, ...], data: str, score_data: str, image_size: int,
+                seed: int, device: str, out: Path) -> None:
+    """Train MODELS (default: every model of the registry) for the same wall-clock budget on the same photos
+    and split, score each on the held-out photos beside gray, and write the table, a quality-vs-budget plot
+    and sample grids. Runs already finished in OUT are reused.
+
+    \b
+    Example:
+      zoo leaderboard --budget 15m                       # every model, 15 minutes each
+      zoo leaderboard simple-cnn unet-effnet-lite0-color --budget 5m --budget 15m --out lb/
+    """
+    from rich.console import Console
+
+    from zoo.factory import list_models
+    from zoo.harness import results as report
+    from zoo.leaderboard import run_leaderboard
+    from zoo.spec import get_spec
+    from zoo.train import parse_duration
+
+    try:
+        seconds = [parse_duration(b) for b in budgets]
+        names = list(models) or list_models()
+        for name in names:
+            get_spec(name)
+        path = run_leaderboard(names, seconds, out, data, score_data, image_size, seed, device, echo=_progress)
+    except (KeyError, ValueError, OSError) as exc:
+        fail(str(exc))
+    console = Console()
+    doc = report.read_results(path)
+    console.print(report.results_table(doc))
+    console.print(f"results: {path} (and {path.with_suffix('.csv').name}); plot and grids under {out}")

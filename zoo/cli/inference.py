@@ -16,27 +16,28 @@ if TYPE_CHECKING:
 def _load_colorizer(model: str | None, checkpoint: Path | None, device: str, size: int | None) -> Colorizer:
     """The colorizer, or a one-line ClickException saying what is missing or wrong."""
     from zoo.checkpoint import CheckpointError
-    from zoo.colorizer import Colorizer, missing_checkpoint_message
+    from zoo.colorizer import Colorizer
     from zoo.spec import SpecError
 
-    if checkpoint is None:
-        fail(missing_checkpoint_message(model) if model else "give --checkpoint PATH (and --model NAME)")
     try:
         return Colorizer.from_checkpoint(checkpoint, model, device, size)
-    except (CheckpointError, SpecError, KeyError, ValueError) as exc:
+    except (CheckpointError, SpecError, KeyError, ValueError) as exc:  # NoCheckpointError is a ValueError
         fail(str(exc))
 
 
 @click.command()
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
-@click.option("--model", help="Model name (see `zoo list`); a checkpoint of another architecture is refused.")
+@click.option("--model", help="Model name (see `zoo list`); a checkpoint of another architecture is refused"
+                             " [default: the pretrained default model].")
 @click.option("--checkpoint", type=click.Path(path_type=Path, dir_okay=False),
-              help="Trained weights: RUN/generator.safetensors from `zoo train`.")
+              help="Trained weights: RUN/generator.safetensors from `zoo train` [default: the weights the model"
+                   " ships with].")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True, help="Output folder.")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs (they are skipped otherwise).")
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1))
 @click.option("--size", type=click.IntRange(min=16),
-              help="Short side the model sees [default: the checkpoint's training image size].")
+              help="Short side the model sees [default: the model's working size, its training image size"
+                   " unless its recipe names another].")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def colorize(inputs: tuple[str, ...], model: str | None, checkpoint: Path | None, out: Path, overwrite: bool,
@@ -47,8 +48,12 @@ def colorize(inputs: tuple[str, ...], model: str | None, checkpoint: Path | None
     and come out upright, without an EXIF orientation tag. A file that cannot be read is reported in one line
     and skipped; the exit status is then 1.
 
+    Without --checkpoint, the pretrained default model colorizes (`zoo list` marks it), or --model's own
+    shipped weights.
+
     \b
     Example:
+      zoo colorize photo.jpg --out colour/
       zoo colorize old-photos/ --model unet-resnet18 --checkpoint runs/unet-resnet18-*/generator.safetensors --out colour/
       zoo colorize 'scans/**/*.tif' scan.png --checkpoint generator.safetensors --out colour/ --overwrite
     """
@@ -73,12 +78,13 @@ def colorize(inputs: tuple[str, ...], model: str | None, checkpoint: Path | None
 
 @click.command()
 @click.argument("name")
-@click.option("--checkpoint", type=click.Path(path_type=Path, dir_okay=False), required=True,
-              help="Trained weights: RUN/generator.safetensors from `zoo train`.")
+@click.option("--checkpoint", type=click.Path(path_type=Path, dir_okay=False),
+              help="Trained weights: RUN/generator.safetensors from `zoo train` [default: the model's shipped weights].")
 @click.option("--format", "format_", type=click.Choice(["onnx"]), default="onnx", show_default=True)
-@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), help="Output file [default: beside the checkpoint].")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
+              help="Output file [default: beside the checkpoint; NAME.onnx here for shipped weights].")
 @click.option("--opset", type=click.IntRange(min=13), help="ONNX opset [default: 17].")
-def export(name: str, checkpoint: Path, format_: str, out: Path | None, opset: int | None) -> None:
+def export(name: str, checkpoint: Path | None, format_: str, out: Path | None, opset: int | None) -> None:
     """Export model NAME's trained generator to ONNX and check it against torch with onnxruntime.
 
     The graph takes normalised L (L/50 - 1) of shape (B, 1, H, W) and returns normalised ab (ab/110), with
@@ -86,17 +92,21 @@ def export(name: str, checkpoint: Path, format_: str, out: Path | None, opset: i
 
     \b
     Example:
+      zoo export unet-effnet-lite0-color            # the shipped pretrained weights, to unet-effnet-lite0-color.onnx
       zoo export unet-resnet18 --checkpoint runs/unet-resnet18-20261124-101500/generator.safetensors
       zoo export simple-cnn --checkpoint generator.safetensors --out simple-cnn.onnx --opset 18
     """
     from zoo import checkpoint as checkpoints
+    from zoo.colorizer import trained_weights
     from zoo.export import DEFAULT_OPSET, ExportError, export_onnx
     from zoo.spec import SpecError
 
     try:
-        spec, predictor = checkpoints.load_generator(checkpoint, model=name)
-        report = export_onnx(spec, predictor, out or checkpoint.with_suffix(f".{format_}"), opset or DEFAULT_OPSET)
-    except (checkpoints.CheckpointError, SpecError, KeyError, ExportError) as exc:
+        path, _ = trained_weights(name, checkpoint)
+        spec, predictor = checkpoints.load_generator(path, model=name)
+        target = out or (checkpoint.with_suffix(f".{format_}") if checkpoint else Path(f"{name}.{format_}"))
+        report = export_onnx(spec, predictor, target, opset or DEFAULT_OPSET)
+    except (checkpoints.CheckpointError, SpecError, KeyError, ValueError, ExportError) as exc:
         fail(str(exc))
     shapes = ", ".join("x".join(map(str, shape)) for shape in report.shapes)
     click.echo(f"wrote {report.path} ({report.path.stat().st_size / 1e6:.1f} MB, opset {report.opset})")

@@ -47,10 +47,12 @@ def _models_table(pattern: str | None) -> object:
     import zoo
     from zoo.harness.cost import count_parameters
     from zoo.harness.schema import field
+    from zoo.spec import default_model, weights_path
 
-    table = Table("model", "generator", "discriminator", "G params", "D params", "stages", "description")
-    for column in table.columns[:6]:
+    table = Table("model", "generator", "discriminator", "G params", "D params", "stages", "weights", "description")
+    for column in table.columns[:7]:
         column.no_wrap = True
+    default = default_model()
     for name in zoo.list_models(pattern):
         spec = zoo.get_spec(name)
         try:
@@ -63,8 +65,11 @@ def _models_table(pattern: str | None) -> object:
         else:
             description = spec.description
         stages = " > ".join(f"{s.name}({'+'.join(s.loss)})" for s in spec.stages)
+        shipped = weights_path(name) is not None
+        weights = ("pretrained, default" if name == default else "pretrained") if shipped else "-"
         table.add_row(name, spec.generator.arch, spec.discriminator.arch if spec.discriminator else "-",
-                      field("params").format(g_params), field("d_params").format(d_params), stages, description)
+                      field("params").format(g_params), field("d_params").format(d_params), stages, weights,
+                      description)
     return table
 
 

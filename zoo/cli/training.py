@@ -11,8 +11,9 @@ from zoo.cli.options import fail, setting
 
 @click.command()
 @click.argument("name", required=False)
-@click.option("--data", default="sample", show_default=True,
-              help="sample (embedded photos), a folder, a glob, a text file of paths, or a named dataset (coco-10k).")
+@click.option("--data", default="sample-train", show_default=True,
+              help="sample-train (the embedded photos without the held-out ones), sample, heldout, a folder, a glob,"
+                   " a text file of paths, or a named dataset (coco-10k).")
 @click.option("--out", type=click.Path(path_type=Path), help="Run folder [default: runs/NAME-DATE-TIME].")
 @click.option("--resume", "resume_dir", type=click.Path(path_type=Path, exists=True, file_okay=False),
               help="Continue the run in this folder from its last checkpoint.")
@@ -25,11 +26,18 @@ from zoo.cli.options import fail, setting
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
 @click.option("--amp", type=click.Choice(["auto", "no", "bf16", "fp16"]), default="auto", show_default=True,
               help="Autocast dtype; auto is bf16 (or fp16) on CUDA and off on CPU, where bf16 is emulated.")
-@click.option("--channels-last", is_flag=True, help="NHWC memory format (faster convolutions on recent GPUs).")
+@click.option("--channels-last/--no-channels-last", default=None,
+              help="NHWC memory format [default: on for CPU, where it measured faster, off elsewhere].")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the generator and discriminator.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--workers", type=click.IntRange(min=0), help="DataLoader workers [default: min(4, CPUs)].")
 @click.option("--checkpoint-every", default=200, show_default=True, help="Steps between checkpoints.")
+@click.option("--validate-every", default=100, show_default=True, type=click.IntRange(min=1),
+              help="Validate (sample grid, val L1, checkpoint) at the first epoch end this many steps on.")
+@click.option("--keep-best", is_flag=True,
+              help="generator.safetensors gets the weights of the best validation L1 (early stopping), not the last.")
+@click.option("--init", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="Start the generator from this checkpoint's weights (a generator.safetensors): fine-tuning.")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Override a generator setting (repeatable).")
 @click.option("--no-progress", is_flag=True, help="No live progress bar (logs still go to metrics.jsonl).")
 def train(name: str | None, resume_dir: Path | None, max_time: str | None, compile_: bool, settings: tuple[str, ...],
@@ -66,4 +74,6 @@ def train(name: str | None, resume_dir: Path | None, max_time: str | None, compi
     for stage in summary["stages"]:
         val = "n/a" if stage["val_l1"] is None else f"{stage['val_l1']:.4f}"
         click.echo(f"{stage['stage']}: {stage['steps']} steps, val L1 {val} ({stage['stopped']})")
+    if summary.get("best"):
+        click.echo(f"best validation L1 {summary['best']['val_l1']:.4f} at step {summary['best']['step']}: kept")
     click.echo(f"generator: {summary['generator']}")

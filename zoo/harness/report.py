@@ -1,11 +1,17 @@
 """One self-contained HTML report from ``zoo bench`` / ``zoo score`` results files.
 
-A results file is JSON (:mod:`zoo.harness.results`). Rows of several files merge by model; every numeric field
-becomes a column, labelled and ordered by :mod:`zoo.harness.schema` (unknown fields after). The page holds a
-sortable leaderboard, a quality-vs-speed plot (:mod:`zoo.harness.plots`, inline SVG), the protocol, settings
-and machine of each file, and per-model galleries (gray | model | truth, cut from the sample grids, with a
-before/after slider). Images are inlined as data URIs and the script and styles are inline: the file opens
-anywhere, offline.
+A results file is JSON (:mod:`zoo.harness.results`). Rows of several files merge by model (the zoo's checkpoints
+and other colorizers' prediction folders alike); numeric fields become columns, labelled and ordered by
+:mod:`zoo.harness.schema` (unknown fields after). The page holds a sortable leaderboard of the headline fields
+that fits the page (every field in a second, folded table), a quality-vs-speed plot per quality field
+(:mod:`zoo.harness.plots`, inline SVG, gray and truth as reference lines), the protocol, settings and machine of
+each file, and per-model galleries (gray | model | truth, cut from the sample grids, with a before/after
+slider). Images are inlined as data URIs and the script and styles are inline: the file opens anywhere, offline.
+
+The references tell the truth at a glance: a value worse than gray's (the input shown as is) is marked
+``worse-than-gray`` (dimmed, struck through, a tooltip with gray's value; its sort value stays the number, so
+sorting a column puts it below the gray row), and a column's best value is marked only when it is a model's and
+better than gray's.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from zoo.harness.schema import REFERENCE_ROWS, is_number, numeric_keys
 
 GRID_COLUMNS = 3  # gray | model | truth
 PANEL_NAMES = ("gray", "model", "truth")
+GRAY = REFERENCE_ROWS[0]
+PLOT_SIZE = (6.4, 4.0)  # inches at 100 dpi: two plots side by side on a wide page
 
 
 class ReportError(ValueError):
@@ -76,15 +84,19 @@ def merge_rows(results: Iterable[Results]) -> list[dict[str, Any]]:
     return list(merged.values())
 
 
-def quality_speed_svg(rows: Sequence[Mapping[str, Any]]) -> str:
-    """Inline SVG of the first quality field against the first speed field that rows have; "" if none."""
+def quality_speed_svgs(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Inline SVGs, one per quality field with a better direction, of that field against the first speed field
+    that rows have (gray and truth as reference lines); none when no row has both."""
     columns = numeric_keys(list(rows))
     x_key = next((f.key for f in schema.group("speed") if f.key in columns and f.better), None)
-    y_key = next((f.key for f in schema.group("quality") if f.key in columns and f.better is not None), None)
-    if x_key is None or y_key is None:
-        return ""
-    figure = plots.quality_plot(rows, x_key, y_key)
-    return "" if figure is None else plots.to_svg(figure)
+    if x_key is None:
+        return []
+    svgs = []
+    for y_key in (f.key for f in schema.group("quality") if f.key in columns and f.better is not None):
+        figure = plots.quality_plot(rows, x_key, y_key, size=PLOT_SIZE)
+        if figure is not None:
+            svgs.append(plots.to_svg(figure, f"plot-{y_key}"))
+    return svgs
 
 
 # ------------------------------------------------------------------------------------------- galleries
@@ -146,39 +158,78 @@ def _gallery(model: str, grid_path: Path, max_rows: int) -> str:
 
 
 def _leaderboard(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    """The headline fields (the terminal table's selection, :attr:`Field.terminal`) in a table that fits the page,
+    what its marks mean, and every field in a second table, folded, when there are more."""
+    headline = [key for key in columns if schema.field(key).terminal]
+    leaderboard = _table(rows, headline, "leaderboard") + _key(headline)
+    if headline == columns:
+        return leaderboard
+    return (f'{leaderboard}<details><summary>All {len(columns)} fields</summary>'
+            f'<div class="scroll">{_table(rows, columns, "all-fields")}</div></details>')
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str], table_id: str) -> str:
+    """A sortable table of ``columns`` with the best and the worse-than-gray values marked."""
     heads = ['<th data-type="text" data-better="lower" scope="col">model</th>']
     for key in columns:
-        direction = {True: "higher", False: "lower", None: "higher"}[schema.field(key).better]
+        f = schema.field(key)
+        direction = {True: "higher", False: "lower", None: "higher"}[f.better]
+        tip = f"{key}: {f.description}" if f.description else key
         heads.append(f'<th data-type="number" data-key="{html.escape(key)}" data-better="{direction}" scope="col" '
-                     f'title="{html.escape(key)}">{html.escape(schema.field(key).title)}</th>')
+                     f'title="{html.escape(tip)}">{html.escape(f.title).replace("/", "/<wbr>")}</th>')
     has_errors = any(row["error"] for row in rows)
     if has_errors:
         heads.append('<th data-type="text" data-better="lower" scope="col">error</th>')
-    best = {key: _best(rows, key) for key in columns}
+    gray = next((row for row in rows if row["model"] == GRAY), {})
+    best = {key: _best(rows, key, gray.get(key)) for key in columns}
     body = []
     for row in rows:
         cells = [f'<th scope="row" data-value="{html.escape(row["model"])}">{html.escape(row["model"])}</th>']
         for key in columns:
             value = row.get(key)
-            if is_number(value):
-                mark = ' class="best"' if value == best[key] else ""
-                cells.append(f'<td data-value="{value!r}"{mark}>{schema.field(key).format(value)}</td>')
-            else:
+            if not is_number(value):
                 cells.append('<td data-value="">–</td>')
+                continue
+            marks, tip = [], ""
+            if value == best[key]:
+                marks.append("best")
+            if row["model"] not in REFERENCE_ROWS and _worse(key, value, gray.get(key)):
+                marks.append("worse-than-gray")
+                tip = f' title="worse than gray ({schema.field(key).format(gray[key])})"'
+            mark = f' class="{" ".join(marks)}"' if marks else ""
+            cells.append(f'<td data-value="{value!r}"{mark}{tip}>{schema.field(key).format(value)}</td>')
         if has_errors:
             cells.append(f'<td class="error" data-value="{html.escape(row["error"] or "")}">{html.escape(row["error"] or "")}</td>')
         reference = ' class="reference"' if row["model"] in REFERENCE_ROWS else ""
         body.append(f'<tr data-model="{html.escape(row["model"])}"{reference}>{"".join(cells)}</tr>')
-    return (f'<div class="scroll"><table id="leaderboard"><thead><tr>{"".join(heads)}</tr></thead>'
-            f'<tbody>{"".join(body)}</tbody></table></div>')
+    return (f'<table id="{table_id}" class="scores"><thead><tr>{"".join(heads)}</tr></thead>'
+            f'<tbody>{"".join(body)}</tbody></table>')
 
 
-def _best(rows: list[dict[str, Any]], key: str) -> float | None:
+def _worse(key: str, value: float, gray: Any) -> bool:
+    """Whether ``value`` of field ``key`` is worse than gray's (False where the field has no direction)."""
+    better = schema.field(key).better
+    return better is not None and is_number(gray) and (value < gray if better else value > gray)
+
+
+def _best(rows: list[dict[str, Any]], key: str, gray: Any) -> float | None:
+    """The best value of ``key`` among the models (never a reference row), if there are two to rank and it is
+    not worse than gray's; else None."""
     better = schema.field(key).better
     values = [row[key] for row in rows if is_number(row.get(key)) and row["model"] not in REFERENCE_ROWS]
     if better is None or len(values) < 2:
         return None
-    return max(values) if better else min(values)
+    best = max(values) if better else min(values)
+    return None if _worse(key, best, gray) or best == gray else best
+
+
+def _key(columns: list[str]) -> str:
+    """What the marks mean, and the fields a reader must know more about than their label."""
+    notes = [f"<dt>{html.escape(schema.field(k).title)}</dt><dd>{html.escape(schema.field(k).description)}</dd>"
+             for k in columns if schema.field(k).description]
+    return ('<p class="note">Bold green: a column\'s best model, where it beats gray. <span class="worse-than-gray">'
+            'Struck through</span>: worse than gray (ab = 0, the input shown as is). Reference rows in italics.</p>'
+            + (f'<dl class="fields">{"".join(notes)}</dl>' if notes else ""))
 
 
 def _flatten(mapping: Mapping[str, Any], prefix: str = "") -> list[tuple[str, str]]:
@@ -207,21 +258,27 @@ def _protocol(results: Sequence[Results]) -> str:
 
 _STYLE = """
 :root { font-family: system-ui, sans-serif; color: #1d2330; background: #fafafa; }
-body { margin: 0 auto; max-width: 1100px; padding: 1.5rem; }
+body { margin: 0 auto; max-width: 1500px; padding: 1.5rem 1rem; }
 h1 { margin-top: 0; } h2 { border-bottom: 1px solid #d6d9e0; padding-bottom: .3rem; margin-top: 2.2rem; }
 table { border-collapse: collapse; background: #fff; }
-#leaderboard th, #leaderboard td { padding: .35rem .6rem; border-bottom: 1px solid #e3e5ea; text-align: right; }
-#leaderboard th[scope=row], #leaderboard thead th:first-child { text-align: left; white-space: nowrap; }
-.scroll { overflow-x: auto; }
-#leaderboard thead th { cursor: pointer; user-select: none; background: #eef0f4; white-space: nowrap; }
-#leaderboard thead th[aria-sort=ascending]::after { content: " ▲"; }
-#leaderboard thead th[aria-sort=descending]::after { content: " ▼"; }
-#leaderboard td.best { font-weight: 700; color: #0b6b3a; }
-#leaderboard tr.reference { font-style: italic; color: #555c6b; }
-#leaderboard td.error { color: #a12020; text-align: left; min-width: 10rem; }
+.scores { width: 100%; font-size: .85rem; }
+.scores th, .scores td { padding: .3rem .3rem; border-bottom: 1px solid #e3e5ea; text-align: right; }
+.scores td { white-space: nowrap; }
+.scores th[scope=row], .scores thead th:first-child { text-align: left; min-width: 6rem; }
+.scores thead th { cursor: pointer; user-select: none; background: #eef0f4; vertical-align: bottom; font-size: .8rem; }
+.scores thead th[aria-sort=ascending]::after { content: " ▲"; }
+.scores thead th[aria-sort=descending]::after { content: " ▼"; }
+.scores td.best { font-weight: 700; color: #0b6b3a; }
+.worse-than-gray { color: #8a5a5a; text-decoration: line-through; text-decoration-color: #c98a8a; }
+.scores tr.reference { font-style: italic; color: #555c6b; }
+.scores td.error { color: #a12020; text-align: left; white-space: normal; min-width: 5rem; overflow-wrap: anywhere; }
+.scroll { overflow-x: auto; } details { margin-top: .8rem; } summary { cursor: pointer; color: #555c6b; }
+.fields { font-size: .85rem; display: grid; grid-template-columns: max-content 1fr; gap: .1rem .8rem; }
+.fields dt { font-weight: 600; } .fields dd { margin: 0; color: #555c6b; }
 .facts th, .facts td { text-align: left; padding: .15rem .8rem .15rem 0; font-size: .9rem; vertical-align: top; }
 .facts th { color: #555c6b; font-weight: 500; }
-#plot { max-width: 100%; height: auto; }
+.plots { display: grid; grid-template-columns: repeat(auto-fit, minmax(min(100%, 560px), 1fr)); gap: 1rem; }
+.plots svg { width: 100%; height: auto; }
 .gallery { margin-bottom: 1.5rem; } .gallery h3 { margin-bottom: .4rem; }
 .sample { display: inline-block; margin: 0 1rem 1rem 0; }
 .sample img, .compare { width: 192px; height: 192px; }
@@ -235,8 +292,7 @@ figcaption { font-size: .8rem; color: #555c6b; } .note { color: #555c6b; }
 
 _SCRIPT = """
 (function () {
-  const table = document.getElementById("leaderboard");
-  if (table) {
+  document.querySelectorAll("table.scores").forEach((table) => {
     const heads = Array.from(table.tHead.rows[0].cells);
     const value = (row, index, numeric) => {
       const raw = row.cells[index].dataset.value;
@@ -258,7 +314,7 @@ _SCRIPT = """
       });
       rows.forEach((row) => table.tBodies[0].appendChild(row));
     }));
-  }
+  });
   document.querySelectorAll(".compare input[type=range]").forEach((input) => {
     const update = () => input.parentElement.style.setProperty("--pos", input.value + "%");
     input.addEventListener("input", update);
@@ -272,7 +328,9 @@ def build_report(results: Sequence[Results], title: str = "colorization-zoo repo
     """The report page as one HTML string."""
     rows = merge_rows(results)
     columns = numeric_keys(rows)
-    plot = quality_speed_svg(rows) or '<p class="note">No model has both a speed and a quality field to plot.</p>'
+    svgs = quality_speed_svgs(rows)
+    plots_html = f'<div class="plots">{"".join(svgs)}</div>' if svgs else \
+        '<p class="note">No model has both a speed and a quality field to plot.</p>'
     samples: dict[str, Path] = {}
     for result in results:
         samples.update(result.samples)
@@ -288,7 +346,7 @@ def build_report(results: Sequence[Results], title: str = "colorization-zoo repo
 <h2>Leaderboard</h2>
 {_leaderboard(rows, columns)}
 <h2>Quality against speed</h2>
-{plot}
+{plots_html}
 <h2>Samples</h2>
 {galleries or '<p class="note">The results name no sample grids.</p>'}
 <h2>Protocol</h2>

@@ -9,8 +9,11 @@ with the same stem) has exactly these top-level keys::
                  "platform", "threads"},
      "settings": {...},   # bench: BenchSettings (device resolved) plus dtype, matmul_peak_gflops_s, matmul_size,
                           #        memory_method, timing, warmup_rule;
-                          # score: data, image_size, batch_size, device, dtype, fid, lpips
-     "protocol": {...},   # the scoring protocol (zoo.harness.scoring.protocol): score runs, and bench runs that scored
+                          # score: data, protocol, image_size, batch_size, device, dtype, fid, fid_weights,
+                          #        lpips, predictions
+     "protocol": {...},   # the scoring protocol (zoo.harness.scoring.describe_protocol): its name, geometry, the
+                          # published tables it compares with, each metric's definition; score runs, and bench
+                          # runs that scored
      "rows": [{"model": str, "error": str | null, ...}],
      "samples": {model: grid PNG path relative to the JSON's folder}}
 
@@ -41,12 +44,19 @@ the failure):
 
 Row fields of ``score`` (see the protocol for the exact definitions):
 
-* ``model``, ``error``; ``checkpoint``: the file scored (null for references); ``images``: photos scored
+* ``model``, ``error``; ``checkpoint``: the file scored (null for references and prediction folders);
+  ``predictions``: the folder of another colorizer's outputs scored (``--predictions``), else null;
+  ``note``: for a prediction folder that lacks some photos, on how many it was scored; ``images``: photos scored
 * ``psnr`` (dB), ``ssim``: against the truth, in RGB
-* ``cf``: mean colourfulness of the predictions; ``cf_truth``: of the truth; ``dcf``: mean per-image
-  |CF(truth) - CF(prediction)|
+* ``cf``: mean colourfulness of the predictions as the published colorization code computes it (absolute
+  opponents |R - G|, |(R + G)/2 - B|); ``cf_truth``: of the truth; ``cf_hasler``: the predictions' mean
+  colourfulness with Hasler & Suesstrunk's signed opponents
+* ``dcf``: |mean CF(truth) - mean CF(prediction)| over the set, as papers report dCF; ``dcf_per_image``: the
+  mean over images of |CF(truth) - CF(prediction)|
 * ``ciede2000``: mean CIEDE2000 colour difference
-* ``fid``, ``lpips``: with ``--fid`` / ``--lpips``, else null
+* ``fid_effl0``: with ``--fid``, the Frechet distance of the shipped ImageNet EfficientNet-Lite0's features
+  (not comparable with Inception FID); ``fid``: Inception FID where its weights are on the machine
+  (``--fid-weights``); ``lpips``: with ``--lpips``; else null
 """
 
 from __future__ import annotations
@@ -68,7 +78,7 @@ from rich.table import Table
 from zoo.files import write_text
 from zoo.harness.schema import compared_fields, csv_columns, field, numeric_keys
 
-KINDS = ("bench", "score")
+KINDS = ("bench", "score", "leaderboard")
 
 
 # --------------------------------------------------------------------------------------------- documents
@@ -187,7 +197,7 @@ def settings_line(doc: Mapping[str, Any]) -> str:
     """One line on the machine and settings of a results document."""
     m, s = doc["machine"], doc["settings"]
     parts = [m.get("gpu") or m.get("cpu", "?"), f"torch {m.get('torch')}", f"{m.get('threads')} threads"]
-    parts += [f"{k} {s[k]}" for k in ("device", "dtype", "image_size", "batch_size") if k in s]
+    parts += [f"{k} {s[k]}" for k in ("device", "dtype", "protocol", "image_size", "batch_size") if k in s]
     if s.get("matmul_peak_gflops_s"):
         parts.append(f"matmul peak {s['matmul_peak_gflops_s']:.1f} GFLOP/s")
     return ", ".join(str(p) for p in parts)

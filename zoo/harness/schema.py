@@ -2,7 +2,8 @@
 
 The JSON and CSV writer, the terminal table, ``--compare``, the model cards, the plots and the HTML report
 all read :data:`FIELDS`: a field's key (the JSON key and CSV column), label, unit, which direction is better,
-which kinds of results carry it, and how many decimals the terminal shows.
+which kinds of results carry it, how many decimals the terminal shows, and what a reader must know beside the
+label (FID-EffL0 is not Inception FID; which colourfulness CF is).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class Field:
     kinds: tuple[str, ...] = ("bench",)  # which results files carry it
     compared: bool = False  # in `zoo bench --compare`'s ratios
     terminal: bool = True  # a column of the terminal table (when some row has it)
+    description: str = ""  # what a reader must know beside the label (the report's header tooltip and key)
 
     @property
     def title(self) -> str:
@@ -49,18 +51,30 @@ class Field:
         return str(value)
 
 
-BOTH = ("bench", "score")
+BOTH = ("bench", "score", "leaderboard")  # quality fields: every kind of results
 FIELDS: tuple[Field, ...] = (
     # quality
     Field("psnr", "PSNR", "quality", unit="dB", better=True, kinds=BOTH, compared=True),
     Field("ssim", "SSIM", "quality", better=True, digits=4, kinds=BOTH, compared=True),
     Field("ciede2000", "CIEDE2000", "quality", better=False, kinds=BOTH, compared=True),
-    Field("cf", "CF", "quality", digits=1, kinds=BOTH),
+    Field("cf", "CF", "quality", digits=1, kinds=BOTH,
+          description="colourfulness as published code computes it: rg = |R - G|, yb = |(R + G)/2 - B|"),
     Field("cf_truth", "CF truth", "quality", digits=1, kinds=BOTH, terminal=False),
-    Field("dcf", "dCF", "quality", better=False, digits=1, kinds=BOTH, compared=True),
-    Field("fid", "FID", "quality", better=False, digits=3, kinds=BOTH),
+    Field("cf_hasler", "CF Hasler", "quality", digits=1, kinds=BOTH, terminal=False,
+          description="Hasler & Suesstrunk's colourfulness with signed rg = R - G, yb = (R + G)/2 - B"),
+    Field("dcf", "dCF", "quality", better=False, digits=2, kinds=BOTH, compared=True,
+          description="|mean CF(truth) - mean CF(prediction)| over the set, as papers report it"),
+    Field("dcf_per_image", "dCF per image", "quality", better=False, digits=1, kinds=BOTH, terminal=False,
+          description="mean over images of |CF(truth) - CF(prediction)|"),
+    Field("fid_effl0", "FID-EffL0", "quality", better=False, digits=2, kinds=BOTH,
+          description="Frechet distance of ImageNet EfficientNet-Lite0 features: not comparable with Inception FID"),
+    Field("fid", "FID", "quality", better=False, digits=3, kinds=BOTH,
+          description="Inception FID (torch-fidelity InceptionV3), as papers report it"),
     Field("lpips", "LPIPS", "quality", better=False, digits=3, kinds=BOTH),
     Field("images", "images", "quality", digits=0, kinds=BOTH, terminal=False),
+    # training at a budget (zoo leaderboard)
+    Field("budget_s", "budget", "run", unit="s", digits=0, kinds=("leaderboard",)),
+    Field("steps", "steps", "run", digits=0, kinds=("leaderboard",)),
     # speed and size
     Field("infer_img_s", "infer img/s", "speed", better=True, digits=1, compared=True),
     Field("latency_ms_median", "latency ms", "speed", better=False, digits=1, compared=True),
@@ -80,6 +94,8 @@ FIELDS: tuple[Field, ...] = (
     Field("timer_ratio", "vs Timer", "speed"),
     Field("generator", "generator", "run", terminal=False),
     Field("checkpoint", "checkpoint", "run", kinds=BOTH, terminal=False),
+    Field("predictions", "predictions", "run", kinds=BOTH, terminal=False),
+    Field("registry_model", "registry model", "run", kinds=("leaderboard",), terminal=False),
 )
 BY_KEY: dict[str, Field] = {f.key: f for f in FIELDS}
 REFERENCE_ROWS = ("gray", "truth")  # score's reference rows (ab = 0; the truth itself): shown, never "best"

@@ -1,79 +1,109 @@
-"""The scoring protocol of ``zoo score`` (and of ``zoo bench --checkpoints``): colour quality against real photos.
+"""The scoring protocol of ``zoo score`` (and of ``zoo bench --checkpoints``, ``zoo leaderboard``): colour quality
+against real photos, of the zoo's checkpoints and of any colorizer's output files, beside two references.
 
-Every image is resized (short side to S, bicubic) and centre-cropped to S x S, exactly as validation in
-``zoo train`` (``ColorizationDataset(train=False)``). The model sees the L of the true image and predicts ab;
-the prediction is Lab(L_true, ab_pred) converted to sRGB and clipped to [0, 1]; the truth is the crop itself.
-All metrics compare in RGB. Two reference rows come with every table: ``gray`` (ab = 0: the input shown as is)
-and ``truth`` (the truth scored against itself: PSNR infinite, SSIM 1, dCF and CIEDE2000 0).
+One path through it::
+
+    score_models({name: predictor L -> ab}, data, image_size, protocol="zoo" | "crop256" | "resize256",
+                 predictions={name: folder of another tool's outputs})
+      photos of ``data`` (scanned) -> paired with the prediction files (zoo.harness.predictions)
+      -> prepared by the protocol (zoo.harness.protocols): truth RGB (B, 3, S, S)
+      -> each candidate's prediction in sRGB [0, 1]: a model's Lab(L_true, ab_model); a prediction file as written;
+         the references gray (ab = 0: the input shown as is) and truth (the truth itself)
+      -> metrics (zoo.harness.metrics; FID-EffL0 by zoo.harness.fid), all compared in RGB
+      -> Scores(rows, protocol block, first images for sample grids)
+
+A model sees the L of the true image (normalised Lab) and runs as ``zoo colorize`` runs it; its prediction is
+Lab(L_true, ab_pred) converted to sRGB and clipped to [0, 1]. The truth row scores the truth against itself
+(PSNR infinite, SSIM 1, dCF, CIEDE2000 and FID 0).
 """
 
 from __future__ import annotations
 
 import importlib.util
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.utils.data import SequentialSampler
 from torchmetrics import Metric
 from torchmetrics.image import PeakSignalNoiseRatio
 
 from zoo import checkpoint
-from zoo.color import lab_normalized_to_rgb, rgb_uint8_to_lab_normalized
-from zoo.data import ColorizationDataset, EpochSampler, make_loader, resolve_source, scan_images
+from zoo.color import lab_normalized_to_rgb, normalize_lab, rgb_to_lab, rgb_uint8_to_lab_normalized
+from zoo.colorizer import AtWorkingSize
+from zoo.data import make_loader, resolve_source, scan_images
 from zoo.downloads import cache_root, torch_hub_checkpoints
-from zoo.harness.metrics import CIEDE2000, Colorfulness, ColorfulnessGap, StructuralSimilarity
+from zoo.harness.fid import EfficientNetLite0Features, FrechetDistance, frechet_distance
+from zoo.harness.metrics import (
+    CIEDE2000,
+    Colorfulness,
+    ColorfulnessGap,
+    PerImageColorfulnessGap,
+    StructuralSimilarity,
+)
+from zoo.harness.predictions import check_sizes, match_predictions
+from zoo.harness.protocols import Protocol, ProtocolImages, get_protocol
 from zoo.harness.schema import REFERENCE_ROWS
+from zoo.spec import size_multiple
 
 REFERENCES = REFERENCE_ROWS  # gray (ab = 0) and truth (the truth against itself)
 GRAY, TRUTH = REFERENCES
-METRICS = ("psnr", "ssim", "cf", "cf_truth", "dcf", "ciede2000", "fid", "lpips")
+METRICS = ("psnr", "ssim", "cf", "cf_truth", "cf_hasler", "dcf", "dcf_per_image", "ciede2000", "fid_effl0", "fid",
+           "lpips")
 SCORED_FIELDS = ("images", *METRICS)  # what a score row adds to a bench row
 FID_WEIGHTS = "weights-inception-2015-12-05-6726825d.pth"
 FID_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{FID_WEIGHTS}"
+DEFINITIONS = {
+    "psnr": "torchmetrics PeakSignalNoiseRatio, data_range 1, per image over all RGB values, mean over images;"
+            " identical images give inf (null in JSON)",
+    "ssim": "Gaussian window sigma 1.5 (11x11), k1 0.01, k2 0.03, data_range 1, per channel, mean over the map"
+            " without its 5 px border (torchmetrics' SSIM map; equals skimage structural_similarity with"
+            " gaussian_weights, use_sample_covariance=False), mean over images",
+    "cf": "colourfulness as the published colorization code computes it, on 0-255 RGB: sqrt(std_rg^2 + std_yb^2)"
+          " + 0.3 sqrt(mean_rg^2 + mean_yb^2), rg = |R - G|, yb = |(R + G) / 2 - B|, population std, per image,"
+          " mean over images (cf of the predictions, cf_truth of the truth)",
+    "cf_hasler": "the same with Hasler & Suesstrunk's signed rg = R - G, yb = (R + G) / 2 - B",
+    "dcf": "|mean CF(truth) - mean CF(prediction)| over the set, as papers report dCF",
+    "dcf_per_image": "mean over images of |CF(truth) - CF(prediction)| per image",
+    "ciede2000": "CIEDE2000 (kL = kC = kH = 1) between Lab of prediction and truth, per-pixel mean per image,"
+                 " mean over images",
+}
+BACKBONE_DEFINITIONS = {
+    "fid_effl0": "FID-EffL0: Frechet distance between the pooled 1280-d features of the shipped ImageNet"
+                 " EfficientNet-Lite0 (images resized to 224x224, bicubic, antialiased), truth vs predictions (the"
+                 " feature statistics of torchmetrics' FrechetInceptionDistance, the trace term by symmetric"
+                 " eigendecompositions); NOT comparable with Inception FID",
+    "fid": "Inception FID: the same distance on torch-fidelity's InceptionV3 2048-d pool features (torchmetrics"
+           " FrechetInceptionDistance), truth vs predictions; comparable with papers on the same images and count",
+    "lpips": "torchmetrics LearnedPerceptualImagePatchSimilarity, AlexNet, inputs in [0, 1], mean over images",
+}
 
 
 class MissingWeightsError(RuntimeError):
     """FID or LPIPS was asked for but its backbone weights (or package) are not on this machine."""
 
 
-def protocol(data: str, image_size: int, images: int, fid: bool = False, lpips: bool = False) -> dict[str, Any]:
-    """The scoring protocol as recorded with the results (FID and LPIPS only when they were computed)."""
-    s = image_size
-    recorded = {
-        "data": data,
-        "images": images,
-        "image_size": s,
-        "preprocess": f"short side resized to {s} px (bicubic), centre {s}x{s} crop (as zoo train's validation)",
-        "input": "L of the true image (CIE Lab, D65), normalised to [-1, 1]",
-        "prediction": "Lab(L_true, ab_model) to sRGB, clipped to [0, 1], float32",
-        "truth": "the crop itself, sRGB / 255",
-        "compare": "RGB in [0, 1]",
-        "psnr": "torchmetrics PeakSignalNoiseRatio, data_range 1, per image over all RGB values, mean over images;"
-                " identical images give inf (null in JSON)",
-        "ssim": "Gaussian window sigma 1.5 (11x11), k1 0.01, k2 0.03, data_range 1, per channel, mean over the map"
-                " without its 5 px border (torchmetrics' SSIM map; equals skimage structural_similarity with"
-                " gaussian_weights, use_sample_covariance=False), mean over images",
-        "cf": "colourfulness of Hasler & Suesstrunk 2003 on 0-255 RGB: sqrt(std_rg^2 + std_yb^2)"
-              " + 0.3 sqrt(mean_rg^2 + mean_yb^2), rg = R - G, yb = (R + G) / 2 - B, population std, per image,"
-              " mean over images (cf of the predictions, cf_truth of the truth)",
-        "dcf": "mean over images of |CF(truth) - CF(prediction)| per image",
-        "ciede2000": "CIEDE2000 (kL = kC = kH = 1) between Lab of prediction and truth, per-pixel mean per image,"
-                     " mean over images",
-        "references": "gray: ab = 0; truth: the truth scored against itself",
-    }
-    if fid:
-        recorded["fid"] = ("torchmetrics FrechetInceptionDistance (2048 features, torch-fidelity InceptionV3),"
-                           " truth vs predictions")
-    if lpips:
-        recorded["lpips"] = ("torchmetrics LearnedPerceptualImagePatchSimilarity, AlexNet, inputs in [0, 1],"
-                             " mean over images")
-    return recorded
-
-
 # --------------------------------------------------------------------------------------------- FID, LPIPS
+
+
+@dataclass(frozen=True)
+class Backbones:
+    """The metrics a run adds that need a network: FID-EffL0 (shipped), Inception FID and LPIPS (weights on this
+    machine), and a line for each asked for that cannot run."""
+
+    fid_effl0: bool = False
+    inception: Path | None = None  # torch-fidelity's InceptionV3 weights, when Inception FID runs
+    lpips: bool = False
+    notes: tuple[str, ...] = ()
+
+    @property
+    def names(self) -> list[str]:
+        """The row fields these backbones fill."""
+        return [key for key, on in (("fid_effl0", self.fid_effl0), ("fid", self.inception is not None),
+                                    ("lpips", self.lpips)) if on]
 
 
 def _lpips_backbone() -> tuple[str, str]:
@@ -84,47 +114,60 @@ def _lpips_backbone() -> tuple[str, str]:
     return url.rsplit("/", 1)[-1], url
 
 
-def check_backbones(fid: bool, lpips: bool) -> None:
-    """Raise :class:`MissingWeightsError` saying what to install or copy where, unless FID/LPIPS can run offline.
+def resolve_backbones(fid: bool, lpips: bool, fid_weights: Path | None = None) -> Backbones:
+    """Which of FID-EffL0, Inception FID and LPIPS run, looking only on this machine (never downloading).
 
-    torchmetrics would download the weights on first use; this machine may have no internet, so they are
-    looked for in the torch hub cache first and never fetched here.
+    ``fid`` (or ``fid_weights``) always gives FID-EffL0, and Inception FID too when torch-fidelity is installed and
+    its InceptionV3 weights are at ``fid_weights`` or in the torch hub cache; otherwise a note says in one line
+    what is missing. Raises :class:`MissingWeightsError`, a line a problem, when what was asked for explicitly
+    (``fid_weights``, ``lpips``) cannot run.
     """
     hub = torch_hub_checkpoints()
-    problems = []
+    problems, notes = [], []
+    inception = None
+    fid = fid or fid_weights is not None
     if fid:
-        if importlib.util.find_spec("torch_fidelity") is None:
-            problems.append("--fid needs the torch-fidelity package: pip install torch-fidelity")
-        if not (hub / FID_WEIGHTS).is_file():
-            problems.append(f"--fid needs torch-fidelity's InceptionV3 weights {FID_WEIGHTS} in {hub}:"
-                            f" download {FID_URL} on a machine with internet and copy the file there")
+        weights = fid_weights or hub / FID_WEIGHTS
+        fidelity = importlib.util.find_spec("torch_fidelity") is not None
+        missing = [] if fidelity else ["the torch-fidelity package (pip install torch-fidelity)"]
+        if not weights.is_file():
+            missing.append(f"its InceptionV3 weights {FID_WEIGHTS} (from {FID_URL}) at --fid-weights PATH or in {hub}")
+        if missing:
+            (problems if fid_weights else notes).append(f"Inception FID not computed (FID-EffL0 is): it needs"
+                                                        f" {' and '.join(missing)}")
+        else:
+            inception = weights
     if lpips:
         name, url = _lpips_backbone()
         if not (hub / name).is_file():
-            problems.append(f"--lpips needs torchvision's AlexNet weights {name} in {hub}: download {url} on a machine"
-                            " with internet and copy the file there (LPIPS's own linear layers ship with torchmetrics)")
+            problems.append(f"--lpips needs torchvision's AlexNet weights {name} in {hub} (download {url} on a"
+                            f" machine with internet and copy it there, or set TORCH_HOME to a cache that has"
+                            f" hub/checkpoints/{name}; LPIPS's own linear layers ship with torchmetrics)")
     if problems:
-        problems.append("set TORCH_HOME to use another cache folder (weights go in $TORCH_HOME/hub/checkpoints)")
         raise MissingWeightsError("\n".join(problems))
+    return Backbones(fid, inception, lpips, tuple(notes))
 
 
 # --------------------------------------------------------------------------------------------- metrics
 
 
-def _metric_set(fid: bool, lpips: bool, device: torch.device) -> dict[str, Metric]:
-    """Fresh metrics for one candidate (a model or a reference row)."""
+def _metric_set(backbones: Backbones, effl0: nn.Module | None, device: torch.device) -> dict[str, Metric]:
+    """Fresh metrics for one candidate (a model, a folder of predictions or a reference row)."""
     metrics: dict[str, Metric] = {
         "psnr": PeakSignalNoiseRatio(data_range=1.0, dim=(1, 2, 3)),
         "ssim": StructuralSimilarity(),
         "cf": Colorfulness(),
+        "cf_hasler": Colorfulness(signed=True),
         "dcf": ColorfulnessGap(),
+        "dcf_per_image": PerImageColorfulnessGap(),
         "ciede2000": CIEDE2000(),
     }
-    if fid:
-        from torchmetrics.image.fid import FrechetInceptionDistance
-
-        metrics["fid"] = FrechetInceptionDistance(feature=2048, normalize=True)
-    if lpips:
+    if effl0 is not None:
+        metrics["fid_effl0"] = frechet_distance(effl0)
+    if backbones.inception is not None:
+        metrics["fid"] = FrechetDistance(feature=2048, normalize=True,
+                                         feature_extractor_weights_path=str(backbones.inception))
+    if backbones.lpips:
         from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
 
         metrics["lpips"] = LearnedPerceptualImagePatchSimilarity(net_type="alex", normalize=True)
@@ -132,14 +175,36 @@ def _metric_set(fid: bool, lpips: bool, device: torch.device) -> dict[str, Metri
 
 
 def _update(metrics: Mapping[str, Metric], pred: Tensor, truth: Tensor) -> None:
-    for name, metric in metrics.items():
-        if name == "cf":
+    for metric in metrics.values():
+        if isinstance(metric, Colorfulness):
             metric.update(pred)
-        elif name == "fid":
+        elif isinstance(metric, FrechetDistance):
             metric.update(truth, real=True)
             metric.update(pred, real=False)
         else:
             metric.update(pred, truth)
+
+
+def describe_protocol(protocol: Protocol, side: int, data: str, images: int, backbones: Backbones,
+                      predictions: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The scoring protocol as recorded with the results (FID and LPIPS only when they were computed)."""
+    recorded = {
+        "data": data,
+        "images": images,
+        **protocol.record(side),
+        "input": "L of the true image (CIE Lab, D65), normalised to [-1, 1]",
+        "prediction": "a model: Lab(L_true, ab_model) to sRGB, clipped to [0, 1], float32, the model run as zoo"
+                      " colorize runs it (L resized bicubic to its working size, ab resized back bilinear);"
+                      " a prediction file: prepared as the truth, its own RGB as written",
+        "truth": "the prepared photo itself, sRGB / 255",
+        "compare": "RGB in [0, 1]",
+        **DEFINITIONS,
+        **{key: BACKBONE_DEFINITIONS[key] for key in backbones.names},
+        "references": "gray: ab = 0; truth: the truth scored against itself",
+    }
+    if predictions:
+        recorded["predictions"] = dict(predictions)
+    return recorded
 
 
 # --------------------------------------------------------------------------------------------- scoring
@@ -151,18 +216,30 @@ class Scores:
 
     rows: list[dict[str, Any]]
     protocol: dict[str, Any]
-    shown: dict[str, tuple[Tensor, Tensor, Tensor]] = field(default_factory=dict)  # model: (L, ab_pred, ab_true)
+    shown: dict[str, tuple[Tensor, Tensor, Tensor]] = field(default_factory=dict)  # name: (L, ab_pred, ab_true)
+
+
+@dataclass
+class _Batch:
+    """One batch as the candidates see it: normalised L and ab of the truth, the truth RGB in [0, 1], and the
+    prediction files' RGB in [0, 1] (B, k, 3, S, S), one per folder."""
+
+    L: Tensor  # noqa: N815 (the channel's name)
+    ab: Tensor
+    truth: Tensor
+    files: Tensor
 
 
 @dataclass
 class _Candidate:
-    predict: Callable[[Tensor, Tensor], Tensor] | None  # (L, truth RGB) -> predicted RGB; None for truth itself
+    predict: Callable[[_Batch], Tensor]  # the predicted sRGB in [0, 1], (B, 3, S, S)
     metrics: dict[str, Metric]
+    shown: bool = True  # gets a sample grid (the references do not)
     error: str | None = None
 
 
 def load_images(data: str, image_size: int, echo: Callable[[str], None] = print) -> list[Path]:
-    """The usable photos of ``data`` (``sample``, a folder, a glob ...), scanned with the zoo's cache."""
+    """The usable photos of ``data`` (``heldout``, ``sample``, a folder, a glob ...), scanned with the zoo's cache."""
     cache = cache_root()
     report = scan_images(resolve_source(data, cache_dir=cache), image_size=image_size, cache_dir=cache, source=data)
     if report.skipped:
@@ -170,10 +247,32 @@ def load_images(data: str, image_size: int, echo: Callable[[str], None] = print)
     return report.ok
 
 
+def _file_groups(truths: list[Path], predictions: Mapping[str, Path], echo: Callable[[str], None],
+                 protocol: Protocol) -> tuple[list[tuple[Path, ...]], dict[str, Any]]:
+    """Each truth that every folder of ``predictions`` colours, with those files in the folders' order (the truth
+    alone without folders); and what each folder matched, for the protocol block."""
+    pairings = {name: match_predictions(truths, folder) for name, folder in predictions.items()}
+    files = {name: dict(pairing.pairs) for name, pairing in pairings.items()}
+    groups = [(truth, *(files[name][truth] for name in predictions)) for truth in truths
+              if all(truth in by_truth for by_truth in files.values())]
+    matched = {}
+    for name, pairing in pairings.items():
+        for line in pairing.summary(predictions[name]):
+            echo(line)
+        check_sizes(pairing.pairs, protocol)
+        matched[name] = {"folder": str(predictions[name]), "matched": len(pairing.pairs),
+                         "missing": len(pairing.missing), "extra": len(pairing.extra)}
+    if len(groups) < min((len(p.pairs) for p in pairings.values()), default=len(truths)):
+        echo(f"scoring the {len(groups)} photos that every folder of predictions colours")
+    if not groups:
+        raise ValueError(f"no photo of the {len(truths)} has a prediction in every folder: nothing to score")
+    return groups, matched
+
+
 def score_models(
     models: Mapping[str, nn.Module],
     data: str = "sample",
-    image_size: int = 256,
+    image_size: int | None = 256,
     device: str | torch.device = "cpu",
     batch_size: int = 16,
     workers: int | None = None,
@@ -181,51 +280,81 @@ def score_models(
     lpips: bool = False,
     show: int = 4,
     echo: Callable[[str], None] = print,
+    protocol: str = "zoo",
+    fid_weights: Path | None = None,
+    predictions: Mapping[str, Path] | None = None,
 ) -> Scores:
-    """Score ``models`` (name: predictor from L to ab, eval mode, on ``device``) and the references on the photos
-    of ``data``.
+    """Score ``models`` (name: predictor from L to ab, eval mode, on ``device``), the folders of ``predictions``
+    (name: folder of another colorizer's output files) and the references on the photos of ``data``, prepared
+    by ``protocol`` (:data:`zoo.harness.protocols.PROTOCOLS`; ``image_size`` is the side of ``zoo``).
 
-    A model whose forward fails is a row with its error; the others go on. Rows: the models in order, then
-    ``gray`` and ``truth``.
+    With ``fid``, FID-EffL0 (and Inception FID where its weights are on this machine, or at ``fid_weights``);
+    with ``lpips``, LPIPS. A model whose forward fails is a row with its error; the others go on. Rows: the
+    models, then the folders, in order, then ``gray`` and ``truth``. Raises ValueError (an unknown protocol or
+    source, no usable photo, predictions that do not fit) and :class:`MissingWeightsError` before anything slow.
     """
     device = torch.device(device)
-    check_backbones(fid, lpips)
-    paths = load_images(data, image_size, echo)
-    candidates = {
-        name: _Candidate(_model_prediction(model), _metric_set(fid, lpips, device)) for name, model in models.items()
-    }
-    candidates[GRAY] = _Candidate(lambda L, truth: lab_normalized_to_rgb(L, torch.zeros_like(L).expand(-1, 2, -1, -1)),
-                                  _metric_set(fid, lpips, device))
-    candidates[TRUTH] = _Candidate(None, _metric_set(fid, lpips, device))
+    predictions = dict(predictions or {})
+    clash = [name for name in [*models, *predictions] if name in REFERENCES]
+    if clash or set(models) & set(predictions):
+        raise ValueError(f"candidate names must differ from each other and from {', '.join(REFERENCES)}")
+    method = get_protocol(protocol)
+    side = method.side(image_size)
+    backbones = resolve_backbones(fid, lpips, fid_weights)
+    for note in backbones.notes:
+        echo(note)
+    truths = load_images(data, side, echo)
+    groups, matched = _file_groups(truths, predictions, echo, method)
+    if len(groups) < 2 and (backbones.fid_effl0 or backbones.inception):
+        echo("FID not computed: a distribution needs at least 2 photos")
+        backbones = replace(backbones, fid_effl0=False, inception=None)
+    effl0 = EfficientNetLite0Features().to(device) if backbones.fid_effl0 else None
+    candidates = {name: _Candidate(_model_prediction(model), _metric_set(backbones, effl0, device))
+                  for name, model in models.items()}
+    for index, name in enumerate(predictions):
+        candidates[name] = _Candidate(_file_prediction(index), _metric_set(backbones, effl0, device))
+    candidates[GRAY] = _Candidate(lambda b: lab_normalized_to_rgb(b.L, torch.zeros_like(b.ab)),
+                                  _metric_set(backbones, effl0, device), shown=False)
+    candidates[TRUTH] = _Candidate(lambda b: b.truth, _metric_set(backbones, effl0, device), shown=False)
     cf_truth = Colorfulness().to(device)
     shown: dict[str, tuple[Tensor, Tensor, Tensor]] = {}
-    dataset = ColorizationDataset(paths, image_size, train=False)
-    loader = make_loader(dataset, batch_size, sampler=EpochSampler(len(dataset), 0, shuffle=False), workers=workers,
+    dataset = ProtocolImages(groups, method, side)
+    loader = make_loader(dataset, batch_size, sampler=SequentialSampler(dataset), workers=workers,
                          device_type=device.type)
     with torch.inference_mode():
-        for rgb in loader:
-            rgb = rgb.to(device)
-            L, ab = rgb_uint8_to_lab_normalized(rgb)  # noqa: N806 (L is the channel's name)
-            truth = rgb.float() / 255
-            cf_truth.update(truth)
+        for stack in loader:
+            stack = stack.to(device)
+            L, ab = rgb_uint8_to_lab_normalized(stack[:, 0])  # noqa: N806 (L is the channel's name)
+            batch = _Batch(L, ab, stack[:, 0].float() / 255, stack[:, 1:].float() / 255)
+            cf_truth.update(batch.truth)
             for name, candidate in candidates.items():
                 if candidate.error is not None:
                     continue
                 try:
-                    pred = truth if candidate.predict is None else candidate.predict(L, truth)
+                    pred = candidate.predict(batch)
                 except Exception as exc:  # noqa: BLE001 (a broken model is a row with its error)
                     candidate.error = f"{type(exc).__name__}: {exc}"
                     continue
-                _update(candidate.metrics, pred, truth)
-                if name in models and name not in shown:
-                    shown[name] = (L[:show], models[name](L[:show]).float(), ab[:show])
-    rows = [_row(name, candidate, len(paths), cf_truth) for name, candidate in candidates.items()]
-    return Scores(rows, protocol(data, image_size, len(paths), fid, lpips), shown)
+                _update(candidate.metrics, pred, batch.truth)
+                if candidate.shown and name not in shown:
+                    shown[name] = (L[:show], normalize_lab(rgb_to_lab(pred[:show]))[1], ab[:show])
+    rows = [_row(name, candidate, len(groups), cf_truth) for name, candidate in candidates.items()]
+    for row in rows:
+        if row["model"] in matched and matched[row["model"]]["missing"]:
+            row["note"] = f"scored on {len(groups)} photos: {matched[row['model']]['missing']} have no prediction"
+    return Scores(rows, describe_protocol(method, side, data, len(groups), backbones, matched), shown)
 
 
-def _model_prediction(model: nn.Module) -> Callable[[Tensor, Tensor], Tensor]:
-    def predict(L: Tensor, truth: Tensor) -> Tensor:  # noqa: N803
-        return lab_normalized_to_rgb(L, model(L).float())
+def _model_prediction(model: nn.Module) -> Callable[[_Batch], Tensor]:
+    def predict(batch: _Batch) -> Tensor:
+        return lab_normalized_to_rgb(batch.L, model(batch.L).float())
+
+    return predict
+
+
+def _file_prediction(index: int) -> Callable[[_Batch], Tensor]:
+    def predict(batch: _Batch) -> Tensor:
+        return batch.files[:, index]
 
     return predict
 
@@ -268,6 +397,6 @@ def find_checkpoints(folder: Path) -> tuple[dict[str, Path], list[str]]:
 
 def load_model(name: str, path: Path, device: str | torch.device) -> nn.Module:
     """The predictor (L to ab) of checkpoint ``path`` (a file or a run folder), refused unless it fits model
-    ``name``."""
-    _, generator = checkpoint.load_generator(checkpoint_file(path), model=name, device=device)
-    return generator
+    ``name``, run at its working size as ``zoo colorize`` runs it."""
+    spec, predictor = checkpoint.load_generator(checkpoint_file(path), model=name, device=device)
+    return AtWorkingSize(predictor, spec.working_size, size_multiple(spec))

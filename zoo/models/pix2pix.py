@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from zoo.models.weight_init import init_weights
-from zoo.registry import Geometry, register_generator
+from zoo.registry import Geometry, output_activation, register_generator
 
 _MIN_DOWNS = 5  # the outermost level, the ngf*2, ngf*4 and ngf*8 levels, and the innermost
 
@@ -64,7 +64,7 @@ class _SkipLevel(nn.Module):
 
 @register_generator("pix2pix-unet", geometry=GEOMETRY)
 class Pix2PixUNet(nn.Module):
-    """The pix2pix U-Net: ``num_downs`` 4x4 stride-2 levels with skips by concatenation, tanh output.
+    """The pix2pix U-Net: ``num_downs`` 4x4 stride-2 levels with skips by concatenation, tanh output (for ab).
 
     ``ngf=64, num_downs=8`` is the reference ``unet_256``; the ``num_downs - 5`` decoder levels next to the
     innermost carry dropout. Height and width must be multiples of ``2 ** num_downs``.
@@ -97,7 +97,7 @@ class Pix2PixUNet(nn.Module):
             level,
             nn.ReLU(),
             nn.ConvTranspose2d(2 * ngf, out_channels, 4, stride=2, padding=1),
-            nn.Tanh(),
+            output_activation(out_channels)(),
         )
         init_weights(self)
 

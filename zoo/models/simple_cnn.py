@@ -5,12 +5,12 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from zoo.models.weight_init import init_weights
-from zoo.registry import Geometry, register_generator
+from zoo.registry import Geometry, output_activation, register_generator
 
 
 @register_generator("simple-cnn", geometry=Geometry(multiple=lambda settings: 2 ** settings["depth"]))
 class SimpleCNN(nn.Module):
-    """Strided-conv encoder and transposed-conv decoder, BatchNorm + ReLU throughout, tanh output.
+    """Strided-conv encoder and transposed-conv decoder, BatchNorm + ReLU throughout, tanh output (for ab).
 
     Each of the ``depth`` levels halves the resolution (doubling the channels from ``width`` up to
     ``8 * width``), so height and width must be multiples of ``2 ** depth``.
@@ -35,7 +35,7 @@ class SimpleCNN(nn.Module):
             ]
         self.encoder = nn.Sequential(*down)
         self.decoder = nn.Sequential(*up)
-        self.head = nn.Sequential(nn.Conv2d(width, out_channels, 3, padding=1), nn.Tanh())
+        self.head = nn.Sequential(nn.Conv2d(width, out_channels, 3, padding=1), output_activation(out_channels)())
         init_weights(self)
 
     def forward(self, x: Tensor) -> Tensor:

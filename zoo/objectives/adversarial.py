@@ -2,7 +2,10 @@
 
 Per training step: D minimises 0.5 (loss(D(L, G(L)), fake) + loss(D(L, ab), real)) (its two backward passes
 all-reduced once under DDP), then G's term is loss(D(L, G(L)), real) with D frozen. ``mode`` is the loss on
-patch logits: ``vanilla`` (BCE with logits, pix2pix's default) or ``lsgan`` (MSE).
+patch logits: ``vanilla`` (BCE with logits, pix2pix's default), ``lsgan`` (MSE) or ``hinge`` (SPADE's: D
+minimises relu(1 - D(real)) + relu(1 + D(fake)), G minimises -D(fake)). With ``warmup_steps`` the first that
+many steps train D alone (G's term is 0), so that G's first adversarial gradients come from a discriminator
+that already tells real from fake (DeOldify's critic pre-training, in short).
 """
 
 from __future__ import annotations
@@ -19,13 +22,18 @@ from zoo.objectives.base import Batch, Critic, Objective
 from zoo.registry import register_objective
 from zoo.runtime import unwrap
 
-GanMode = Literal["vanilla", "lsgan"]
-MODES = ("vanilla", "lsgan")
+GanMode = Literal["vanilla", "lsgan", "hinge"]
+MODES = ("vanilla", "lsgan", "hinge")
 
 
-def gan_loss(logits: Tensor, real: bool, mode: GanMode) -> Tensor:
-    """The GAN loss of patch ``logits`` against the label ``real``, in float32."""
+def gan_loss(logits: Tensor, real: bool, mode: GanMode, for_discriminator: bool = True) -> Tensor:
+    """The GAN loss of patch ``logits`` against the label ``real``, in float32 (the hinge loss differs for D
+    and G: G's is -mean(logits))."""
     logits = logits.float()
+    if mode == "hinge":
+        if not for_discriminator:
+            return -logits.mean()
+        return F.relu(1.0 - logits).mean() if real else F.relu(1.0 + logits).mean()
     target = torch.full_like(logits, 1.0 if real else 0.0)
     if mode == "vanilla":
         return F.binary_cross_entropy_with_logits(logits, target)
@@ -38,11 +46,14 @@ class ConditionalGAN(Objective):
 
     needs_discriminator = True
 
-    def __init__(self, mode: GanMode = "vanilla") -> None:
+    def __init__(self, mode: GanMode = "vanilla", warmup_steps: int = 0) -> None:
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"gan mode must be one of {', '.join(MODES)}, got {mode!r}")
-        self.mode = mode
+        if warmup_steps < 0:
+            raise ValueError(f"gan warmup_steps must be >= 0, got {warmup_steps}")
+        self.mode, self.warmup_steps = mode, warmup_steps
+        self.register_buffer("steps", torch.zeros((), dtype=torch.int64))  # D steps so far (resumes with the run)
 
     def update(self, batch: Batch, critic: Critic | None) -> dict[str, float]:
         """One step of the discriminator on the batch's fake and real pairs."""
@@ -60,13 +71,17 @@ class ConditionalGAN(Objective):
         d.scaler.scale(0.5 * real).backward()
         d.scaler.step(d.optimizer)
         d.module.requires_grad_(False)
+        self.steps += 1
         return {"d_real": real.item(), "d_fake": fake.item()}
 
     def forward(self, batch: Batch, critic: Critic | None) -> Tensor:
-        """G's term: the frozen discriminator's loss of calling the fake pair real."""
+        """G's term: the frozen discriminator's loss of calling the fake pair real (0 during the warm-up)."""
         d = _required(critic)
+        if int(self.steps) <= self.warmup_steps:
+            return batch.ab_pred.new_zeros(())
         with d.autocast():  # D's weights are frozen here: bypass DDP, nothing of D to reduce
-            return gan_loss(unwrap(d.module)(torch.cat([batch.L, batch.ab_pred], 1)), True, self.mode)
+            logits = unwrap(d.module)(torch.cat([batch.L, batch.ab_pred], 1))
+        return gan_loss(logits, True, self.mode, for_discriminator=False)
 
 
 def _required(critic: Critic | None) -> Critic:

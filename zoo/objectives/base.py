@@ -7,9 +7,9 @@ One path through a training step::
     logs = stage_loss.update(batch, critic)        # objectives' own steps first (the discriminator's)
     loss, terms = stage_loss(batch, critic)        # sum of weight * objective(batch), each term logged
 
-An objective that defines the generator's output (``output_channels`` not None, e.g. logits over ab bins)
-also provides the ``decoder`` that turns that output into ab for colorize, export, scoring and sample grids;
-a model has at most one such objective, and without one the generator outputs ab itself.
+An objective that defines the generator's output (:meth:`Objective.output_channels` not None, e.g. logits over
+ab bins) also provides the ``decoder`` that turns that output into ab for colorize, export, scoring and sample
+grids; a model has at most one such objective, and without one the generator outputs ab itself.
 """
 
 from __future__ import annotations
@@ -60,14 +60,18 @@ class Objective(nn.Module):
     (a colour prior, say) are saved with the checkpoints under ``objective.<name>.``.
     """
 
-    output_channels: ClassVar[int | None] = None  # channels this objective makes the generator output; None: ab
     needs_discriminator: ClassVar[bool] = False
 
     def __init__(self) -> None:  # no settings unless a subclass declares them (registry.toml is checked against it)
         super().__init__()
 
+    @classmethod
+    def output_channels(cls, **settings: object) -> int | None:
+        """Channels this objective makes the generator output with ``settings``; None (the default): ab."""
+        return None
+
     def decoder(self) -> nn.Module:
-        """A module mapping the generator's output to normalised ab (objectives that set ``output_channels``)."""
+        """A module mapping the generator's output to normalised ab (objectives with ``output_channels``)."""
         raise NotImplementedError(f"{type(self).__name__} does not define the generator's output")
 
     def prepare(self, batches: Iterable[tuple[Tensor, Tensor]]) -> None:

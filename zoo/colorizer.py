@@ -9,16 +9,24 @@ One path through it::
       Lab -> RGB --> 8-bit image (alpha kept) or, for a 16-bit gray PNG, a 16-bit RGB PNG written row by row
 
 The full-resolution L is never held as a whole: each strip recomputes it from the source's pixels, so a
-24-megapixel photo costs the decoded source, the 8-bit output and a few megapixel-sized float strips.
+24-megapixel photo costs the decoded source, the 8-bit output and a few megapixel-sized float strips; ab is
+resized to full height through a band of a few weights per row, so a photo of extreme aspect ratio costs no
+more than its pixels.
 The output's L is the input's own L (from all 16 bits of a 16-bit gray image); only ab comes from the model.
 EXIF orientation is applied, so outputs are upright and carry no orientation tag; the other EXIF tags of
 JPEG, PNG and WebP files are kept (16-bit PNGs carry none). ICC profiles are dropped: pixels are taken as sRGB.
+
+Outputs follow :mod:`zoo.outputs`: an output that would replace one of the inputs is refused, an existing one is
+skipped unless ``overwrite``, and an output folder inside an input folder is left out of that folder's photos.
+A file that cannot be read, colorized or written is one line naming it; the others go on.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import glob
+import itertools
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -31,10 +39,11 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
 
-from zoo import checkpoint
+from zoo import checkpoint, outputs
 from zoo.color import lab_normalized_to_rgb, normalize_lab, rgb_to_lab, rgb_uint8_to_lab_normalized
-from zoo.data import default_workers, resolve_source
-from zoo.images import BadImageError, Source, as_source, one_line, read_source, upright_size, write_image, write_png16
+from zoo.data import SourceError, default_workers, resolve_source
+from zoo.errors import ZooError, one_line
+from zoo.images import BadImageError, Source, as_source, read_source, upright_size, write_image, write_png16
 from zoo.runtime import pick_device, use_channels_last
 from zoo.spec import ModelSpec, default_model, size_multiple, weights_path
 
@@ -42,7 +51,7 @@ STRIP_PIXELS = 1 << 18  # pixels per strip of the full-resolution Lab -> RGB pas
 MAX_BATCH_PIXELS = 48_000_000  # full-resolution pixels decoded at once (two 24 MP photos)
 
 
-class NoCheckpointError(ValueError):
+class NoCheckpointError(checkpoint.CheckpointError):
     """A model asked for without trained weights; the message says how to get them."""
 
 
@@ -115,24 +124,42 @@ def _strips(height: int, width: int) -> Iterator[tuple[int, int]]:
         yield top, min(height, top + rows)
 
 
+def resize_weights(size: int, out: int) -> tuple[Tensor, Tensor]:
+    """The rows of the (out, size) matrix of a bilinear, antialiased resize of one axis from ``size`` to ``out``
+    samples, as ``F.interpolate(..., antialias=True)`` computes them (a triangle filter, widened by the scale
+    when shrinking, normalised; in float32, as torch does): for each output, the first input it reads, (out,),
+    and its weights from there, (out, taps); taps past the input's end weigh 0."""
+    scale = torch.tensor(size / out, dtype=torch.float32)
+    support = scale.clamp(min=1.0)
+    stretch = 1.0 / support
+    centre = scale * (torch.arange(out, dtype=torch.float32) + 0.5)
+    first = (centre - support + 0.5).trunc().clamp(min=0)
+    end = (centre + support + 0.5).trunc().clamp(max=size)
+    taps = int((end - first).max())
+    index = first[:, None] + torch.arange(taps, dtype=torch.float32)
+    weights = (1 - ((index - centre[:, None] + 0.5) * stretch).abs()).clamp(min=0) * (index < end[:, None])
+    return first.long(), weights / weights.sum(1, keepdim=True)
+
+
 class AbResizer:
     """Predicted ab (2, h, w) resized to (2, H, W) strip by strip, equal to one bilinear, antialiased resize.
 
-    The width pass runs once (on h rows); the height pass is a (H, h) matrix that ``F.interpolate`` builds from
-    the identity, applied to the few source rows each strip needs.
+    The width pass runs once (on h rows); the height pass reads, for each output row, the few source rows
+    :func:`resize_weights` names, so no (H, h) matrix is ever made.
     """
 
     def __init__(self, ab: Tensor, height: int, width: int) -> None:
-        h = ab.shape[-2]
-        self.wide = _resize(ab.unsqueeze(0), h, width)[0]
-        self.rows = _resize(torch.eye(h, dtype=ab.dtype)[None, None], height, h)[0, 0]
+        self.wide = _resize(ab.unsqueeze(0), ab.shape[-2], width)[0]
+        self.first, self.weights = resize_weights(ab.shape[-2], height)
 
     def strip(self, top: int, bottom: int) -> Tensor:
         """ab rows ``top .. bottom - 1`` at full width, (2, bottom - top, W)."""
-        weights = self.rows[top:bottom]
-        used = weights.abs().sum(0).nonzero().flatten()
-        first, last = int(used[0]), int(used[-1]) + 1
-        return torch.einsum("yj,cjx->cyx", weights[:, first:last], self.wide[:, first:last])
+        first, weights = self.first[top:bottom], self.weights[top:bottom]
+        last_row = self.wide.shape[1] - 1
+        out = torch.zeros(self.wide.shape[0], bottom - top, self.wide.shape[2], dtype=self.wide.dtype)
+        for tap in range(weights.shape[1]):
+            out += weights[:, tap, None] * self.wide[:, (first + tap).clamp(max=last_row)]
+        return out
 
 
 def _resize(x: Tensor, height: int, width: int, mode: str = "bilinear") -> Tensor:
@@ -210,9 +237,10 @@ class Job:
     output: Path
 
 
-def collect_inputs(inputs: Sequence[str | Path]) -> tuple[list[Job], list[tuple[str, str]]]:
+def collect_inputs(inputs: Sequence[str | Path], out_dir: Path | None = None) -> tuple[list[Job], list[tuple[str, str]]]:
     """Jobs for files, folders (recursive: their layout is kept), globs and ``sample``; and the inputs that
-    gave nothing, with why. Two inputs with the same output name: the first wins, the second is a problem."""
+    gave nothing, with why. Two inputs with the same output name: the first wins, the second is a problem.
+    An ``out_dir`` that lies inside a folder walked (a folder input, or a glob's fixed part) is left out of it."""
     jobs: list[Job] = []
     problems: list[tuple[str, str]] = []
     taken: dict[Path, Path] = {}
@@ -224,9 +252,13 @@ def collect_inputs(inputs: Sequence[str | Path]) -> tuple[list[Job], list[tuple[
         else:
             try:
                 paths = resolve_source(text)
-            except (ValueError, OSError) as err:
-                problems.append((text, "missing" if not path.exists() else one_line(err)))
+            except (ZooError, OSError) as err:
+                unknown = isinstance(err, SourceError) and not path.exists()
+                problems.append((text, "missing" if unknown else one_line(err)))
                 continue
+            walked = _walked_folder(text)
+            if out_dir is not None and walked is not None and _strictly_inside(out_dir, walked):
+                paths = [p for p in paths if not outputs.inside(p, out_dir)]
             base = path if path.is_dir() else None
             found = [Job(p, p.relative_to(base) if base else Path(p.name)) for p in paths]
             if not found:
@@ -238,6 +270,21 @@ def collect_inputs(inputs: Sequence[str | Path]) -> tuple[list[Job], list[tuple[
                 taken[job.output] = job.path
                 jobs.append(job)
     return jobs, problems
+
+
+def _walked_folder(source: str) -> Path | None:
+    """The folder a source walks: a folder itself, or the part of a glob before its first wildcard."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return path
+    if not glob.has_magic(source):
+        return None
+    fixed = [part for part in itertools.takewhile(lambda part: not glob.has_magic(part), path.parts)]
+    return Path(*fixed) if fixed else Path(".")
+
+
+def _strictly_inside(path: Path, folder: Path) -> bool:
+    return outputs.inside(path, folder) and path.resolve() != folder.resolve()
 
 
 # ------------------------------------------------------------------------------------------- the colorizer
@@ -301,8 +348,12 @@ class Colorizer:
         return working_shape(size, self.size, self.multiple)
 
     def model_input(self, source: Source) -> Tensor:
-        """Normalised L (1, h, w) of ``source`` resized (bicubic, as in training) to its working shape."""
-        small = source.image.resize(self.working_shape(source.image.size), Image.Resampling.BICUBIC, reducing_gap=3.0)
+        """Normalised L (1, h, w) of ``source`` resized (bicubic, as in training) to its working shape.
+
+        PIL's quick reduction before resizing (``reducing_gap``) has no 16-bit mode: 16-bit gray is resized
+        exactly, at all 16 bits."""
+        gap = None if source.sixteen_bit else 3.0
+        small = source.image.resize(self.working_shape(source.image.size), Image.Resampling.BICUBIC, reducing_gap=gap)
         return normalized_lightness(_color_pixels(np.array(small)))
 
     def predict(self, L: Tensor) -> Tensor:  # noqa: N803
@@ -337,14 +388,15 @@ class Colorizer:
         """Colorize files, folders and globs into ``out_dir``, in batches of one working shape.
 
         Each problem is one ``echo`` line naming the file; the rest go on. Existing outputs are kept unless
-        ``overwrite``.
+        ``overwrite``; an output that would replace an input is refused (:mod:`zoo.outputs`).
         """
         start = time.perf_counter()
         summary = ColorizeSummary()
-        jobs, problems = collect_inputs(inputs)
+        out_dir = outputs.output_folder(out_dir)
+        jobs, problems = collect_inputs(inputs, out_dir)
         for where, why in problems:
             summary.fail(where, why, echo)
-        planned = self._plan(jobs, Path(out_dir), overwrite, summary, echo)
+        planned = self._plan(jobs, out_dir, overwrite, summary, echo)
         with _progress(progress, len(planned)) as advance, ThreadPoolExecutor(default_workers()) as pool:
             batches = _batches(planned, batch_size)
             pending = self._submit(pool, next(batches, []))
@@ -360,8 +412,13 @@ class Colorizer:
     ) -> list[_Planned]:
         """The jobs to run, ordered by working shape, from the files' headers; the rest reported."""
         planned = []
+        inputs = {outputs.identity(job.path) for job in jobs} - {None}
         for job in jobs:
             target = out_dir / job.output
+            if outputs.identity(target) in inputs:
+                summary.fail(str(job.path), f"not written: its output {target} is an input of this command"
+                             " (choose an --out outside the inputs)", echo)
+                continue
             if target.exists() and not overwrite:
                 summary.existing.append(target)
                 continue
@@ -391,6 +448,9 @@ class Colorizer:
                 ready.append((item, *future.result()))
             except BadImageError as err:
                 summary.fail(str(item.job.path), err.reason, echo)
+                advance()
+            except Exception as err:  # noqa: BLE001 - one file that cannot be prepared must not stop the others
+                summary.fail(str(item.job.path), f"cannot colorize: {type(err).__name__}: {one_line(err)}", echo)
                 advance()
         by_shape: dict[torch.Size, list[int]] = {}
         for index, (_, _, L) in enumerate(ready):  # noqa: N806

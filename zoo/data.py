@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from zoo import downloads, files
 from zoo.color import rgb_to_lab
+from zoo.errors import ZooError, one_line
 from zoo.images import (
     MAX_PIXELS,
     SINGLE_CHANNEL_MODES,
@@ -59,7 +60,11 @@ SCAN_CACHE = "scan-cache.json"
 _SCAN_CACHE_VERSION = 2
 
 
-class EmptyDatasetError(ValueError):
+class SourceError(ZooError, ValueError):
+    """An image source that cannot be read; the message names it (the file, for a list file) and why."""
+
+
+class EmptyDatasetError(SourceError):
     """A source with no usable image; the message names the source and why."""
 
 
@@ -89,7 +94,7 @@ def resolve_source(source: str = "sample", cache_dir: Path | None = None) -> lis
     if any(c in source for c in "*?["):
         matches = glob.glob(os.path.expanduser(source), recursive=True)
         return sorted(Path(p) for p in matches if is_image_name(Path(p)) and os.path.isfile(p))
-    raise ValueError(
+    raise SourceError(
         f"unknown image source {source!r}: expected {', '.join(SAMPLE_SOURCES)}, a folder, a glob, a list file or a dataset name "
         f"({', '.join(sorted(downloads.DATASETS))})"
     )
@@ -100,7 +105,12 @@ def _images_under(folder: Path) -> list[Path]:
 
 
 def _read_list(list_file: Path) -> list[Path]:
-    lines = (line.strip() for line in list_file.read_text(encoding="utf-8").splitlines())
+    """The paths a list file names, one a line, relative to it."""
+    try:
+        text = list_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise SourceError(f"{list_file}: neither an image nor a text list of image paths ({one_line(err)})") from None
+    lines = (line.strip() for line in text.splitlines())
     return sorted({list_file.parent / Path(line).expanduser() for line in lines if line and not line.startswith("#")})
 
 

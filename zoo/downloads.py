@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pooch
 
+from zoo.errors import ZooError
 from zoo.files import write_text
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ TIMEOUT_S = 60
 _CHUNK = 1 << 20
 
 
-class DatasetError(RuntimeError):
+class DatasetError(ZooError, RuntimeError):
     """A named dataset could not be downloaded, verified or extracted; the message is one line."""
 
 
@@ -109,7 +110,8 @@ def fetch(name: str, cache_dir: Path | str | None = None) -> list[Path]:
     if not (extracted / MARKER).exists():
         archive = root / "downloads" / spec.filename
         if archive.exists():  # pooch would take it as it is: check it first
-            verify(archive, spec.checksum, spec.size, spec.checksum_bytes, hint="delete it to download it again")
+            verify(archive, spec.checksum, spec.size, spec.checksum_bytes, label=str(archive),
+                   hint="delete it to download it again")
         elif offline() and not spec.url.startswith("file:"):
             raise DatasetError(f"{name} is not in {root} and ${OFFLINE_ENV} forbids downloading {spec.url}")
         downloader = ResumingDownloader(archive, spec.checksum, spec.size, spec.checksum_bytes)

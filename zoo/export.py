@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from zoo.color import AB_SCALE, L_SCALE
+from zoo.errors import ZooError
 from zoo.files import atomic_write
 from zoo.spec import ModelSpec, size_multiple
 
@@ -29,7 +30,7 @@ TOLERANCE = 1e-4  # largest |onnx - torch| accepted on normalised ab in [-1, 1]
 _DYNAMIC = {0: "batch", 2: "height", 3: "width"}
 
 
-class ExportError(RuntimeError):
+class ExportError(ZooError, RuntimeError):
     """An export whose graph does not reproduce the torch generator (or cannot be checked)."""
 
 

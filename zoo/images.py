@@ -22,6 +22,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from zoo.color import lab_normalized_to_rgb
+from zoo.errors import ZooError, one_line
 from zoo.files import atomic_write
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"})
@@ -42,7 +43,7 @@ _SAVE_OPTIONS = {
 GRID_PADDING = 2  # pixels between and around the panels of a sample grid
 
 
-class BadImageError(ValueError):
+class BadImageError(ZooError, ValueError):
     """A file that cannot be used as a photo; ``reason`` is ``"category"`` or ``"category: detail"``."""
 
     def __init__(self, path: Path | str, reason: str) -> None:
@@ -54,11 +55,6 @@ class BadImageError(ValueError):
     def category(self) -> str:
         """The kind of problem: corrupt, not an image, missing or too large."""
         return self.reason.partition(":")[0]
-
-
-def one_line(err: BaseException) -> str:
-    """An exception's message on one line (its type's name if it has none)."""
-    return " ".join(str(err).split()) or type(err).__name__
 
 
 def is_image_name(path: Path) -> bool:

@@ -8,6 +8,9 @@
       checkpoints/last.safetensors   everything to resume bit for bit
       generator.safetensors      the predictor (generator + decoder) and objective state, for inference
       best.safetensors           with --keep-best: the same at the best validation L1 (copied to the above)
+
+A file of a run that cannot be read is a :class:`RunError` naming it. Which folders a run may be written to is
+:mod:`zoo.outputs`' business.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo import files
+from zoo.errors import ZooError, one_line
 
 RUN_FILE = "run.json"
 SPLIT_FILE = "split.json"
@@ -27,9 +31,18 @@ GENERATOR_FILE = "generator.safetensors"
 BEST_FILE = "best.safetensors"  # with --keep-best: the predictor of the best validation L1 so far
 
 
+class RunError(ZooError, ValueError):
+    """A run folder's file that cannot be read; the message names it."""
+
+
 def default_run_dir(model: str) -> Path:
-    """``runs/<model>-<YYYYmmdd-HHMMSS>``."""
-    return Path("runs") / f"{model}-{time.strftime('%Y%m%d-%H%M%S')}"
+    """``runs/<model>-<YYYYmmdd-HHMMSS>``, with ``-2``, ``-3`` ... added when that folder exists already."""
+    base = Path("runs") / f"{model}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
 
 
 def write_run(run_dir: Path, model: str, spec: dict[str, Any], options: dict[str, Any]) -> None:
@@ -43,22 +56,35 @@ def write_split(run_dir: Path, seed: int, val_fraction: float, train: list[Path]
     files.write_text(run_dir / SPLIT_FILE, json.dumps(split, indent=2))
 
 
-def read_json(run_dir: Path, name: str) -> dict[str, Any]:
-    return json.loads((Path(run_dir) / name).read_text())
+def read_json(run_dir: Path, name: str, keys: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The JSON object in the run's file ``name``, which must hold ``keys``; else a :class:`RunError`."""
+    path = Path(run_dir) / name
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise RunError(f"{path}: cannot read the run's {name} ({one_line(err)})") from None
+    missing = [key for key in keys if not isinstance(data, dict) or key not in data]
+    if missing:
+        raise RunError(f"{path}: not a run's {name} (no {', '.join(missing)})")
+    return data
 
 
 class RunLog:
     """Appends records to ``metrics.jsonl`` (and TensorBoard scalars when it is installed); only where
-    ``enabled`` (rank 0)."""
+    ``enabled`` (rank 0). Nothing is created before the first record."""
 
     def __init__(self, run_dir: Path, enabled: bool) -> None:
-        self.path = Path(run_dir) / METRICS_FILE
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / METRICS_FILE
         self.enabled = enabled
-        self.tensorboard = _tensorboard(run_dir) if enabled else None
+        self.tensorboard: Any = None
+        self.opened = False
 
     def write(self, record: dict[str, Any]) -> None:
         if not self.enabled:
             return
+        if not self.opened:
+            self.tensorboard, self.opened = _tensorboard(self.run_dir), True
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
         if self.tensorboard is not None:

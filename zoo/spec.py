@@ -4,8 +4,9 @@ One frozen dataclass per level (as litgpt's ``Config``): a :class:`ModelSpec` na
 discriminator (:class:`ArchSpec`), the settings of its objectives, and a training recipe of :class:`StageSpec`
 stages, each weighting objectives by name (``loss = { l1 = 100, gan = 1 }``). ``[defaults]`` merge under every
 model, model-level ``image_size``/``batch_size`` merge under every stage. Every key is checked: an unknown key,
-a wrong type, an unknown architecture or objective, or a setting its constructor does not take fails with a
-message naming the model and the key.
+a wrong type, a value out of its range (``epochs = 0``, ``image_size = 100000``, ``time_share = 0``), an unknown
+architecture or objective, or a setting its constructor does not take (or takes as another type, by its
+annotations) fails with a :class:`SpecError` naming the model and the key (and the registry file).
 
 The first landing's stage form, ``loss = "l1+gan"`` with ``lambda_l1`` and ``gan_mode``, still reads (so older
 checkpoints load); it means ``loss = { l1 = lambda_l1, gan = 1 }`` and ``objectives.gan.mode = gan_mode``.
@@ -13,31 +14,69 @@ checkpoints load); it means ``loss = { l1 = lambda_l1, gan = 1 }`` and ``objecti
 
 from __future__ import annotations
 
+import collections.abc
+import contextlib
 import dataclasses
 import difflib
 import importlib.resources
 import inspect
+import math
 import os
 import tomllib
 import types
 import typing
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Literal
 
+from zoo.errors import ZooError, one_line
 from zoo.registry import GENERATORS, OBJECTIVES, registry, unknown_name
 
 Kind = Literal["generator", "discriminator", "objective"]
 AB_CHANNELS = 2
+MIN_IMAGE_SIZE = 16
+MAX_IMAGE_SIZE = 4096  # a side of 4096 px is 16.8 megapixels a square image: beyond every recipe and benchmark
 _LEGACY_LOSSES = {"mse": {"mse": 1.0}, "l1": {"l1": 1.0}, "l1+gan": {"l1": None, "gan": 1.0}}  # None: lambda_l1
 
 
-class SpecError(ValueError):
+class SpecError(ZooError, ValueError):
     """A malformed model specification; the message names the model and the key."""
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The finite values a number (or each number of a tuple) may take: from ``low`` to ``high``, each end
+    excluded when ``open_low``/``open_high``; with ``ordered``, a tuple's numbers do not decrease."""
+
+    low: float
+    high: float | None = None
+    open_low: bool = False
+    open_high: bool = False
+    ordered: bool = False
+
+    def check(self, value: Any, where: str) -> None:
+        numbers = value if isinstance(value, tuple) else (value,)
+        for number in numbers:
+            below = number < self.low or (self.open_low and number == self.low)
+            above = self.high is not None and (number > self.high or (self.open_high and number == self.high))
+            if not math.isfinite(number) or below or above:
+                raise SpecError(f"{where}: expected {self}, got {value!r}")
+        if self.ordered and list(numbers) != sorted(numbers):
+            raise SpecError(f"{where}: expected numbers in increasing order, got {value!r}")
+
+    def __str__(self) -> str:
+        low = f"{'>' if self.open_low else '>='} {self.low:g}"
+        high = "" if self.high is None else f" and {'<' if self.open_high else '<='} {self.high:g}"
+        return f"a value {low}{high}"
+
+
+def bounded(default: Any = dataclasses.MISSING, **bounds: Any) -> Any:
+    """A dataclass field whose values :class:`Bounds` limits (checked when a spec is read)."""
+    return field(default=default, metadata={"bounds": Bounds(**bounds)})
 
 
 @dataclass(frozen=True)
@@ -55,9 +94,9 @@ class ArchSpec:
 class OptimizerSpec:
     """Adam settings (pix2pix's defaults)."""
 
-    lr: float = 2e-4
-    betas: tuple[float, float] = (0.5, 0.999)
-    weight_decay: float = 0.0
+    lr: float = bounded(2e-4, low=0, open_low=True)
+    betas: tuple[float, float] = bounded((0.5, 0.999), low=0, high=1, open_high=True)
+    weight_decay: float = bounded(0.0, low=0)
 
 
 @dataclass(frozen=True)
@@ -66,14 +105,15 @@ class StageSpec:
 
     name: str
     loss: Mapping[str, float]  # objective name -> weight, in the order the stage lists them
-    epochs: int
+    epochs: int = bounded(low=1)
     optimizer: OptimizerSpec = OptimizerSpec()
     d_optimizer: OptimizerSpec | None = None  # the discriminator's; None: same as ``optimizer``
-    decay_epochs: int = 0  # pix2pix's "linear" policy: the last decay_epochs epochs take the lr linearly to 0
-    image_size: int = 256
-    batch_size: int = 16
-    crop_scale: tuple[float, float] | None = None  # random-resized crops of this area fraction; None: pix2pix's
-    time_share: float = 1.0  # under --max-time, the stage's share of the budget, relative to the other stages'
+    decay_epochs: int = bounded(0, low=0)  # pix2pix's "linear" policy: the last decay_epochs epochs take the lr to 0
+    image_size: int = bounded(256, low=MIN_IMAGE_SIZE, high=MAX_IMAGE_SIZE)
+    batch_size: int = bounded(16, low=1)
+    # random-resized crops of this area fraction; None: pix2pix's
+    crop_scale: tuple[float, float] | None = bounded(None, low=0, high=1, open_low=True, ordered=True)
+    time_share: float = bounded(1.0, low=0, open_low=True)  # under --max-time, the stage's share of the budget
     frozen: tuple[str, ...] = ()  # generator submodules (by name, e.g. "encoder") this stage does not train
 
     def lr_factor(self, epoch: int) -> float:
@@ -195,7 +235,13 @@ def _check_type(value: Any, hint: Any, where: str) -> Any:
         return value
     if origin in (types.UnionType, typing.Union):
         args = [a for a in typing.get_args(hint) if a is not type(None)]
-        return None if value is None else _check_type(value, args[0], where)
+        if value is None or len(args) == 1:
+            return None if value is None else _check_type(value, args[0], where)
+        for arg in args:
+            with contextlib.suppress(SpecError):
+                return _check_type(value, arg, where)
+        raise SpecError(f"{where}: expected {' or '.join(getattr(a, '__name__', str(a)) for a in args)},"
+                        f" got {type(value).__name__} {value!r}")
     if origin in (dict, Mapping) or hint is Mapping:
         key_type, value_type = typing.get_args(hint) or (str, Any)
         if not isinstance(value, Mapping) or not value:
@@ -203,9 +249,9 @@ def _check_type(value: Any, hint: Any, where: str) -> Any:
         return {_check_type(k, key_type, where): _check_type(v, value_type, f"{where}.{k}") for k, v in value.items()}
     if hint is Any:
         return value
-    if origin is tuple and typing.get_args(hint)[-1] is Ellipsis:  # tuple[T, ...]: a list of any length
+    if (origin is tuple and typing.get_args(hint)[-1] is Ellipsis) or origin in _SEQUENCES:  # any length
         if not isinstance(value, list | tuple):
-            raise SpecError(f"{where}: expected a list, got {value!r}")
+            raise SpecError(f"{where}: expected a list, got {type(value).__name__} {value!r}")
         return tuple(_check_type(v, typing.get_args(hint)[0], f"{where}[{i}]") for i, v in enumerate(value))
     if origin is tuple:
         args = typing.get_args(hint)
@@ -216,7 +262,7 @@ def _check_type(value: Any, hint: Any, where: str) -> Any:
         return float(value)
     if hint is int and isinstance(value, int) and not isinstance(value, bool):
         return value
-    if hint is str and isinstance(value, str):
+    if hint in (str, bool) and isinstance(value, hint):
         return value
     if dataclasses.is_dataclass(hint):
         if not isinstance(value, Mapping):
@@ -225,8 +271,25 @@ def _check_type(value: Any, hint: Any, where: str) -> Any:
     raise SpecError(f"{where}: expected {getattr(hint, '__name__', hint)}, got {type(value).__name__} {value!r}")
 
 
+_SEQUENCES = (list, collections.abc.Sequence)
+
+
+def _checkable(hint: Any) -> bool:
+    """Whether :func:`_check_type` knows every part of the type ``hint`` (a setting annotated otherwise, with a
+    class say, is left to its factory)."""
+    if hint in (int, float, str, bool, type(None), Any):
+        return True
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        return True
+    if origin in (types.UnionType, typing.Union, tuple, dict, Mapping, *_SEQUENCES):
+        return all(_checkable(arg) for arg in typing.get_args(hint) if arg is not Ellipsis)
+    return False
+
+
 def _build(cls: type, table: Mapping[str, Any], where: str) -> Any:
-    """Instantiate dataclass ``cls`` from ``table``, rejecting unknown keys and wrong types."""
+    """Instantiate dataclass ``cls`` from ``table``, rejecting unknown keys, wrong types and values out of
+    their fields' :class:`Bounds`."""
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = [k for k in table if k not in fields]
@@ -238,6 +301,8 @@ def _build(cls: type, table: Mapping[str, Any], where: str) -> Any:
     for name, f in fields.items():
         if name in table:
             kwargs[name] = _check_type(table[name], hints[name], f"{where}.{name}")
+            if "bounds" in f.metadata and kwargs[name] is not None:
+                f.metadata["bounds"].check(kwargs[name], f"{where}.{name}")
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise SpecError(f"{where}: missing key {name!r}")
     return cls(**kwargs)
@@ -352,8 +417,8 @@ def spec_from_dict(name: str, raw: Mapping[str, Any], defaults: Mapping[str, Any
     for stage in stages:  # the CPU settings must make valid stages too
         _check_type({**_plain(dataclasses.asdict(stage)), **cpu}, StageSpec, f"{where}.cpu")
     inference_size = _check_type(raw.get("inference_size"), int | None, f"{where}.inference_size")
-    if inference_size is not None and inference_size < 16:
-        raise SpecError(f"{where}.inference_size: expected at least 16, got {inference_size}")
+    if inference_size is not None:
+        Bounds(MIN_IMAGE_SIZE, MAX_IMAGE_SIZE).check(inference_size, f"{where}.inference_size")
     return ModelSpec(
         name=name,
         generator=_arch_spec("generator", raw["generator"], f"{where}.generator"),
@@ -368,20 +433,31 @@ def spec_from_dict(name: str, raw: Mapping[str, Any], defaults: Mapping[str, Any
 
 
 def read_registry_file(path: Path) -> tuple[dict[str, ModelSpec], str | None]:
-    """Every model in the ``registry.toml`` at ``path``, validated, and its ``default_model`` (or None)."""
+    """Every model in the ``registry.toml`` at ``path``, validated, and its ``default_model`` (or None). Every
+    problem is a :class:`SpecError` naming the file."""
     try:
         data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no such model registry file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{path}: cannot read it as a model registry ({one_line(exc)})") from None
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(f"{path}: not valid TOML: {exc}") from None
     unknown = sorted(set(data) - {"defaults", "models", "default_model"})
     if unknown:
         raise SpecError(f"{path}: unknown top-level table {unknown[0]!r} (expected default_model, [defaults] and"
                         " [models.NAME])")
-    defaults = data.get("defaults", {})
+    defaults, models = data.get("defaults", {}), data.get("models", {})
+    for key, value in (("defaults", defaults), ("models", models)):
+        if not isinstance(value, Mapping):
+            raise SpecError(f"{path}: {key}: expected tables ([defaults], [models.NAME]), got {value!r}")
     bad = sorted(set(defaults) - set(_STAGE_DEFAULT_KEYS))
     if bad:
         raise SpecError(f"{path}: [defaults]: unknown key {bad[0]!r} (known: {', '.join(_STAGE_DEFAULT_KEYS)})")
-    specs = {name: spec_from_dict(name, raw, defaults) for name, raw in data.get("models", {}).items()}
+    try:
+        specs = {name: spec_from_dict(name, raw, defaults) for name, raw in models.items()}
+    except SpecError as exc:
+        raise SpecError(f"{path}: {exc}") from None
     default = data.get("default_model")
     if default is not None and default not in specs:
         raise SpecError(f"{path}: default_model {default!r} is not a model of this file")
@@ -482,14 +558,43 @@ def get_spec(name: str) -> ModelSpec:
 
 
 def check_settings(kind: Kind, name: str, settings: Mapping[str, Any], where: str) -> None:
-    """Fail with a :class:`SpecError` at ``where`` if the factory of ``name`` does not take a setting."""
-    params = inspect.signature(registry(kind).get(name)).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
-    for key in settings:
-        if key not in params or key in ("in_channels", "out_channels"):
-            known = [p for p in params if p not in ("self", "in_channels", "out_channels")]
-            raise SpecError(f"{where}.{key}: {name!r} has no setting {key!r} (settings: {', '.join(known) or 'none'})")
+    """Fail with a :class:`SpecError` at ``where`` if the factory of ``name`` does not take a setting, or takes
+    it as another type than its annotation says (``width = "wide"``, ``decoder_channels = 5``)."""
+    factory = registry(kind).get(name)
+    params = inspect.signature(factory).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        for key in settings:
+            if key not in params or key in ("in_channels", "out_channels"):
+                known = [p for p in params if p not in ("self", "in_channels", "out_channels")]
+                raise SpecError(f"{where}.{key}: {name!r} has no setting {key!r} (settings: {', '.join(known) or 'none'})")
+    hints = _annotations(factory)
+    for key, value in settings.items():
+        if key in hints and _checkable(hints[key]):
+            _check_type(value, hints[key], f"{where}.{key}")
+
+
+def _annotations(factory: Any) -> dict[str, Any]:
+    """The resolved annotations of a factory's parameters (of ``__init__`` for a class); {} when they do not
+    resolve (a plugin's, say, that names types only under TYPE_CHECKING)."""
+    try:
+        return typing.get_type_hints(factory.__init__ if isinstance(factory, type) else factory)
+    except Exception:  # noqa: BLE001 - any failure to resolve means: nothing to check against
+        return {}
+
+
+@contextlib.contextmanager
+def building(spec: ModelSpec) -> Iterator[None]:
+    """Report any failure to build ``spec``'s parts in the block as a :class:`SpecError` naming the model and
+    its generator settings: a factory that refuses a value, runs out of memory, or cannot read a weights file
+    the settings name (``--set encoder_weights=/etc/passwd``)."""
+    try:
+        yield
+    except SpecError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever the factory raised, the cause is the settings given
+        settings = ", ".join(f"{k}={v!r}" for k, v in spec.generator.settings.items()) or "none"
+        raise SpecError(f"model {spec.name!r}: cannot be built (generator settings: {settings}):"
+                        f" {type(exc).__name__}: {one_line(exc)}") from exc
 
 
 def adapt_to_image_size(spec: ModelSpec, image_size: int) -> tuple[ModelSpec, str | None]:
@@ -499,7 +604,7 @@ def adapt_to_image_size(spec: ModelSpec, image_size: int) -> tuple[ModelSpec, st
     levels, ``num_downs 8 -> 6 for 64 px``); architectures with nothing to adapt are returned as they are.
     """
     arch = spec.generator.arch
-    settings = GENERATORS.full_settings(arch, spec.generator.settings)
+    settings = _full_generator_settings(spec)
     changes = {k: v for k, v in GENERATORS.geometry(arch).fit_settings(settings, image_size).items() if settings.get(k) != v}
     if not changes:
         return spec, None
@@ -509,5 +614,11 @@ def adapt_to_image_size(spec: ModelSpec, image_size: int) -> tuple[ModelSpec, st
 
 def size_multiple(spec: ModelSpec) -> int:
     """The side that the generator's input height and width must be multiples of (its declared geometry)."""
+    return GENERATORS.geometry(spec.generator.arch).size_multiple(_full_generator_settings(spec))
+
+
+def _full_generator_settings(spec: ModelSpec) -> dict[str, Any]:
+    """The generator's settings, checked (:func:`check_settings`), with its factory's defaults for the rest."""
     arch = spec.generator.arch
-    return GENERATORS.geometry(arch).size_multiple(GENERATORS.full_settings(arch, spec.generator.settings))
+    check_settings("generator", arch, spec.generator.settings, f"model {spec.name!r}: generator")
+    return GENERATORS.full_settings(arch, spec.generator.settings)

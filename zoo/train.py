@@ -16,6 +16,11 @@ The loop knows no loss: a stage's :class:`zoo.objectives.StageLoss` (from ``loss
 holds them, and :class:`zoo.trainable.Trainable` takes the step. The run folder is described in :mod:`zoo.runs`; ``checkpoints/last.safetensors`` holds everything
 needed to resume bit for bit: weights, objective state, optimisers, scaler and RNG state, the position in the
 epoch.
+
+Before anything is written, the run folder passes :func:`zoo.outputs.run_folder` (a new run never goes into a
+folder holding another; resuming cleans the temporaries a killed run left), the model is built and the photos
+are scanned, so that a bad setting or source leaves no half-made run behind. A resumed run keeps what it
+trains (its model, data, lengths and settings): asking for another value of those is a :class:`ResumeError`.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from zoo import checkpoint, runs
+from zoo import checkpoint, outputs, runs
 from zoo.color import rgb_uint8_to_lab_normalized
 from zoo.data import (
     ColorizationDataset,
@@ -45,7 +50,7 @@ from zoo.data import (
     split_paths,
 )
 from zoo.downloads import cache_root
-from zoo.files import remove_stale_temporaries
+from zoo.errors import ZooError
 from zoo.images import write_sample_grid
 from zoo.runtime import (
     AmpMode,
@@ -57,10 +62,15 @@ from zoo.runtime import (
     unwrap,
     use_channels_last,
 )
-from zoo.spec import ModelSpec, StageSpec, adapt_to_image_size, get_spec, spec_from_dict
+from zoo.spec import ModelSpec, SpecError, StageSpec, adapt_to_image_size, building, get_spec, spec_from_dict
 from zoo.trainable import Optimizers, Trainable
 
 CPU_DEFAULT_BUDGET = 10 * 60.0  # seconds: what a CPU run without --epochs/--max-steps/--max-time gets
+RESUMABLE = frozenset({"max_time", "progress", "workers", "device"})  # options a resumed run may change: how, not what
+
+
+class ResumeError(ZooError, ValueError):
+    """A resumed run asked to change what it trains; the message names the run and the options."""
 
 
 def parse_duration(text: str) -> float:
@@ -156,7 +166,8 @@ class Trainer:
         self.spec, self.options, self.run_dir, self.rt = spec, options, run_dir, runtime
         seed_everything(options.seed)
         self.channels_last = use_channels_last(options.channels_last, runtime.device)
-        self.model = Trainable(spec, runtime, channels_last=self.channels_last, compile=options.compile)
+        with building(spec):
+            self.model = Trainable(spec, runtime, channels_last=self.channels_last, compile=options.compile)
         self.position = Position()
         self.started = time.monotonic()
         self.log = runs.RunLog(run_dir, runtime.is_main)
@@ -203,14 +214,19 @@ class Trainer:
     def restore(self, path: Path) -> dict[str, Any]:
         """Load weights, objective state, RNG state and position from ``path``; returns the header."""
         meta = checkpoint.read_meta(path)
+        try:
+            position = Position(**meta["position"])
+            scaler = dict(meta["scaler"])
+        except (KeyError, TypeError, ValueError):
+            raise checkpoint.CheckpointError(f"{path}: not a training checkpoint (no position or scaler state)") from None
         checkpoint.load_module(unwrap(self.model.generator), path, "generator.")
         checkpoint.load_module(self.model.decode, path, "decoder.")
         checkpoint.load_module(self.model.objectives, path, "objective.")
         if self.model.discriminator is not None:
             checkpoint.load_module(unwrap(self.model.discriminator), path, "discriminator.")
-        self.model.scaler.load_state_dict(meta["scaler"])
+        self.model.scaler.load_state_dict(scaler)
         set_rng_state(checkpoint.load(path, "rng."))
-        self.position = Position(**meta["position"])
+        self.position = position
         self.best = tuple(meta.get("best", (math.inf, 0)))
         return meta
 
@@ -231,8 +247,6 @@ class Trainer:
         self.validated_at = self.position.step
         if resume is None:
             self.prepare_objectives(train_paths)
-            if self.options.init is not None:
-                self.start_from(Path(self.options.init))
         summary: dict[str, Any] = {"stages": []}
         for index in range(self.position.stage, len(self.spec.stages)):
             stage = self.spec.stages[index]
@@ -476,43 +490,59 @@ def _cpu_budget(spec: ModelSpec, options: TrainOptions, runtime: Runtime, echo: 
 
 
 def train(model: str, options: TrainOptions, echo: Callable[[str], None] = print) -> dict[str, Any]:
-    """Train ``model`` from scratch into ``options.out``; returns the run summary."""
+    """Train ``model`` from scratch into ``options.out`` (a new or empty folder; by default a new
+    ``runs/<model>-<date>-<time>``); returns the run summary."""
     runtime = setup_runtime(options.device, options.amp)
     spec = resolve_spec(model, options, runtime.device.type, echo)
     options = _cpu_budget(spec, options, runtime, echo)
-    run_dir = Path(options.out or runs.default_run_dir(spec.name))
+    run_dir = _broadcast(Path(options.out or runs.default_run_dir(spec.name)), runtime)
+    if runtime.is_main:
+        outputs.run_folder(run_dir, inputs=[Path(options.data).expanduser()])
+    trainer = Trainer(spec, options, run_dir, runtime)  # a setting the model cannot be built with fails here
+    if options.init is not None:
+        trainer.start_from(Path(options.init))  # and so does a checkpoint that cannot start it
     train_paths, val_paths, report = _prepare_data(spec, options, runtime, echo)
     if runtime.is_main:
         runs.write_run(run_dir, spec.name, spec.to_dict(), options.to_json())
         runs.write_split(run_dir, options.seed, options.val_fraction, train_paths, val_paths, report.skipped)
-    return _run(spec, options, run_dir, runtime, train_paths, val_paths, None, echo)
+    return _run(trainer, train_paths, val_paths, None, echo)
 
 
-def resume(run_dir: Path, echo: Callable[[str], None] = print, **overrides: Any) -> dict[str, Any]:
+def resume(run_dir: Path, echo: Callable[[str], None] = print, model: str | None = None, **overrides: Any) -> dict[str, Any]:
     """Continue the run in ``run_dir`` from its last checkpoint, with its own spec, options and split.
 
-    ``overrides`` may change how, not what, is trained: ``max_time``, ``progress``, ``workers``, ``device``.
+    ``overrides`` (:class:`TrainOptions` fields) may change how, not what, is trained: those in
+    :data:`RESUMABLE` apply; any other, and a ``model`` other than the run's, must equal the run's own or the
+    run is refused with a :class:`ResumeError` naming them.
     """
     run_dir = Path(run_dir)
+    outputs.run_folder(run_dir, resume=True)
     last = run_dir / runs.LAST_CHECKPOINT
     if not last.exists():
         raise checkpoint.CheckpointError(f"{last}: no checkpoint to resume from")
-    allowed = {"max_time", "progress", "workers", "device"}
-    if set(overrides) - allowed:
-        raise ValueError(f"a resumed run can only change {', '.join(sorted(allowed))}, not {sorted(set(overrides) - allowed)}")
-    run = runs.read_json(run_dir, runs.RUN_FILE)
-    spec = spec_from_dict(run["model"], run["spec"])
-    options = dataclasses.replace(TrainOptions(**run["options"]), **overrides)
-    split = runs.read_json(run_dir, runs.SPLIT_FILE)
+    run = runs.read_json(run_dir, runs.RUN_FILE, keys=("model", "spec", "options"))
+    try:
+        spec = spec_from_dict(run["model"], run["spec"])
+        options = TrainOptions(**run["options"])
+    except (SpecError, TypeError) as err:
+        raise runs.RunError(f"{run_dir / runs.RUN_FILE}: cannot be resumed ({err})") from None
+    conflicts = [] if model in (None, run["model"]) else [f"model {model!r} (the run trains {run['model']!r})"]
+    for key, value in overrides.items():
+        if key not in RESUMABLE and dataclasses.replace(options, **{key: value}).to_json() != options.to_json():
+            conflicts.append(f"{key} {value!r} (the run's: {getattr(options, key)!r})")
+    if conflicts:
+        raise ResumeError(f"{run_dir}: a resumed run keeps what it trains, so not {'; '.join(conflicts)}; it can"
+                          f" change only {', '.join(sorted(RESUMABLE))} (start a new run for the rest)")
+    options = dataclasses.replace(options, **{k: v for k, v in overrides.items() if k in RESUMABLE})
+    split = runs.read_json(run_dir, runs.SPLIT_FILE, keys=("train", "val"))
     runtime = setup_runtime(options.device, options.amp)
-    return _run(spec, options, run_dir, runtime, [Path(p) for p in split["train"]], [Path(p) for p in split["val"]], last, echo)
-
-
-def _run(spec: ModelSpec, options: TrainOptions, run_dir: Path, runtime: Runtime, train_paths: list[Path],
-         val_paths: list[Path], last: Path | None, echo: Callable[[str], None]) -> dict[str, Any]:
-    if runtime.is_main:
-        remove_stale_temporaries(run_dir / runs.LAST_CHECKPOINT.parent)  # left by a run killed mid-write
     trainer = Trainer(spec, options, run_dir, runtime)
+    return _run(trainer, [Path(p) for p in split["train"]], [Path(p) for p in split["val"]], last, echo)
+
+
+def _run(trainer: Trainer, train_paths: list[Path], val_paths: list[Path], last: Path | None,
+         echo: Callable[[str], None]) -> dict[str, Any]:
+    spec, run_dir, runtime = trainer.spec, trainer.run_dir, trainer.rt
     if runtime.is_main:
         echo(f"{'resuming' if last else 'training'} {spec.name} on {len(train_paths)} train / {len(val_paths)} val "
              f"images, {runtime.device}{f' x{runtime.world_size}' if runtime.distributed else ''}, "

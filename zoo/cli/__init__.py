@@ -4,7 +4,8 @@
     training.py   zoo train
     inference.py  zoo colorize, zoo export
     harness.py    zoo bench, zoo score, zoo leaderboard, zoo report
-    options.py    option types and the one-line error every command fails with
+    options.py    every option's type and range, checked as it is parsed (a bad value: exit status 2)
+    errors.py     the one-line error every command fails with (exit status 1), whatever raised it
 
 Command modules import only click when loaded; what a command needs (torch, the models) is imported when it
 runs, so ``zoo --help`` stays quick.

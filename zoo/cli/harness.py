@@ -1,29 +1,50 @@
-"""``zoo bench``, ``zoo score`` and ``zoo report``: measure speed and quality, and show the results."""
+"""``zoo bench``, ``zoo score``, ``zoo leaderboard`` and ``zoo report``: measure speed and quality, and show
+the results (tables as :mod:`zoo.tables` prints them, ``--format table|csv|json``)."""
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from zoo.cli.options import fail
+from zoo.cli.errors import Command, fail
+from zoo.cli.options import COUNT, DURATION, NON_NEGATIVE, device_option, format_option, image_size_type
+from zoo.tables import Table, console, print_table
 
 if TYPE_CHECKING:
     import torch
-    from rich.console import Console
 
     from zoo.harness.scoring import Scores
     from zoo.spec import ModelSpec
 
 
-RESULTS_DIR = click.Path(path_type=Path, file_okay=False)
+RESULTS_DIR = click.Path(path_type=Path)
 
 
 def _progress(message: str) -> None:
     click.echo(message, err=True)
+
+
+class _Printer:
+    """Where a command's tables and other lines go: all to stdout when the table is drawn; with --format csv or
+    json, the main table alone to stdout and everything else to stderr."""
+
+    def __init__(self, table_format: str) -> None:
+        self.format = table_format
+        self.lines = console(None if table_format == "table" else sys.stderr)
+
+    def table(self, table: Table, main: bool = True) -> None:
+        if main or self.format == "table":
+            print_table(table, self.format)
+        else:
+            print_table(table, "table", sys.stderr)
+
+    def line(self, text: str) -> None:
+        self.lines.print(text)
 
 
 def _write_grids(scores: Scores, results_dir: Path, stem: str) -> dict[str, str]:
@@ -38,16 +59,16 @@ def _write_grids(scores: Scores, results_dir: Path, stem: str) -> dict[str, str]
     return samples
 
 
-def _finish(doc: dict[str, Any], scores: Scores | None, results_dir: Path, console: Console) -> Path:
+def _finish(doc: dict[str, Any], scores: Scores | None, results_dir: Path, printer: _Printer) -> Path:
     """Write the grids and the results files, print the table; returns the JSON path."""
     from zoo.harness import results as report
 
     if scores is not None:
         doc["samples"] = _write_grids(scores, results_dir, report.run_stem(doc))
     path = report.write_results(doc, results_dir)
-    console.print(report.results_table(doc))
-    console.print(report.settings_line(doc))
-    console.print(f"results: {path} (and {path.with_suffix('.csv').name})")
+    printer.table(report.results_table(doc))
+    printer.line(report.settings_line(doc))
+    printer.line(f"results: {path} (and {path.with_suffix('.csv').name})")
     return path
 
 
@@ -57,10 +78,7 @@ def _model_specs(models: tuple[str, ...], all_models: bool) -> list[ModelSpec]:
 
     if not models and not all_models:
         fail("name the models to benchmark (see `zoo list`) or pass --all")
-    try:
-        return [get_spec(name) for name in (list_models() if all_models else models)]
-    except KeyError as exc:
-        fail(str(exc))
+    return [get_spec(name) for name in (list_models() if all_models else models)]
 
 
 def _add_note(row: dict[str, Any], text: str) -> None:
@@ -129,28 +147,29 @@ def _write_cards(doc: Mapping[str, Any], results_dir: Path) -> list[Path]:
     return paths
 
 
-@click.command()
+@click.command(cls=Command)
 @click.argument("models", nargs=-1)
 @click.option("--all", "all_models", is_flag=True, help="Every model of the registry (`zoo list`).")
 @click.option("--checkpoints", type=click.Path(path_type=Path, exists=True, file_okay=False),
               help="Folder of run folders or MODEL.safetensors files: also score those models (matched by each"
                    " checkpoint's own header), with sample grids and a quality-vs-speed plot.")
 @click.option("--data", default="sample", show_default=True, help="Photos the checkpoints are scored on.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
+@device_option()
 @click.option("--amp", type=click.Choice(["no", "bf16", "fp16"]), default="no", show_default=True, help="Autocast dtype.")
 @click.option("--channels-last", is_flag=True, help="NHWC memory format for models and inputs.")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile G and D (warm-up compiles).")
-@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1))
-@click.option("--image-size", default=256, show_default=True, type=click.IntRange(min=32))
-@click.option("--iters", default=10, show_default=True, type=click.IntRange(min=1), help="Timed iterations per phase.")
-@click.option("--warmup", default=3, show_default=True, type=click.IntRange(min=0), help="Untimed iterations first.")
+@click.option("--batch-size", default=8, show_default=True, type=COUNT)
+@click.option("--image-size", default=256, show_default=True, type=image_size_type(32))
+@click.option("--iters", default=10, show_default=True, type=COUNT, help="Timed iterations per phase.")
+@click.option("--warmup", default=3, show_default=True, type=NON_NEGATIVE, help="Untimed iterations first.")
 @click.option("--self-check", is_flag=True, help="Also time inference with torch.utils.benchmark.Timer (ratio column).")
 @click.option("--results", "results_dir", default="results", show_default=True, type=RESULTS_DIR,
               help="Folder for the JSON/CSV results, plot, sample grids and model cards.")
 @click.option("--compare", "compare_with", type=click.Path(path_type=Path, exists=True, dir_okay=False),
               help="An earlier bench results JSON: print the new/old ratios.")
+@format_option("the results table")
 def bench(models: tuple[str, ...], all_models: bool, checkpoints: Path | None, data: str, results_dir: Path,
-          compare_with: Path | None, compile_: bool, **options: Any) -> None:
+          compare_with: Path | None, compile_: bool, table_format: str, **options: Any) -> None:
     """Measure throughput, latency, memory and FLOPs of MODELS (or --all), and their quality with --checkpoints.
 
     Per model: inference img/s and latency (median, p90 per batch), training-step img/s (G, and G+D for GAN
@@ -165,41 +184,36 @@ def bench(models: tuple[str, ...], all_models: bool, checkpoints: Path | None, d
       zoo bench --all --checkpoints runs/ --compare results/bench-20261124-101500.json
     """
     import torch
-    from rich.console import Console
 
+    from zoo import outputs
     from zoo.harness import plots
     from zoo.harness import results as report
     from zoo.harness.timing import BenchSettings, bench_models
 
     specs = _model_specs(models, all_models)
-    try:
-        old = report.read_results(compare_with) if compare_with else None
-    except ValueError as exc:
-        fail(str(exc))
+    outputs.output_folder(results_dir)  # before anything is measured
+    old = report.read_results(compare_with) if compare_with else None
     settings = BenchSettings(compile=compile_, **options)
     rows, used = bench_models(specs, settings, echo=_progress)
     device = torch.device(used["device"])
-    try:
-        scores = _score_checkpoints(rows, checkpoints, data, settings.image_size, device) if checkpoints else None
-    except (OSError, ValueError) as exc:  # an unknown or empty --data source
-        fail(str(exc))
+    scores = _score_checkpoints(rows, checkpoints, data, settings.image_size, device) if checkpoints else None
     protocol = scores.protocol if scores else None
     doc = report.document("bench", report.machine_info(device), used, rows, protocol=protocol)
-    console = Console()
-    path = _finish(doc, scores, results_dir, console)
+    printer = _Printer(table_format)
+    path = _finish(doc, scores, results_dir, printer)
     plot = plots.quality_speed_plot(rows, results_dir / "plots" / f"{path.stem}-quality-vs-speed.png")
-    console.print(f"quality-vs-speed plot: {plot}" if plot else "no quality scores (no --checkpoints): no plot")
+    printer.line(f"quality-vs-speed plot: {plot}" if plot else "no quality scores (no --checkpoints): no plot")
     cards = _write_cards(doc, results_dir)
-    console.print(f"model cards: {results_dir / 'cards'} ({len(cards)})")
+    printer.line(f"model cards: {results_dir / 'cards'} ({len(cards)})")
     if old is not None:
         ratios, differ = report.compare(old, doc)
-        console.print(f"compared with {compare_with}:")
-        console.print(report.compare_table(ratios))
+        printer.line(f"compared with {compare_with}:")
+        printer.table(report.compare_table(ratios), main=False)
         if differ:
-            console.print("[yellow]settings differ, so the ratios mix causes:[/yellow] " + "; ".join(differ))
+            printer.line("[yellow]settings differ, so the ratios mix causes:[/yellow] " + "; ".join(differ))
 
 
-@click.command()
+@click.command(cls=Command)
 @click.argument("model", required=False)
 @click.option("--checkpoint", type=click.Path(path_type=Path, exists=True),
               help="The generator.safetensors of `zoo train` (or its run folder) [default: the model's shipped"
@@ -215,10 +229,10 @@ def bench(models: tuple[str, ...], all_models: bool, checkpoints: Path | None, d
               help="zoo: short side to --image-size, centre crop (zoo train's validation); crop256: short side"
                    " 256, centre 256 crop (CT2 on ImageNet val5k); resize256: resized to 256x256, no crop (DDColor,"
                    " ColorFormer).")
-@click.option("--image-size", type=click.IntRange(min=16), help="Side S of --protocol zoo [default: 256].")
-@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1))
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
-@click.option("--workers", type=click.IntRange(min=0), help="DataLoader workers [default: min(4, CPUs)].")
+@click.option("--image-size", type=image_size_type(), help="Side S of --protocol zoo [default: 256].")
+@click.option("--batch-size", default=16, show_default=True, type=COUNT)
+@device_option()
+@click.option("--workers", type=NON_NEGATIVE, help="DataLoader workers [default: min(4, CPUs)].")
 @click.option("--fid", is_flag=True,
               help="Also FID-EffL0 (offline: the shipped ImageNet EfficientNet-Lite0; not comparable with Inception"
                    " FID), and Inception FID where torch-fidelity and its weights are on this machine.")
@@ -228,9 +242,10 @@ def bench(models: tuple[str, ...], all_models: bool, checkpoints: Path | None, d
 @click.option("--lpips", is_flag=True, help="Also LPIPS (needs torchvision's AlexNet weights offline).")
 @click.option("--results", "results_dir", default="results", show_default=True, type=RESULTS_DIR,
               help="Folder for the JSON/CSV results and the sample grids.")
+@format_option("the results table")
 def score(model: str | None, checkpoint: Path | None, predictions: Path | None, name: str | None, data: str,
           protocol_name: str, image_size: int | None, batch_size: int, device: str, workers: int | None, fid: bool,
-          fid_weights: Path | None, lpips: bool, results_dir: Path) -> None:
+          fid_weights: Path | None, lpips: bool, results_dir: Path, table_format: str) -> None:
     """Score MODEL's colours, or another colorizer's output files, against real photos: PSNR, SSIM, CF, dCF,
     CIEDE2000 (and FID-EffL0, FID, LPIPS).
 
@@ -246,9 +261,7 @@ def score(model: str | None, checkpoint: Path | None, predictions: Path | None, 
       zoo score unet-resnet18 --checkpoint runs/unet-resnet18-20261124-101500 --data ~/photos
       zoo score --predictions ddcolor-out/ --name ddcolor --data ~/val5k --protocol crop256
     """
-    from rich.console import Console
-
-    from zoo.checkpoint import CheckpointError
+    from zoo import outputs
     from zoo.harness import results as report
     from zoo.harness.protocols import get_protocol
     from zoo.harness.scoring import REFERENCES, MissingWeightsError, load_model, resolve_backbones, score_models
@@ -263,10 +276,7 @@ def score(model: str | None, checkpoint: Path | None, predictions: Path | None, 
         if checkpoint is not None:
             fail(f"{model} is a reference row and takes no --checkpoint" if model else "--checkpoint needs its MODEL")
     else:
-        try:
-            get_spec(model)
-        except KeyError as exc:
-            fail(str(exc))
+        get_spec(model)
         checkpoint = checkpoint or weights_path(model)
         if checkpoint is None:
             fail(f"no checkpoint to score for {model!r}: train it first (`zoo train {model}`) and pass"
@@ -280,12 +290,13 @@ def score(model: str | None, checkpoint: Path | None, predictions: Path | None, 
     side = protocol.side(image_size or 256)
     folders = {} if predictions is None else {name or predictions.resolve().name: predictions}
     torch_device = pick_device(device)
+    outputs.output_folder(results_dir)
     try:
         resolve_backbones(fid, lpips, fid_weights)  # before anything slow
         generators = {} if checkpoint is None else {model: load_model(model, checkpoint, torch_device)}
         scores = score_models(generators, data, side, torch_device, batch_size, workers, fid, lpips, echo=_progress,
                               protocol=protocol.name, fid_weights=fid_weights, predictions=folders)
-    except (MissingWeightsError, CheckpointError, OSError, ValueError) as exc:
+    except (MissingWeightsError, ValueError) as exc:  # the harness's own: weights not here, predictions unfit
         fail(str(exc))
     for row in scores.rows:
         row["checkpoint"] = str(checkpoint) if row["model"] in generators else None
@@ -295,16 +306,16 @@ def score(model: str | None, checkpoint: Path | None, predictions: Path | None, 
                 "fid_weights": None if fid_weights is None else str(fid_weights), "lpips": lpips,
                 "predictions": None if predictions is None else str(predictions)}
     doc = report.document("score", report.machine_info(torch_device), settings, scores.rows, protocol=scores.protocol)
-    _finish(doc, scores, results_dir, Console())
+    _finish(doc, scores, results_dir, _Printer(table_format))
 
 
-@click.command()
+@click.command(cls=Command)
 @click.argument("results", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False, exists=True))
-@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=Path("report.html"), show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("report.html"), show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out file (never one of the RESULTS).")
 @click.option("--title", default="colorization-zoo report", show_default=True)
-@click.option("--max-samples", default=6, show_default=True, type=click.IntRange(min=1),
-              help="Sample rows shown per model.")
-def report(results: tuple[Path, ...], out: Path, title: str, max_samples: int) -> None:
+@click.option("--max-samples", default=6, show_default=True, type=COUNT, help="Sample rows shown per model.")
+def report(results: tuple[Path, ...], out: Path, overwrite: bool, title: str, max_samples: int) -> None:
     """Write one self-contained HTML page from `zoo bench` / `zoo score` RESULTS files.
 
     The page has the leaderboard (click a header to sort), a quality-vs-speed plot, per-model galleries
@@ -314,28 +325,26 @@ def report(results: tuple[Path, ...], out: Path, title: str, max_samples: int) -
     Example:
       zoo report bench.json score.json --out report.html
     """
-    from zoo.harness.report import ReportError, write_report
+    from zoo.harness.report import write_report
 
-    try:
-        path = write_report(results, out, title, max_samples)
-    except ReportError as exc:
-        fail(str(exc))
+    path = write_report(results, out, title, max_samples, overwrite=overwrite)
     click.echo(f"wrote {path} ({path.stat().st_size / 1e3:.0f} kB)")
 
 
-@click.command()
+@click.command(cls=Command)
 @click.argument("models", nargs=-1)
-@click.option("--budget", "budgets", multiple=True, default=("15m",), show_default=True,
+@click.option("--budget", "budgets", multiple=True, default=("15m",), show_default=True, type=DURATION,
               help="Wall-clock training budget per model (90s, 15m, 1h); repeat for a quality-vs-budget curve.")
 @click.option("--data", default="sample-train", show_default=True, help="Photos every model trains on.")
 @click.option("--score-data", default="heldout", show_default=True, help="Photos every model is scored on.")
-@click.option("--image-size", default=256, show_default=True, type=click.IntRange(min=16), help="Scoring crop side.")
+@click.option("--image-size", default=256, show_default=True, type=image_size_type(), help="Scoring crop side.")
 @click.option("--seed", default=0, show_default=True, help="One seed, so one train/val split, for every model.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
-@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("leaderboard"),
+@device_option()
+@click.option("--out", type=click.Path(path_type=Path), default=Path("leaderboard"),
               show_default=True, help="Folder for the runs, results, sample grids and plot.")
-def leaderboard(models: tuple[str, ...], budgets: tuple[str, ...], data: str, score_data: str, image_size: int,
-                seed: int, device: str, out: Path) -> None:
+@format_option("the results table")
+def leaderboard(models: tuple[str, ...], budgets: tuple[float, ...], data: str, score_data: str, image_size: int,
+                seed: int, device: str, out: Path, table_format: str) -> None:
     """Train MODELS (default: every model of the registry) for the same wall-clock budget on the same photos
     and split, score each on the held-out photos beside gray, and write the table, a quality-vs-budget plot
     and sample grids. Runs already finished in OUT are reused.
@@ -345,23 +354,17 @@ def leaderboard(models: tuple[str, ...], budgets: tuple[str, ...], data: str, sc
       zoo leaderboard --budget 15m                       # every model, 15 minutes each
       zoo leaderboard simple-cnn unet-effnet-lite0-color --budget 5m --budget 15m --out lb/
     """
-    from rich.console import Console
-
+    from zoo import outputs
     from zoo.factory import list_models
     from zoo.harness import results as report
     from zoo.leaderboard import run_leaderboard
     from zoo.spec import get_spec
-    from zoo.train import parse_duration
 
-    try:
-        seconds = [parse_duration(b) for b in budgets]
-        names = list(models) or list_models()
-        for name in names:
-            get_spec(name)
-        path = run_leaderboard(names, seconds, out, data, score_data, image_size, seed, device, echo=_progress)
-    except (KeyError, ValueError, OSError) as exc:
-        fail(str(exc))
-    console = Console()
-    doc = report.read_results(path)
-    console.print(report.results_table(doc))
-    console.print(f"results: {path} (and {path.with_suffix('.csv').name}); plot and grids under {out}")
+    names = list(models) or list_models()
+    for name in names:
+        get_spec(name)
+    outputs.output_folder(out)
+    path = run_leaderboard(names, list(budgets), out, data, score_data, image_size, seed, device, echo=_progress)
+    printer = _Printer(table_format)
+    printer.table(report.results_table(report.read_results(path)))
+    printer.line(f"results: {path} (and {path.with_suffix('.csv').name}); plot and grids under {out}")

@@ -3,42 +3,29 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
-from zoo.cli.options import fail
-
-if TYPE_CHECKING:
-    from zoo.colorizer import Colorizer
+from zoo.cli.errors import Command, fail
+from zoo.cli.options import COUNT, device_option, image_size_type
 
 
-def _load_colorizer(model: str | None, checkpoint: Path | None, device: str, size: int | None) -> Colorizer:
-    """The colorizer, or a one-line ClickException saying what is missing or wrong."""
-    from zoo.checkpoint import CheckpointError
-    from zoo.colorizer import Colorizer
-    from zoo.spec import SpecError
-
-    try:
-        return Colorizer.from_checkpoint(checkpoint, model, device, size)
-    except (CheckpointError, SpecError, KeyError, ValueError) as exc:  # NoCheckpointError is a ValueError
-        fail(str(exc))
-
-
-@click.command()
+@click.command(cls=Command)
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
 @click.option("--model", help="Model name (see `zoo list`); a checkpoint of another architecture is refused"
                              " [default: the pretrained default model].")
 @click.option("--checkpoint", type=click.Path(path_type=Path, dir_okay=False),
               help="Trained weights: RUN/generator.safetensors from `zoo train` [default: the weights the model"
                    " ships with].")
-@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True, help="Output folder.")
-@click.option("--overwrite", is_flag=True, help="Replace existing outputs (they are skipped otherwise).")
-@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1))
-@click.option("--size", type=click.IntRange(min=16),
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Output folder (inside an input folder, it is left out of that input).")
+@click.option("--overwrite", is_flag=True,
+              help="Replace existing outputs (they are skipped otherwise); never the inputs themselves.")
+@click.option("--batch-size", default=8, show_default=True, type=COUNT)
+@click.option("--size", type=image_size_type(),
               help="Short side the model sees [default: the model's working size, its training image size"
                    " unless its recipe names another].")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
+@device_option()
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def colorize(inputs: tuple[str, ...], model: str | None, checkpoint: Path | None, out: Path, overwrite: bool,
              batch_size: int, size: int | None, device: str, no_progress: bool) -> None:
@@ -46,7 +33,8 @@ def colorize(inputs: tuple[str, ...], model: str | None, checkpoint: Path | None
 
     Outputs keep the input's name, size and format (a 16-bit gray PNG gives a 16-bit RGB PNG; alpha is kept)
     and come out upright, without an EXIF orientation tag. A file that cannot be read is reported in one line
-    and skipped; the exit status is then 1.
+    and skipped; the exit status is then 1. An output that would replace an input is never written, and an
+    --out folder inside an input folder is not colorized again.
 
     Without --checkpoint, the pretrained default model colorizes (`zoo list` marks it), or --model's own
     shipped weights.
@@ -57,7 +45,11 @@ def colorize(inputs: tuple[str, ...], model: str | None, checkpoint: Path | None
       zoo colorize old-photos/ --model unet-resnet18 --checkpoint runs/unet-resnet18-*/generator.safetensors --out colour/
       zoo colorize 'scans/**/*.tif' scan.png --checkpoint generator.safetensors --out colour/ --overwrite
     """
-    colorizer = _load_colorizer(model, checkpoint, device, size)
+    from zoo import outputs
+    from zoo.colorizer import Colorizer
+
+    outputs.output_folder(out)  # before the model loads
+    colorizer = Colorizer.from_checkpoint(checkpoint, model, device, size)
     click.echo(f"{colorizer.spec.name} on {colorizer.device}: working size {colorizer.size} px "
                f"(multiples of {colorizer.multiple})")
     summary = colorizer.colorize_files(
@@ -76,15 +68,17 @@ def colorize(inputs: tuple[str, ...], model: str | None, checkpoint: Path | None
         raise SystemExit(1)
 
 
-@click.command()
+@click.command(cls=Command)
 @click.argument("name")
 @click.option("--checkpoint", type=click.Path(path_type=Path, dir_okay=False),
               help="Trained weights: RUN/generator.safetensors from `zoo train` [default: the model's shipped weights].")
 @click.option("--format", "format_", type=click.Choice(["onnx"]), default="onnx", show_default=True)
-@click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
+@click.option("--out", type=click.Path(path_type=Path),
               help="Output file [default: beside the checkpoint; NAME.onnx here for shipped weights].")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output file (never the checkpoint).")
 @click.option("--opset", type=click.IntRange(min=13), help="ONNX opset [default: 17].")
-def export(name: str, checkpoint: Path | None, format_: str, out: Path | None, opset: int | None) -> None:
+def export(name: str, checkpoint: Path | None, format_: str, out: Path | None, overwrite: bool,
+           opset: int | None) -> None:
     """Export model NAME's trained generator to ONNX and check it against torch with onnxruntime.
 
     The graph takes normalised L (L/50 - 1) of shape (B, 1, H, W) and returns normalised ab (ab/110), with
@@ -97,16 +91,17 @@ def export(name: str, checkpoint: Path | None, format_: str, out: Path | None, o
       zoo export simple-cnn --checkpoint generator.safetensors --out simple-cnn.onnx --opset 18
     """
     from zoo import checkpoint as checkpoints
+    from zoo import outputs
     from zoo.colorizer import trained_weights
-    from zoo.export import DEFAULT_OPSET, ExportError, export_onnx
-    from zoo.spec import SpecError
+    from zoo.export import DEFAULT_OPSET, export_onnx
 
+    path, _ = trained_weights(name, checkpoint)
+    target = out or (checkpoint.with_suffix(f".{format_}") if checkpoint else Path(f"{name}.{format_}"))
+    outputs.output_file(target, inputs=[path], overwrite=overwrite)
+    spec, predictor = checkpoints.load_generator(path, model=name)
     try:
-        path, _ = trained_weights(name, checkpoint)
-        spec, predictor = checkpoints.load_generator(path, model=name)
-        target = out or (checkpoint.with_suffix(f".{format_}") if checkpoint else Path(f"{name}.{format_}"))
         report = export_onnx(spec, predictor, target, opset or DEFAULT_OPSET)
-    except (checkpoints.CheckpointError, SpecError, KeyError, ValueError, ExportError) as exc:
+    except ValueError as exc:  # an opset that torch's exporter does not know
         fail(str(exc))
     shapes = ", ".join("x".join(map(str, shape)) for shape in report.shapes)
     click.echo(f"wrote {report.path} ({report.path.stat().st_size / 1e6:.1f} MB, opset {report.opset})")

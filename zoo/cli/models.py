@@ -6,14 +6,17 @@ import json
 
 import click
 
-from zoo.cli.options import fail
+from zoo.cli.errors import Command
+from zoo.cli.options import format_option, image_size_type
+from zoo.tables import Styled, Table, print_table
 
 
-@click.command(name="list")
+@click.command(name="list", cls=Command)
 @click.argument("pattern", required=False)
 @click.option("--arch", "show_arch", is_flag=True, help="List architectures (generators, discriminators) instead.")
 @click.option("--objectives", "show_objectives", is_flag=True, help="List objectives (loss terms) instead.")
-def list_command(pattern: str | None, show_arch: bool, show_objectives: bool) -> None:
+@format_option()
+def list_command(pattern: str | None, show_arch: bool, show_objectives: bool, table_format: str) -> None:
     """List the models of the registry, optionally matching an fnmatch PATTERN.
 
     \b
@@ -21,37 +24,29 @@ def list_command(pattern: str | None, show_arch: bool, show_objectives: bool) ->
       zoo list            # every model, with parameter counts
       zoo list '*gan'     # the GAN recipes
       zoo list --arch     # architectures, built-in and from plugins
-      zoo list --objectives
+      zoo list --objectives --format csv
     """
-    from rich.console import Console
-    from rich.table import Table
-
     from zoo.registry import registry
 
-    console = Console()
     if show_arch or show_objectives:
         kinds = ("objective",) if show_objectives else ("generator", "discriminator")
-        table = Table("kind", "name", "source")
+        table = Table(["kind", "name", "source"])
         for kind in kinds:
             components = registry(kind)
             for name in components.names(pattern):
                 table.add_row(kind, name, components.source(name))
-        console.print(table)
+        print_table(table, table_format)
         return
-    console.print(_models_table(pattern))
+    print_table(_models_table(pattern), table_format)
 
 
-def _models_table(pattern: str | None) -> object:
-    from rich.table import Table
-
+def _models_table(pattern: str | None) -> Table:
     import zoo
     from zoo.harness.cost import count_parameters
     from zoo.harness.schema import field
     from zoo.spec import default_model, weights_path
 
-    table = Table("model", "generator", "discriminator", "G params", "D params", "stages", "weights", "description")
-    for column in table.columns[:7]:
-        column.no_wrap = True
+    table = Table(["model", "generator", "discriminator", "G params", "D params", "stages", "weights", "description"])
     default = default_model()
     for name in zoo.list_models(pattern):
         spec = zoo.get_spec(name)
@@ -61,7 +56,7 @@ def _models_table(pattern: str | None) -> object:
             d_params = None if discriminator is None else count_parameters(discriminator)
         except Exception as exc:  # one broken model is a row with its error, not a failed listing
             g_params = d_params = None
-            description = f"[red]cannot build: {type(exc).__name__}: {exc}[/red]"
+            description = Styled(f"cannot build: {type(exc).__name__}: {' '.join(str(exc).split())}", "red")
         else:
             description = spec.description
         stages = " > ".join(f"{s.name}({'+'.join(s.loss)})" for s in spec.stages)
@@ -73,9 +68,9 @@ def _models_table(pattern: str | None) -> object:
     return table
 
 
-@click.command()
+@click.command(cls=Command)
 @click.argument("name")
-@click.option("--image-size", default=256, show_default=True, type=click.IntRange(min=16),
+@click.option("--image-size", default=256, show_default=True, type=image_size_type(),
               help="Square image side for the FLOP count.")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 def info(name: str, image_size: int, as_json: bool) -> None:
@@ -88,12 +83,11 @@ def info(name: str, image_size: int, as_json: bool) -> None:
     """
     import zoo
     from zoo.harness.cost import count_flops, count_parameters
+    from zoo.spec import building
 
-    try:
-        spec = zoo.get_spec(name)
-    except (KeyError, ValueError) as exc:
-        fail(str(exc))
-    generator, discriminator = zoo.create_models(spec)
+    spec = zoo.get_spec(name)
+    with building(spec):
+        generator, discriminator = zoo.create_models(spec)
     facts = {
         "name": spec.name,
         "spec": spec.to_dict(),
@@ -107,10 +101,12 @@ def info(name: str, image_size: int, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(facts, indent=2))
         return
-    from rich.console import Console
+    from rich.markup import escape
 
-    console = Console()
-    console.print(f"[bold]{spec.name}[/bold]: {spec.description}")
+    from zoo.tables import console as make_console
+
+    console = make_console()
+    console.print(f"[bold]{escape(spec.name)}[/bold]: {escape(spec.description)}")
     console.print_json(json.dumps(facts["spec"]))
     console.print(
         f"generator {spec.generator.arch}: {facts['generator_params']:,} parameters, "

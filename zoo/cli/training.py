@@ -3,48 +3,57 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
+from click.core import ParameterSource
 
-from zoo.cli.options import fail, setting
+from zoo.cli.errors import Command, fail
+from zoo.cli.options import COUNT, DURATION, LEARNING_RATE, NON_NEGATIVE, SETTING, device_option, image_size_type
+
+# CLI parameters under another name than the TrainOptions field they set
+_FIELDS = {"compile_": "compile", "settings": "generator", "no_progress": "progress"}
 
 
-@click.command()
+@click.command(cls=Command)
 @click.argument("name", required=False)
 @click.option("--data", default="sample-train", show_default=True,
               help="sample-train (the embedded photos without the held-out ones), sample, heldout, a folder, a glob,"
                    " a text file of paths, or a named dataset (coco-10k).")
-@click.option("--out", type=click.Path(path_type=Path), help="Run folder [default: runs/NAME-DATE-TIME].")
+@click.option("--out", type=click.Path(path_type=Path),
+              help="Run folder, new or empty [default: runs/NAME-DATE-TIME].")
 @click.option("--resume", "resume_dir", type=click.Path(path_type=Path, exists=True, file_okay=False),
-              help="Continue the run in this folder from its last checkpoint.")
-@click.option("--epochs", type=click.IntRange(min=1), help="Epochs of every stage.")
-@click.option("--max-steps", type=click.IntRange(min=1), help="At most this many steps per stage.")
-@click.option("--max-time", help="Wall-clock budget for the whole run (90s, 15m, 1h30m); stops with a checkpoint.")
-@click.option("--batch-size", type=click.IntRange(min=1))
-@click.option("--lr", type=float, help="Generator learning rate of every stage.")
-@click.option("--image-size", type=click.IntRange(min=16))
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
+              help="Continue the run in this folder from its last checkpoint (it can change only --device,"
+                   " --workers, --max-time and --no-progress).")
+@click.option("--epochs", type=COUNT, help="Epochs of every stage.")
+@click.option("--max-steps", type=COUNT, help="At most this many steps per stage.")
+@click.option("--max-time", type=DURATION,
+              help="Wall-clock budget for the whole run (90s, 15m, 1h30m); stops with a checkpoint.")
+@click.option("--batch-size", type=COUNT)
+@click.option("--lr", type=LEARNING_RATE, help="Generator learning rate of every stage.")
+@click.option("--image-size", type=image_size_type())
+@device_option()
 @click.option("--amp", type=click.Choice(["auto", "no", "bf16", "fp16"]), default="auto", show_default=True,
               help="Autocast dtype; auto is bf16 (or fp16) on CUDA and off on CPU, where bf16 is emulated.")
 @click.option("--channels-last/--no-channels-last", default=None,
               help="NHWC memory format [default: on for CPU, where it measured faster, off elsewhere].")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the generator and discriminator.")
 @click.option("--seed", default=0, show_default=True)
-@click.option("--workers", type=click.IntRange(min=0), help="DataLoader workers [default: min(4, CPUs)].")
-@click.option("--checkpoint-every", default=200, show_default=True, help="Steps between checkpoints.")
-@click.option("--validate-every", default=100, show_default=True, type=click.IntRange(min=1),
+@click.option("--workers", type=NON_NEGATIVE, help="DataLoader workers [default: min(4, CPUs)].")
+@click.option("--checkpoint-every", default=200, show_default=True, type=COUNT, help="Steps between checkpoints.")
+@click.option("--validate-every", default=100, show_default=True, type=COUNT,
               help="Validate (sample grid, val L1, checkpoint) at the first epoch end this many steps on.")
 @click.option("--keep-best", is_flag=True,
               help="generator.safetensors gets the weights of the best validation L1 (early stopping), not the last.")
 @click.option("--init", type=click.Path(path_type=Path, exists=True, dir_okay=False),
               help="Start the generator from this checkpoint's weights (a generator.safetensors): fine-tuning.")
-@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Override a generator setting (repeatable).")
+@click.option("--set", "settings", multiple=True, type=SETTING, help="Override a generator setting (repeatable).")
 @click.option("--no-progress", is_flag=True, help="No live progress bar (logs still go to metrics.jsonl).")
-def train(name: str | None, resume_dir: Path | None, max_time: str | None, compile_: bool, settings: tuple[str, ...],
-          no_progress: bool, **options: object) -> None:
+def train(name: str | None, resume_dir: Path | None, **params: Any) -> None:
     """Train model NAME on real photos through its recipe stages, or --resume a run.
 
-    Progress, metrics.jsonl, sample grids (gray | ours | truth) and checkpoints go to the run folder;
+    Progress, metrics.jsonl, sample grids (gray | ours | truth) and checkpoints go to the run folder, which
+    must be new or empty (another run's folder is refused: --resume continues it);
     checkpoints/last.safetensors resumes bit for bit, generator.safetensors is for `zoo colorize`.
     Under `torchrun --nproc-per-node N zoo train ...` it trains with DistributedDataParallel.
 
@@ -56,24 +65,30 @@ def train(name: str | None, resume_dir: Path | None, max_time: str | None, compi
     """
     from zoo import train as training
 
-    try:
-        budget = training.parse_duration(max_time) if max_time else None
-        if resume_dir is not None:
-            overrides = {"max_time": budget, "progress": not no_progress}
-            summary = training.resume(resume_dir, echo=click.echo, **{k: v for k, v in overrides.items() if v is not None})
-        else:
-            if name is None:
-                fail("give a model NAME (see `zoo list`) or --resume RUN_DIR")
-            opts = training.TrainOptions(
-                **{k: v for k, v in options.items() if v is not None}, max_time=budget, compile=compile_,
-                progress=not no_progress, generator=dict(setting(s) for s in settings),
-            )
-            summary = training.train(name, opts, echo=click.echo)
-    except (KeyError, ValueError, OSError) as exc:
-        fail(str(exc))
+    context = click.get_current_context()
+    options = {_FIELDS.get(key, key): _field_value(key, value) for key, value in params.items()}
+    if resume_dir is not None:
+        defaults = (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
+        given = [key for key in params if context.get_parameter_source(key) not in defaults]
+        chosen = {_FIELDS.get(key, key): options[_FIELDS.get(key, key)] for key in given}
+        summary = training.resume(resume_dir, echo=click.echo, model=name, **chosen)
+    else:
+        if name is None:
+            fail("give a model NAME (see `zoo list`) or --resume RUN_DIR")
+        summary = training.train(name, training.TrainOptions(**{k: v for k, v in options.items() if v is not None}),
+                                 echo=click.echo)
     for stage in summary["stages"]:
         val = "n/a" if stage["val_l1"] is None else f"{stage['val_l1']:.4f}"
         click.echo(f"{stage['stage']}: {stage['steps']} steps, val L1 {val} ({stage['stopped']})")
     if summary.get("best"):
         click.echo(f"best validation L1 {summary['best']['val_l1']:.4f} at step {summary['best']['step']}: kept")
     click.echo(f"generator: {summary['generator']}")
+
+
+def _field_value(key: str, value: Any) -> Any:
+    """A CLI parameter's value as its TrainOptions field holds it."""
+    if key == "settings":
+        return dict(value)
+    if key == "no_progress":
+        return not value
+    return value

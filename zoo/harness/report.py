@@ -28,6 +28,8 @@ from typing import Any
 
 from PIL import Image
 
+from zoo import outputs
+from zoo.errors import ZooError
 from zoo.files import write_text
 from zoo.harness import plots, schema
 from zoo.harness.schema import REFERENCE_ROWS, is_number, numeric_keys
@@ -38,7 +40,7 @@ GRAY = REFERENCE_ROWS[0]
 PLOT_SIZE = (6.4, 4.0)  # inches at 100 dpi: two plots side by side on a wide page
 
 
-class ReportError(ValueError):
+class ReportError(ZooError, ValueError):
     """A results file that cannot be read; the message names it."""
 
 
@@ -356,7 +358,11 @@ def build_report(results: Sequence[Results], title: str = "colorization-zoo repo
 """
 
 
-def write_report(paths: Sequence[Path], out: Path, title: str = "colorization-zoo report", max_rows: int = 6) -> Path:
-    """Read the results files at ``paths`` and write the report to ``out``."""
+def write_report(paths: Sequence[Path], out: Path, title: str = "colorization-zoo report", max_rows: int = 6,
+                 overwrite: bool = False) -> Path:
+    """Read the results files at ``paths`` and write the report to ``out``: not one of the files it reads, and
+    not an existing file unless ``overwrite`` (:func:`zoo.outputs.output_file`)."""
     results = [load_results(path) for path in paths]
+    grids = [grid for result in results for grid in result.samples.values()]
+    outputs.output_file(out, inputs=[*paths, *grids], overwrite=overwrite)
     return write_text(Path(out), build_report(results, title, max_rows))

@@ -73,12 +73,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from rich.table import Table
 
+from zoo.errors import ZooError, one_line
 from zoo.files import write_text
 from zoo.harness.schema import compared_fields, csv_columns, field, numeric_keys
+from zoo.tables import Styled, Table
 
 KINDS = ("bench", "score", "leaderboard")
+
+
+class ResultsError(ZooError, ValueError):
+    """A file that is not a results document; the message names it."""
 
 
 # --------------------------------------------------------------------------------------------- documents
@@ -161,10 +166,13 @@ def write_results(doc: Mapping[str, Any], folder: Path) -> Path:
 
 
 def read_results(path: Path) -> dict[str, Any]:
-    """A results document written by :func:`write_results`."""
-    doc = json.loads(Path(path).read_text())
+    """A results document written by :func:`write_results`; anything else is a :class:`ResultsError`."""
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ResultsError(f"{path}: cannot read it as results JSON ({one_line(err)})") from None
     if not isinstance(doc, dict) or doc.get("kind") not in KINDS or not isinstance(doc.get("rows"), list):
-        raise ValueError(f"{path}: not a zoo bench/score results file")
+        raise ResultsError(f"{path}: not a zoo bench/score results file")
     return doc
 
 
@@ -172,17 +180,15 @@ def read_results(path: Path) -> dict[str, Any]:
 
 
 def results_table(doc: Mapping[str, Any]) -> Table:
-    """A rich table of the rows: a column per field of :mod:`zoo.harness.schema` that some row has a value
-    for (the terminal's selection), then the note or the error."""
+    """A table of the rows (:mod:`zoo.tables`): a column per field of :mod:`zoo.harness.schema` that some row
+    has a value for (the terminal's selection), then the note or the error."""
     rows = doc["rows"]
     present = [key for key in numeric_keys(rows) if field(key).terminal]
     if any(row.get("model") == "truth" for row in rows) and "psnr" not in present:
         present.insert(0, "psnr")  # the truth's PSNR is infinite (null): the column still belongs
-    table = Table("model", *(field(key).title for key in present), "note")
-    for column in table.columns[:-1]:
-        column.no_wrap = True
+    table = Table(["model", *(field(key).title for key in present), "note"])
     for row in rows:
-        note = f"[red]{row['error']}[/red]" if row.get("error") else (row.get("note") or "")
+        note = Styled(row["error"], "red") if row.get("error") else (row.get("note") or "")
         table.add_row(row["model"], *(_cell(row, key) for key in present), note)
     return table
 
@@ -232,7 +238,7 @@ def compare(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[list[dict[s
 def compare_table(ratios: list[dict[str, Any]]) -> Table:
     """The ratios of :func:`compare` as a table; green where the change is for the better by over 5 %."""
     fields = [f for f in compared_fields() if any(r.get(f.key) is not None for r in ratios)]
-    table = Table("model", *(f"{f.key} new/old" for f in fields))
+    table = Table(["model", *(f"{f.key} new/old" for f in fields)])
     for entry in ratios:
         cells = []
         for f in fields:
@@ -243,6 +249,6 @@ def compare_table(ratios: list[dict[str, Any]]) -> Table:
             better = ratio > 1.05 if f.better else ratio < 0.95
             worse = ratio < 0.95 if f.better else ratio > 1.05
             style = "green" if better else "red" if worse else ""
-            cells.append(f"[{style}]{ratio:.2f}x[/{style}]" if style else f"{ratio:.2f}x")
+            cells.append(Styled(f"{ratio:.2f}x", style) if style else f"{ratio:.2f}x")
         table.add_row(entry["model"], *cells)
     return table

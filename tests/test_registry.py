@@ -29,12 +29,16 @@ def test_two_stage_recipe_is_resolved_with_defaults():
     assert spec.generator.arch == "smp-unet" and spec.generator.settings["encoder"] == "resnet18"
     assert spec.discriminator.arch == "patchgan" and spec.discriminator.settings["n_layers"] == 3
     pretrain, gan = spec.stages
-    assert (pretrain.loss, pretrain.optimizer.lr, pretrain.uses_discriminator) == ({"l1": 1.0}, 1e-4, False)
-    assert (gan.loss, spec.objectives["gan"]["mode"], gan.uses_discriminator) == ({"l1": 100.0, "gan": 1.0}, "vanilla", True)
+    assert (pretrain.loss, pretrain.optimizer.lr, pretrain.uses_discriminator) == ({"l1": 1.0}, 5e-4, False)
+    assert (gan.loss, spec.objectives["gan"], gan.uses_discriminator) == (
+        {"l1": 100.0, "gan": 1.0}, {"mode": "hinge", "warmup_steps": 100}, True)
     assert list(gan.loss) == ["l1", "gan"]  # the stage's order
-    assert (gan.optimizer.lr, gan.optimizer.betas) == (2e-4, (0.5, 0.999))
-    assert gan.discriminator_optimizer == gan.optimizer
+    assert (gan.optimizer.lr, gan.optimizer.betas) == (5e-5, (0.5, 0.999))
+    assert (gan.discriminator_optimizer.lr, gan.discriminator_optimizer.betas) == (2e-4, (0.0, 0.9))
+    assert spec.discriminator.settings["spectral_norm"] is True and (pretrain.time_share, gan.time_share) == (2.0, 1.0)
     assert (gan.image_size, gan.batch_size) == (256, 16)  # from [defaults]
+    on_cpu = spec.for_device("cpu").stages
+    assert {(s.image_size, s.crop_scale) for s in on_cpu} == {(96, (0.25, 1.0))}  # the CPU recipe
 
 
 def test_pix2pix_linear_lr_decay_over_the_second_half():

@@ -174,18 +174,23 @@ def test_torchrun_two_processes_on_gloo(tmp_path):
 
 @pytest.mark.slow
 def test_gan_recipe_learns(tmp_path):
-    """Longer run: G's L1 falls and D learns to tell real from fake (does not collapse to a constant)."""
-    summary = train("unet-resnet18-gan", options(tmp_path, "unet-resnet18-gan", max_steps=60, batch_size=8),
-                    echo=lambda s: None)
+    """Longer run on 8 photos (7 train, one batch an epoch): G's L1 falls well below where the zero-initialised
+    head starts it (at gray, ab = 0); the GAN stage trains D alone for its 100 warm-up steps, then G too, and G
+    keeps its L1; D learns to tell real from fake (does not collapse to a constant)."""
+    photos = tmp_path / "photos.txt"
+    photos.write_text("\n".join(str(p) for p in resolve_source("sample-train")[:8]))
+    summary = train("unet-resnet18-gan", options(tmp_path, "unet-resnet18-gan", data=str(photos), epochs=160,
+                                                 max_steps=160, batch_size=8), echo=lambda s: None)
     logged = [r for r in records(Path(summary["run_dir"])) if r["kind"] == "train"]
     (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in logged))
     pre = [r["g_l1"] for r in logged if r["stage"] == "pretrain"]
     gan = [r for r in logged if r["stage"] == "gan"]
-    assert len(pre) == len(gan) == 60
-    assert mean(pre[-15:]) < 0.85 * mean(pre[:15])
-    assert mean([r["g_l1"] for r in gan[-15:]]) < mean(pre[:15])
-    d_loss = [(r["d_real"] + r["d_fake"]) / 2 for r in gan[-20:]]
-    assert mean(d_loss) < math.log(2)  # better than chance
+    assert len(pre) == len(gan) == 160
+    assert mean(pre[-20:]) < 0.7 * mean(pre[:20])  # measured: 0.039 vs 0.081
+    assert mean([r["g_l1"] for r in gan[-20:]]) < 0.7 * mean(pre[:20])
+    assert all(r["g_gan"] == 0.0 for r in gan[:100]) and all(r["g_gan"] != 0.0 for r in gan[100:])
+    d_loss = [(r["d_real"] + r["d_fake"]) / 2 for r in gan[-40:]]
+    assert mean(d_loss) < 1.0  # hinge: a D that outputs 0 everywhere (chance) scores 1
     assert len({round(v, 4) for v in d_loss}) > 10  # not a constant
 
 

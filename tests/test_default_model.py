@@ -1,0 +1,82 @@
+"""The pretrained default ships in the package: `zoo colorize photo.jpg` works with no training and no download,
+and its held-out scores are the ones its model card (zoo/weights/unet-effnet-lite0-color.md) publishes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+from safetensors import safe_open
+from skimage.color import rgb2lab
+
+import zoo
+from zoo import checkpoint
+from zoo.cli import main
+from zoo.data import resolve_source
+from zoo.spec import default_model, get_spec, weights_path
+
+DEFAULT = "unet-effnet-lite0-color"
+CARD = Path(zoo.__file__).parent / "weights" / f"{DEFAULT}.md"
+EXPECTED = Path(__file__).parent / "data" / "default_heldout_scores.json"
+
+
+def test_the_default_ships_its_weights_in_the_package_as_half_precision():
+    assert default_model() == DEFAULT
+    path = weights_path(DEFAULT)
+    assert path == Path(zoo.__file__).parent / "weights" / f"{DEFAULT}.safetensors" and path.is_file()
+    assert path.stat().st_size < 12 * 2**20 and CARD.is_file()
+    meta = checkpoint.read_meta(path)
+    assert meta["model"] == DEFAULT
+    assert meta["spec"]["generator"] == {"arch": "smp-unet", **get_spec(DEFAULT).generator.settings}
+    with safe_open(path, "pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a mapping)
+    floats = [t for t in tensors.values() if t.is_floating_point()]
+    assert floats and all(t.dtype == torch.float16 and torch.isfinite(t).all() for t in floats)
+    # EfficientNet-Lite0 U-Net: 5.2M parameters (the generator's own count), each in 2 bytes
+    params = sum(p.numel() for p in zoo.create_generator(DEFAULT, encoder_weights=None).parameters())
+    assert 5.0e6 < params < 5.4e6 and sum(t.numel() for t in floats) >= params
+
+
+def test_colorize_a_photo_with_no_checkpoint_keeps_its_lightness_and_adds_colour(tmp_path):
+    source = resolve_source("heldout")[0]
+    gray = tmp_path / "gray.png"
+    Image.open(source).convert("L").save(gray)
+    result = CliRunner().invoke(main, ["colorize", str(gray), "--out", str(tmp_path / "colour"), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    out = np.asarray(Image.open(tmp_path / "colour" / "gray.png").convert("RGB"))
+    truth_l = rgb2lab(np.repeat(np.asarray(Image.open(gray))[..., None], 3, -1) / 255.0)[..., 0]
+    lab = rgb2lab(out / 255.0)
+    assert out.shape[:2] == truth_l.shape
+    assert np.abs(lab[..., 0] - truth_l).mean() < 0.35  # 8-bit rounding of the output moves L by ~0.2 on average
+    assert np.hypot(lab[..., 1], lab[..., 2]).mean() > 3.0  # colour, not a gray copy (gray: chroma 0)
+
+
+def test_python_api_uses_the_default_too(photos_dir):
+    photo = zoo.colorize(resolve_source("heldout")[1])
+    assert isinstance(photo, Image.Image) and photo.mode == "RGB"
+    assert photo.size == Image.open(resolve_source("heldout")[1]).size
+
+
+def test_zoo_list_marks_the_pretrained_default():
+    out = CliRunner(env={"COLUMNS": "250"}).invoke(main, ["list", "--format", "csv"]).output
+    row = next(line for line in out.splitlines() if line.startswith(DEFAULT + ","))
+    assert "pretrained, default" in row
+
+
+@pytest.mark.slow
+def test_held_out_scores_are_the_model_cards(tmp_path):
+    """Scores the shipped weights on the 20 held-out photos (no model trains on them) as `zoo score` does, and
+    compares them with the committed figures the model card and README quote."""
+    result = CliRunner().invoke(main, ["score", DEFAULT, "--results", str(tmp_path), "--workers", "0"])
+    assert result.exit_code == 0, result.output
+    rows = {r["model"]: r for r in json.loads(next(tmp_path.glob("score-*.json")).read_text())["rows"]}
+    expected = json.loads(EXPECTED.read_text())
+    for name in (DEFAULT, "gray"):
+        for metric, tol in (("psnr", 0.02), ("ssim", 0.001), ("ciede2000", 0.02), ("cf", 0.1), ("dcf", 0.1)):
+            assert rows[name][metric] == pytest.approx(expected[name][metric], abs=tol), (name, metric)
+    assert rows[DEFAULT]["dcf"] < 0.3 * rows["gray"]["dcf"]  # it colours: CF 34 of the truth's 46

@@ -120,9 +120,12 @@ epochs = 1
         (GOOD_MODEL + 'optimizer = { lr = 1e-3, betas = [0.5] }\n', r"model 'm'.stages\[0\].optimizer.betas: expected a list of 2 numbers"),
         (GOOD_MODEL.replace("[models.m]", "[models.m]\ncolour = 1"), r"model 'm': unknown key 'colour'"),
         ("[defaults]\nimage_sise = 3\n" + GOOD_MODEL, r"\[defaults\]: unknown key 'image_sise'"),
+        (GOOD_MODEL.replace("[models.m]", "[models.m]\nchroma_scale = 0"), r"model 'm'.chroma_scale: expected a value > 0"),
+        (GOOD_MODEL.replace("[models.m]", "[models.m]\nchroma_scale = \"pale\""), r"model 'm'.chroma_scale: expected float"),
     ],
     ids=["bad-toml", "unknown-arch", "unknown-key", "wrong-type", "unknown-objective", "unknown-term", "bad-weight",
-         "no-terms", "gan-without-d", "objective-setting", "unused-objective", "betas", "model-key", "defaults"],
+         "no-terms", "gan-without-d", "objective-setting", "unused-objective", "betas", "model-key", "defaults",
+         "chroma-scale-zero", "chroma-scale-text"],
 )
 def test_malformed_registry_names_model_and_key(tmp_path, text, message):
     with pytest.raises(SpecError, match=message):

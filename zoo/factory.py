@@ -87,17 +87,21 @@ def decoder_of(spec: ModelSpec, objectives: nn.ModuleDict | None = None) -> nn.M
 
 
 class Predictor(nn.Module):
-    """A generator followed by its model's decoder: normalised L (B, 1, H, W) to normalised ab (B, 2, H, W)."""
+    """A generator followed by its model's decoder: normalised L (B, 1, H, W) to normalised ab (B, 2, H, W),
+    times the model's ``chroma_scale`` (:class:`zoo.spec.ModelSpec`)."""
 
-    def __init__(self, generator: nn.Module, decoder: nn.Module | None = None) -> None:
+    def __init__(self, generator: nn.Module, decoder: nn.Module | None = None, chroma_scale: float = 1.0) -> None:
         super().__init__()
         self.generator = generator
         self.decoder = decoder if decoder is not None else nn.Identity()
+        self.chroma_scale = chroma_scale
 
     def forward(self, L: Tensor) -> Tensor:  # noqa: N803 (L is the channel's name)
-        return self.decoder(self.generator(L))
+        ab = self.decoder(self.generator(L))
+        return ab if self.chroma_scale == 1.0 else ab * self.chroma_scale
 
 
 def create_predictor(spec: ModelSpec, pretrained: bool = True) -> Predictor:
     """A fresh :class:`Predictor` of ``spec``; ``pretrained=False`` for one that a checkpoint's weights fill."""
-    return Predictor(build_generator(spec.generator, spec.output_channels, spec.name, pretrained), decoder_of(spec))
+    generator = build_generator(spec.generator, spec.output_channels, spec.name, pretrained)
+    return Predictor(generator, decoder_of(spec), spec.chroma_scale)

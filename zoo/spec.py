@@ -40,6 +40,7 @@ Kind = Literal["generator", "discriminator", "objective"]
 AB_CHANNELS = 2
 MIN_IMAGE_SIZE = 16
 MAX_IMAGE_SIZE = 4096  # a side of 4096 px is 16.8 megapixels a square image: beyond every recipe and benchmark
+MAX_CHROMA_SCALE = 4.0  # sRGB's ab reach about +-110 = 1.0 normalised: 4x a tenth of it is still in range
 _LEGACY_LOSSES = {"mse": {"mse": 1.0}, "l1": {"l1": 1.0}, "l1+gan": {"l1": None, "gan": 1.0}}  # None: lambda_l1
 
 
@@ -144,6 +145,9 @@ class ModelSpec:
     inference_size: int | None = None  # short side the model sees at inference; None: the last stage's image size
     weights: str | None = None  # shipped trained weights (see weights_path)
     cpu: Mapping[str, Any] = field(default_factory=dict)  # stage settings that replace the recipe's on a CPU
+    # predicted ab times this at inference: below 1, colours shrunk toward gray where a model trained on few
+    # photos is confidently wrong (chosen by cross-validation on training photos, never on held-out ones)
+    chroma_scale: float = 1.0
 
     @property
     def working_size(self) -> int:
@@ -181,6 +185,8 @@ class ModelSpec:
                 out[key] = getattr(self, key)
         if self.cpu:
             out["cpu"] = _plain(dict(self.cpu))
+        if self.chroma_scale != 1.0:
+            out["chroma_scale"] = self.chroma_scale
         out["stages"] = [_plain(dataclasses.asdict(stage)) for stage in self.stages]
         return out
 
@@ -319,8 +325,9 @@ def _arch_spec(kind: Literal["generator", "discriminator"], raw: Any, where: str
     return ArchSpec(raw["arch"], {k: v for k, v in raw.items() if k != "arch"})
 
 
+_CHROMA_SCALE_BOUNDS = Bounds(0, MAX_CHROMA_SCALE, open_low=True)
 _MODEL_KEYS = {"description", "generator", "discriminator", "objectives", "stages", "image_size", "batch_size",
-               "inference_size", "weights", "cpu"}
+               "inference_size", "weights", "cpu", "chroma_scale"}
 _CPU_KEYS = ("image_size", "batch_size", "crop_scale", "epochs", "decay_epochs", "frozen")
 _STAGE_DEFAULT_KEYS = ("image_size", "batch_size")
 
@@ -419,6 +426,8 @@ def spec_from_dict(name: str, raw: Mapping[str, Any], defaults: Mapping[str, Any
     inference_size = _check_type(raw.get("inference_size"), int | None, f"{where}.inference_size")
     if inference_size is not None:
         Bounds(MIN_IMAGE_SIZE, MAX_IMAGE_SIZE).check(inference_size, f"{where}.inference_size")
+    chroma_scale = _check_type(raw.get("chroma_scale", 1.0), float, f"{where}.chroma_scale")
+    _CHROMA_SCALE_BOUNDS.check(chroma_scale, f"{where}.chroma_scale")
     return ModelSpec(
         name=name,
         generator=_arch_spec("generator", raw["generator"], f"{where}.generator"),
@@ -429,6 +438,7 @@ def spec_from_dict(name: str, raw: Mapping[str, Any], defaults: Mapping[str, Any
         inference_size=inference_size,
         weights=_check_type(raw.get("weights"), str | None, f"{where}.weights"),
         cpu=dict(cpu),
+        chroma_scale=chroma_scale,
     )
 
 

@@ -89,10 +89,11 @@ class Trainable:
         return logs | terms
 
     def predict(self, L: torch.Tensor) -> torch.Tensor:  # noqa: N803
-        """Normalised ab (float32) for normalised L, in the generator's current mode, under the autocast dtype."""
+        """Normalised ab (float32) for normalised L, in the generator's current mode, under the autocast dtype,
+        times the model's ``chroma_scale`` (as :class:`zoo.factory.Predictor` colours)."""
         with self.rt.autocast():
             output = self.generator(L)
-        return self.decode(output).float()
+        return self.decode(output).float() * self.spec.chroma_scale
 
     def inference_tensors(self) -> dict[str, torch.Tensor]:
         """Predictor (generator + decoder) and objective state: what inference and resume both need."""

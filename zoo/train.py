@@ -483,8 +483,8 @@ def _cpu_budget(spec: ModelSpec, options: TrainOptions, runtime: Runtime, echo: 
     if runtime.device.type != "cpu" or any(v is not None for v in (options.epochs, options.max_steps, options.max_time)):
         return options
     recipe = ", ".join(f"{s.name}: {s.epochs} epochs of batch {s.batch_size} at {s.image_size} px" for s in spec.stages)
-    echo(f"no --epochs, --max-steps or --max-time on a CPU: the full recipe ({recipe}) would take hours here; "
-         f"training for {CPU_DEFAULT_BUDGET / 60:.0f} minutes instead, split over the stages. "
+    echo(f"no --epochs, --max-steps or --max-time on a CPU: training the recipe ({recipe}) for at most "
+         f"{CPU_DEFAULT_BUDGET / 60:.0f} minutes, split over the stages (a full recipe can take hours on a CPU). "
          "Choose with --max-time 1h, --epochs 2, --max-steps 100 or --image-size 128.")
     return dataclasses.replace(options, max_time=CPU_DEFAULT_BUDGET)
 

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pooch
 
-from zoo.errors import ZooError
+from zoo.errors import ZooError, one_line
 from zoo.files import write_text
 
 log = logging.getLogger(__name__)
@@ -227,7 +227,7 @@ def extract(archive: Path, dest: Path) -> Path:
             tar.extractall(staging, filter="data")
     except (tarfile.TarError, OSError) as err:
         shutil.rmtree(staging, ignore_errors=True)
-        detail = " ".join(str(err).split())  # tarfile's messages can span lines
+        detail = one_line(err)  # tarfile's messages can span lines
         if isinstance(err, tarfile.FilterError):
             raise DatasetError(f"refusing to extract {archive.name}: {detail}") from err
         raise DatasetError(f"could not extract {archive.name}: {detail}; delete it to download it again") from err
@@ -304,6 +304,6 @@ def fetch_weights(name: str, cache_dir: Path | str | None = None) -> Path:
             return Path(pooch.retrieve(spec.url, known_hash=f"sha256:{spec.sha256}", fname=spec.filename,
                                        path=folder, progressbar=False))
     except Exception as err:  # noqa: BLE001 - requests, OS and pooch's hash errors alike: one line
-        detail = " ".join(str(err).split())[:200] or type(err).__name__
+        detail = one_line(err)[:200]
         raise DatasetError(f"could not download {spec.url} ({detail}); download it on a machine with internet"
                            f" and save it as {folder / spec.filename}") from err

@@ -69,10 +69,11 @@ def test_chroma_scale_multiplies_the_predicted_ab():
         torch.testing.assert_close(scaled.eval()(L), 0.6 * plain.eval()(L), rtol=1e-6, atol=1e-7)
 
 
-def test_python_api_uses_the_default_too(photos_dir):
-    photo = zoo.colorize(resolve_source("heldout")[1])
+def test_python_api_uses_the_default_too():
+    source = resolve_source("heldout")[1]
+    photo = zoo.colorize(source)
     assert isinstance(photo, Image.Image) and photo.mode == "RGB"
-    assert photo.size == Image.open(resolve_source("heldout")[1]).size
+    assert photo.size == Image.open(source).size
 
 
 def test_zoo_list_marks_the_pretrained_default():

@@ -40,7 +40,7 @@ Kind = Literal["generator", "discriminator", "objective"]
 AB_CHANNELS = 2
 MIN_IMAGE_SIZE = 16
 MAX_IMAGE_SIZE = 4096  # a side of 4096 px is 16.8 megapixels a square image: beyond every recipe and benchmark
-MAX_CHROMA_SCALE = 4.0  # sRGB's ab reach about +-110 = 1.0 normalised: 4x a tenth of it is still in range
+MAX_CHROMA_SCALE = 4.0  # well past useful: ab x 4 takes a pale colour (|ab| 25) to the edge of the +-110 range
 _LEGACY_LOSSES = {"mse": {"mse": 1.0}, "l1": {"l1": 1.0}, "l1+gan": {"l1": None, "gan": 1.0}}  # None: lambda_l1
 
 
@@ -325,7 +325,6 @@ def _arch_spec(kind: Literal["generator", "discriminator"], raw: Any, where: str
     return ArchSpec(raw["arch"], {k: v for k, v in raw.items() if k != "arch"})
 
 
-_CHROMA_SCALE_BOUNDS = Bounds(0, MAX_CHROMA_SCALE, open_low=True)
 _MODEL_KEYS = {"description", "generator", "discriminator", "objectives", "stages", "image_size", "batch_size",
                "inference_size", "weights", "cpu", "chroma_scale"}
 _CPU_KEYS = ("image_size", "batch_size", "crop_scale", "epochs", "decay_epochs", "frozen")
@@ -427,7 +426,7 @@ def spec_from_dict(name: str, raw: Mapping[str, Any], defaults: Mapping[str, Any
     if inference_size is not None:
         Bounds(MIN_IMAGE_SIZE, MAX_IMAGE_SIZE).check(inference_size, f"{where}.inference_size")
     chroma_scale = _check_type(raw.get("chroma_scale", 1.0), float, f"{where}.chroma_scale")
-    _CHROMA_SCALE_BOUNDS.check(chroma_scale, f"{where}.chroma_scale")
+    Bounds(0, MAX_CHROMA_SCALE, open_low=True).check(chroma_scale, f"{where}.chroma_scale")
     return ModelSpec(
         name=name,
         generator=_arch_spec("generator", raw["generator"], f"{where}.generator"),

@@ -3,6 +3,7 @@ onnxruntime reproduces torch; a graph that does not is refused, and so is a chec
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -62,6 +63,25 @@ def test_onnx_reproduces_torch_at_other_batch_and_spatial_sizes(tmp_path, model)
     got = session.run(None, {"L": L.numpy()})[0]
     assert got.shape == (2, 2, 3 * multiple, 5 * multiple)
     assert np.abs(got - expected).max() < 1e-4
+
+
+def test_inference_settings_export_inside_the_graph(tmp_path):
+    """A model that averages the mirrored view in and scales ab exports as one graph that onnxruntime runs to
+    the torch predictor's ab at another batch size and shape."""
+    spec = dataclasses.replace(get_spec("simple-cnn").with_overrides(generator=MODELS["simple-cnn"], image_size=64),
+                               flip_average=True, chroma_scale=0.5)
+    torch.manual_seed(0)
+    predictor = create_predictor(spec).eval()
+    out = tmp_path / "m.onnx"
+    export_onnx(spec, predictor, out)
+    L = torch.rand(3, 1, 32, 96, generator=torch.Generator().manual_seed(4)) * 2 - 1  # noqa: N806
+    with torch.inference_mode():
+        plain = dataclasses.replace(spec, flip_average=False, chroma_scale=1.0)
+        unscaled = create_predictor(plain).eval()
+        unscaled.load_state_dict(predictor.state_dict())
+        expected = 0.5 * (unscaled(L) + unscaled(L.flip(-1)).flip(-1)) / 2
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert np.abs(session.run(None, {"L": L.numpy()})[0] - expected.numpy()).max() < 1e-5
 
 
 def test_opset_and_out_options(tmp_path):

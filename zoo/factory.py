@@ -8,8 +8,10 @@ all see one module mapping L to normalised ab.
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Callable
 from typing import Any, Literal
 
+import torch
 from torch import Tensor, nn
 
 from zoo.registry import DISCRIMINATORS, GENERATORS, OBJECTIVES, registry, unknown_name
@@ -86,22 +88,35 @@ def decoder_of(spec: ModelSpec, objectives: nn.ModuleDict | None = None) -> nn.M
     return objective.decoder()
 
 
+def inferred_ab(predict: Callable[[Tensor], Tensor], L: Tensor, chroma_scale: float = 1.0,  # noqa: N803
+                flip_average: bool = False) -> Tensor:
+    """ab for normalised L as a model's inference settings (:class:`zoo.spec.ModelSpec`) ask: ``predict(L)``,
+    averaged with the prediction for the mirrored L mirrored back if ``flip_average`` (one batch of both), times
+    ``chroma_scale``. What :class:`Predictor` and :meth:`zoo.trainable.Trainable.predict` both return."""
+    if flip_average:
+        ab, mirrored = predict(torch.cat([L, L.flip(-1)])).chunk(2)  # chunk, not len(L): ONNX keeps the batch axis
+        ab = (ab + mirrored.flip(-1)) / 2
+    else:
+        ab = predict(L)
+    return ab if chroma_scale == 1.0 else ab * chroma_scale
+
+
 class Predictor(nn.Module):
     """A generator followed by its model's decoder: normalised L (B, 1, H, W) to normalised ab (B, 2, H, W),
-    times the model's ``chroma_scale`` (:class:`zoo.spec.ModelSpec`)."""
+    with the model's inference settings (``chroma_scale``, ``flip_average``: :func:`inferred_ab`)."""
 
-    def __init__(self, generator: nn.Module, decoder: nn.Module | None = None, chroma_scale: float = 1.0) -> None:
+    def __init__(self, generator: nn.Module, decoder: nn.Module | None = None, chroma_scale: float = 1.0,
+                 flip_average: bool = False) -> None:
         super().__init__()
         self.generator = generator
         self.decoder = decoder if decoder is not None else nn.Identity()
-        self.chroma_scale = chroma_scale
+        self.chroma_scale, self.flip_average = chroma_scale, flip_average
 
     def forward(self, L: Tensor) -> Tensor:  # noqa: N803 (L is the channel's name)
-        ab = self.decoder(self.generator(L))
-        return ab if self.chroma_scale == 1.0 else ab * self.chroma_scale
+        return inferred_ab(lambda x: self.decoder(self.generator(x)), L, self.chroma_scale, self.flip_average)
 
 
 def create_predictor(spec: ModelSpec, pretrained: bool = True) -> Predictor:
     """A fresh :class:`Predictor` of ``spec``; ``pretrained=False`` for one that a checkpoint's weights fill."""
     generator = build_generator(spec.generator, spec.output_channels, spec.name, pretrained)
-    return Predictor(generator, decoder_of(spec), spec.chroma_scale)
+    return Predictor(generator, decoder_of(spec), spec.chroma_scale, spec.flip_average)

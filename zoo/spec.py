@@ -148,6 +148,9 @@ class ModelSpec:
     # predicted ab times this at inference: below 1, colours shrunk toward gray where a model trained on few
     # photos is confidently wrong (chosen by cross-validation on training photos, never on held-out ones)
     chroma_scale: float = 1.0
+    # average the prediction with that of the mirrored photo, mirrored back (test-time augmentation): a model
+    # unsure of a colour predicts different ones for the two views, and the mean shrinks just those
+    flip_average: bool = False
 
     @property
     def working_size(self) -> int:
@@ -187,6 +190,8 @@ class ModelSpec:
             out["cpu"] = _plain(dict(self.cpu))
         if self.chroma_scale != 1.0:
             out["chroma_scale"] = self.chroma_scale
+        if self.flip_average:
+            out["flip_average"] = True
         out["stages"] = [_plain(dataclasses.asdict(stage)) for stage in self.stages]
         return out
 
@@ -326,7 +331,7 @@ def _arch_spec(kind: Literal["generator", "discriminator"], raw: Any, where: str
 
 
 _MODEL_KEYS = {"description", "generator", "discriminator", "objectives", "stages", "image_size", "batch_size",
-               "inference_size", "weights", "cpu", "chroma_scale"}
+               "inference_size", "weights", "cpu", "chroma_scale", "flip_average"}
 _CPU_KEYS = ("image_size", "batch_size", "crop_scale", "epochs", "decay_epochs", "frozen")
 _STAGE_DEFAULT_KEYS = ("image_size", "batch_size")
 
@@ -438,6 +443,7 @@ def spec_from_dict(name: str, raw: Mapping[str, Any], defaults: Mapping[str, Any
         weights=_check_type(raw.get("weights"), str | None, f"{where}.weights"),
         cpu=dict(cpu),
         chroma_scale=chroma_scale,
+        flip_average=_check_type(raw.get("flip_average", False), bool, f"{where}.flip_average"),
     )
 
 

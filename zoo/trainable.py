@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from zoo import checkpoint
-from zoo.factory import create_models, create_objectives, decoder_of
+from zoo.factory import create_models, create_objectives, decoder_of, inferred_ab
 from zoo.objectives import Batch, Critic, StageLoss
 from zoo.runtime import Runtime, unwrap
 from zoo.spec import ModelSpec, OptimizerSpec, StageSpec
@@ -90,10 +90,14 @@ class Trainable:
 
     def predict(self, L: torch.Tensor) -> torch.Tensor:  # noqa: N803
         """Normalised ab (float32) for normalised L, in the generator's current mode, under the autocast dtype,
-        times the model's ``chroma_scale`` (as :class:`zoo.factory.Predictor` colours)."""
-        with self.rt.autocast():
-            output = self.generator(L)
-        return self.decode(output).float() * self.spec.chroma_scale
+        with the model's inference settings (as :class:`zoo.factory.Predictor` colours)."""
+
+        def predict(x: torch.Tensor) -> torch.Tensor:
+            with self.rt.autocast():
+                output = self.generator(x)
+            return self.decode(output).float()
+
+        return inferred_ab(predict, L, self.spec.chroma_scale, self.spec.flip_average)
 
     def inference_tensors(self) -> dict[str, torch.Tensor]:
         """Predictor (generator + decoder) and objective state: what inference and resume both need."""

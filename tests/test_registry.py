@@ -122,10 +122,12 @@ epochs = 1
         ("[defaults]\nimage_sise = 3\n" + GOOD_MODEL, r"\[defaults\]: unknown key 'image_sise'"),
         (GOOD_MODEL.replace("[models.m]", "[models.m]\nchroma_scale = 0"), r"model 'm'.chroma_scale: expected a value > 0"),
         (GOOD_MODEL.replace("[models.m]", "[models.m]\nchroma_scale = \"pale\""), r"model 'm'.chroma_scale: expected float"),
+        (GOOD_MODEL.replace("[models.m]", "[models.m]\nflip_average = 1"), r"model 'm'.flip_average: expected bool, got int"),
+        (GOOD_MODEL.replace("epochs = 1", "epochs = 1\nbranches = 0"), r"model 'm'.stages\[0\].branches: expected a value >= 1"),
     ],
     ids=["bad-toml", "unknown-arch", "unknown-key", "wrong-type", "unknown-objective", "unknown-term", "bad-weight",
          "no-terms", "gan-without-d", "objective-setting", "unused-objective", "betas", "model-key", "defaults",
-         "chroma-scale-zero", "chroma-scale-text"],
+         "chroma-scale-zero", "chroma-scale-text", "flip-average-int", "no-branches"],
 )
 def test_malformed_registry_names_model_and_key(tmp_path, text, message):
     with pytest.raises(SpecError, match=message):

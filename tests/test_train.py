@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from statistics import mean
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -276,3 +277,64 @@ def test_validation_every_n_steps_on_tiny_epochs_and_fine_tuning_from_a_checkpoi
     assert convs and all(torch.allclose(before[k], after[k], atol=1e-9) for k in convs)
     with pytest.raises(checkpoint.CheckpointError, match="holds a simple-cnn generator"):
         train("unet-resnet18", options(tmp_path, "wrong", max_steps=1, init=init), echo=lambda s: None)
+
+
+def test_a_stage_with_branches_averages_them_and_resumes_mid_branch(tmp_path, monkeypatch):
+    """A stage with branches = 2 trains twice from the weights it starts with (two Adam steps a branch, so
+    every trained weight ends within about 2 lr of the start: a branch chained onto the other would not), ends
+    with the numpy mean of the branches, and a run interrupted mid-branch resumes to exactly those weights."""
+    from conftest import reset_discovery
+
+    from zoo.train import Trainer
+
+    registry = tmp_path / "registry.toml"
+    registry.write_text(
+        '[models.m]\ngenerator = { arch = "simple-cnn", width = 4, depth = 2 }\nimage_size = 48\nbatch_size = 4\n'
+        '[[models.m.stages]]\nname = "a"\nloss = { l1 = 1 }\nepochs = 2\n'
+        '[[models.m.stages]]\nname = "b"\nloss = { l1 = 1 }\nepochs = 1\nbranches = 2\n'
+        'optimizer = { lr = 1e-3, betas = [0.9, 0.999] }\n'
+    )
+    six = tmp_path / "six.txt"  # 5 training photos, batch 4: one step an epoch
+    six.write_text("\n".join(str(p) for p in resolve_source("sample-train")[:6]))
+    monkeypatch.setenv("ZOO_REGISTRY", str(registry))
+    reset_discovery()
+    try:
+        run = lambda name, **kw: train("m", options(tmp_path, name, data=str(six), image_size=48, **kw), echo=lambda s: None)  # noqa: E731
+        summary = run("reference", epochs=2)
+        assert summary["stages"][1] | {"val_l1": None} == {"stage": "b", "steps": 2, "branches": 2, "val_l1": None,
+                                                           "stopped": "done"}
+        folder = Path(summary["run_dir"]) / "branches"
+        start, *branches, soup = (load_file(folder / f"1-b-{b}.safetensors") for b in ("start", 0, 1, "soup"))
+        trained = [k for k in start if k.startswith("generator.") and k.endswith(".weight")]
+        # Adam (betas 0.9, 0.999) moves a weight by at most lr in step 1 and sqrt(2) * sqrt(0.09^2 + 0.1^2) / 0.19
+        # = 1.0013 lr in step 2 (Cauchy-Schwarz on the bias-corrected moments)
+        for branch in branches:
+            assert max((branch[k] - start[k]).abs().max().item() for k in trained) <= 2.0014e-3
+        assert not torch.equal(branches[0][trained[0]], branches[1][trained[0]])  # own data orders
+        for key, value in soup.items():
+            expected = (branches[0][key].double().numpy() + branches[1][key].double().numpy()) / 2
+            assert value.dtype == start[key].dtype and np.allclose(value.double().numpy(), expected, rtol=0, atol=1e-7)
+        final = load_file(Path(summary["generator"]))
+        assert all(torch.equal(final[k], soup[k]) for k in soup)
+        assert [r["val_l1"] for r in records(Path(summary["run_dir"])) if r.get("branch") == "soup"] == [summary["val_l1"]]
+
+        calls = []  # interrupt the second epoch of branch 1: its first epoch's checkpoint is the last one written
+        original = Trainer.train_epoch
+
+        def interrupted(self, *args, **kw):
+            calls.append(self.position.branch)
+            if calls.count(1) == 2:
+                raise KeyboardInterrupt
+            return original(self, *args, **kw)
+
+        monkeypatch.setattr(Trainer, "train_epoch", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            run("interrupted", epochs=2, validate_every=1)
+        monkeypatch.setattr(Trainer, "train_epoch", original)
+        assert checkpoint.read_meta(tmp_path / "interrupted" / "checkpoints" / "last.safetensors")["position"]["branch"] == 1
+        resumed = resume(tmp_path / "interrupted", echo=lambda s: None, progress=False)
+        ours = load_file(Path(resumed["generator"]))
+        assert all(torch.equal(ours[k], final[k]) for k in final)
+    finally:
+        monkeypatch.undo()
+        reset_discovery()

@@ -8,6 +8,7 @@
       checkpoints/last.safetensors   everything to resume bit for bit
       generator.safetensors      the predictor (generator + decoder) and objective state, for inference
       best.safetensors           with --keep-best: the same at the best validation L1 (copied to the above)
+      branches/*.safetensors     a stage with branches: the weights it started from, each branch's, their mean
 
 A file of a run that cannot be read is a :class:`RunError` naming it. Which folders a run may be written to is
 :mod:`zoo.outputs`' business.
@@ -29,6 +30,11 @@ METRICS_FILE = "metrics.jsonl"
 LAST_CHECKPOINT = Path("checkpoints") / "last.safetensors"
 GENERATOR_FILE = "generator.safetensors"
 BEST_FILE = "best.safetensors"  # with --keep-best: the predictor of the best validation L1 so far
+
+
+def branch_file(run_dir: Path, stage_index: int, stage: str, branch: int | str) -> Path:
+    """Weights of a stage with branches: ``branch`` is a branch's number, ``"start"`` or ``"soup"``."""
+    return Path(run_dir) / "branches" / f"{stage_index}-{stage}-{branch}.safetensors"
 
 
 class RunError(ZooError, ValueError):

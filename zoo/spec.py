@@ -116,6 +116,9 @@ class StageSpec:
     crop_scale: tuple[float, float] | None = bounded(None, low=0, high=1, open_low=True, ordered=True)
     time_share: float = bounded(1.0, low=0, open_low=True)  # under --max-time, the stage's share of the budget
     frozen: tuple[str, ...] = ()  # generator submodules (by name, e.g. "encoder") this stage does not train
+    # train the stage this many times from the weights it starts with (each branch its own data order), then
+    # average the branches' weights: a model soup (Wortsman et al. 2022), less variance at no inference cost
+    branches: int = bounded(1, low=1)
 
     def lr_factor(self, epoch: int) -> float:
         """The multiplier of the base learning rates in ``epoch`` (0-based): 1, then linear decay towards 0."""

@@ -6,7 +6,7 @@ One path through it::
       resolve_spec -> setup_runtime -> scan and split the photos -> run.json, split.json
       Trainer(spec).fit(train, val)
         objectives.prepare(training batches)             # data-dependent state (a colour prior), fresh runs only
-        for each stage:  fit_stage
+        for each stage:  fit_stage (once, or once per branch from the stage's starting weights, then their mean)
           for each epoch:  train_epoch
             for each batch:  Trainable.step              # objectives' own steps, then the generator's
           validate (val L1 of decoded ab, sample grid), checkpoint
@@ -141,6 +141,7 @@ class Position:
     """Where a run is: stage, epoch, batches done in that epoch, optimiser steps in the stage and overall."""
 
     stage: int = 0
+    branch: int = 0  # in a stage with branches, the one training (each starts at epoch 0 and stage_step 0)
     epoch: int = 0
     batch: int = 0
     stage_step: int = 0
@@ -250,11 +251,26 @@ class Trainer:
         summary: dict[str, Any] = {"stages": []}
         for index in range(self.position.stage, len(self.spec.stages)):
             stage = self.spec.stages[index]
-            optimizers = self.model.optimizers(stage)
-            if meta is not None:
-                self.restore_optimizers(resume, meta, optimizers)
-                meta = None
-            summary["stages"].append(self.fit_stage(index, stage, train_paths, val_paths, optimizers))
+            if stage.branches > 1 and self.position.branch == 0 and self.position.stage_step == 0:
+                self.save_generator(runs.branch_file(self.run_dir, index, stage.name, "start"))
+            while True:
+                optimizers = self.model.optimizers(stage)
+                if meta is not None:
+                    self.restore_optimizers(resume, meta, optimizers)
+                    meta = None
+                result = self.fit_stage(index, stage, train_paths, val_paths, optimizers)
+                if stage.branches == 1:
+                    break
+                self.save_generator(runs.branch_file(self.run_dir, index, stage.name, self.position.branch))
+                if self.position.branch + 1 == stage.branches:
+                    result |= self.average_branches(index, stage, train_paths, val_paths)
+                    break
+                self.load_inference(runs.branch_file(self.run_dir, index, stage.name, "start"))
+                self.position = Position(stage=index, branch=self.position.branch + 1, step=self.position.step,
+                                         elapsed=self.elapsed())
+                self.started = time.monotonic()
+                self.save()  # a branch boundary: the next branch starts with fresh optimisers
+            summary["stages"].append(result)
             self.position = Position(stage=index + 1, step=self.position.step, elapsed=self.elapsed())
             self.started = time.monotonic()
             self.save()  # a stage boundary: the next stage starts with fresh optimisers
@@ -263,6 +279,35 @@ class Trainer:
         summary["best"] = {"val_l1": self.best[0], "step": self.best[1]} if self.options.keep_best else None
         summary["generator"] = str(self.save_generator())
         return summary
+
+    def average_branches(self, index: int, stage: StageSpec, train_paths: list[Path],
+                         val_paths: list[Path]) -> dict[str, Any]:
+        """Load the mean of the stage's branches' weights (integer buffers from the first branch), kept as the
+        stage's ``soup`` file, and validate it; returns what the stage's summary reports of it."""
+        paths = [runs.branch_file(self.run_dir, index, stage.name, b) for b in range(stage.branches)]
+        soup = runs.branch_file(self.run_dir, index, stage.name, "soup")
+        if self.rt.is_main:
+            branches = [checkpoint.load(path) for path in paths]
+            mean = {key: torch.stack([b[key] for b in branches]).mean(0) if value.is_floating_point() else value
+                    for key, value in branches[0].items()}
+            checkpoint.save(soup, mean, checkpoint.read_meta(paths[0]))
+        if self.rt.distributed:
+            dist.barrier()
+        self.load_inference(soup)
+        val_loader = self.stage_data(index, stage, train_paths, val_paths).val_loader
+        val_l1 = self.validate(val_loader, self.run_dir / "samples" / f"{index}-{stage.name}-soup.png")
+        self.write_log({"kind": "val", "stage": stage.name, "branch": "soup", "step": self.position.step, "val_l1": val_l1})
+        if val_l1 < self.best[0]:
+            self.best = (val_l1, self.position.step)
+            if self.options.keep_best:
+                self.save_generator(self.run_dir / runs.BEST_FILE)
+        return {"branches": stage.branches, "val_l1": val_l1}
+
+    def load_inference(self, path: Path) -> None:
+        """Load the generator, decoder and objective state of inference checkpoint ``path`` (a run's own)."""
+        checkpoint.load_module(unwrap(self.model.generator), path, "generator.")
+        checkpoint.load_module(self.model.decode, path, "decoder.")
+        checkpoint.load_module(self.model.objectives, path, "objective.")
 
     def start_from(self, path: Path) -> None:
         """Load the generator (and decoder) weights of checkpoint ``path``: fine-tuning a trained model."""
@@ -318,7 +363,8 @@ class Trainer:
         batch_size = max(1, min(stage.batch_size, per_rank))
         shard = {"rank": self.rt.rank, "world_size": self.rt.world_size}
         loader_args = {"workers": self.options.workers, "device_type": self.rt.device.type}
-        sampler = EpochSampler(len(train_set), self.options.seed + 1000 * index, **shard)
+        # each stage (and each branch of one) draws its own data order and crops
+        sampler = EpochSampler(len(train_set), self.options.seed + 1000 * index + 100_000 * self.position.branch, **shard)
         val_sampler = EpochSampler(len(val_set), 0, 0, shuffle=False, **shard)
         return StageData(
             train_loader=make_loader(train_set, batch_size, sampler=sampler, drop_last=True, **loader_args),
@@ -366,7 +412,8 @@ class Trainer:
     def end_epoch(self, index: int, stage: StageSpec, epoch: int, val_loader: torch.utils.data.DataLoader,
                   optimizers: Optimizers) -> float:
         """Validate (with a sample grid), log and checkpoint; returns the validation L1."""
-        grid = self.run_dir / "samples" / f"{index}-{stage.name}-epoch{epoch:03d}.png"
+        branch = f"-branch{self.position.branch}" if stage.branches > 1 else ""
+        grid = self.run_dir / "samples" / f"{index}-{stage.name}{branch}-epoch{epoch:03d}.png"
         val_l1 = self.validate(val_loader, grid)
         self.validated_at = self.position.step
         self.write_log({"kind": "val", "stage": stage.name, "epoch": epoch, "step": self.position.step, "val_l1": val_l1})
@@ -417,13 +464,15 @@ class Trainer:
         return bool(box.item())
 
     def stage_deadline(self, index: int) -> float | None:
-        """Training-seconds mark at which this stage stops: the remaining budget split over the remaining stages
-        in proportion to their ``time_share``."""
+        """Training-seconds mark at which this stage (or its current branch) stops: the remaining budget split
+        over the remaining stages in proportion to their ``time_share``, a stage's share evenly over its branches."""
         if self.options.max_time is None:
             return None
         remaining = self.options.max_time - self.elapsed()
-        shares = [stage.time_share for stage in self.spec.stages[index:]]
-        return self.elapsed() + remaining * shares[0] / sum(shares)
+        stage = self.spec.stages[index]
+        share = stage.time_share / stage.branches
+        left = share * (stage.branches - self.position.branch) + sum(s.time_share for s in self.spec.stages[index + 1:])
+        return self.elapsed() + remaining * share / left
 
     @contextlib.contextmanager
     def progress(self, stage: StageSpec, total: int) -> Iterator[Callable[[dict[str, float], float], None]]:

@@ -79,7 +79,8 @@ def train(name: str | None, resume_dir: Path | None, **params: Any) -> None:
                                  echo=click.echo)
     for stage in summary["stages"]:
         val = "n/a" if stage["val_l1"] is None else f"{stage['val_l1']:.4f}"
-        click.echo(f"{stage['stage']}: {stage['steps']} steps, val L1 {val} ({stage['stopped']})")
+        steps = f"{stage['branches']} branches x {stage['steps']}" if "branches" in stage else stage["steps"]
+        click.echo(f"{stage['stage']}: {steps} steps, val L1 {val} ({stage['stopped']})")
     if summary.get("best"):
         click.echo(f"best validation L1 {summary['best']['val_l1']:.4f} at step {summary['best']['step']}: kept")
     click.echo(f"generator: {summary['generator']}")

@@ -124,10 +124,11 @@ epochs = 1
         (GOOD_MODEL.replace("[models.m]", "[models.m]\nchroma_scale = \"pale\""), r"model 'm'.chroma_scale: expected float"),
         (GOOD_MODEL.replace("[models.m]", "[models.m]\nflip_average = 1"), r"model 'm'.flip_average: expected bool, got int"),
         (GOOD_MODEL.replace("epochs = 1", "epochs = 1\nbranches = 0"), r"model 'm'.stages\[0\].branches: expected a value >= 1"),
+        (GOOD_MODEL.replace("[models.m]", "[models.m]\nval_fraction = 1"), r"model 'm'.val_fraction: expected a value >= 0 and < 1"),
     ],
     ids=["bad-toml", "unknown-arch", "unknown-key", "wrong-type", "unknown-objective", "unknown-term", "bad-weight",
          "no-terms", "gan-without-d", "objective-setting", "unused-objective", "betas", "model-key", "defaults",
-         "chroma-scale-zero", "chroma-scale-text", "flip-average-int", "no-branches"],
+         "chroma-scale-zero", "chroma-scale-text", "flip-average-int", "no-branches", "val-fraction-one"],
 )
 def test_malformed_registry_names_model_and_key(tmp_path, text, message):
     with pytest.raises(SpecError, match=message):

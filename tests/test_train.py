@@ -338,3 +338,23 @@ def test_a_stage_with_branches_averages_them_and_resumes_mid_branch(tmp_path, mo
     finally:
         monkeypatch.undo()
         reset_discovery()
+
+
+def test_val_fraction_zero_trains_on_every_photo_without_validation(tmp_path):
+    """val_fraction 0 (a model's own, or --val-fraction): all photos train, nothing validates, the run still
+    checkpoints and writes its generator; --keep-best then has nothing to keep and is refused before training."""
+    six = tmp_path / "six.txt"
+    six.write_text("\n".join(str(p) for p in resolve_source("sample-train")[:6]))
+    kw = {"data": str(six), "max_steps": 3, "validate_every": 1, "generator": {"width": 8}}
+    summary = train("simple-cnn", options(tmp_path, "all", val_fraction=0.0, **kw), echo=lambda s: None)
+    run_dir = Path(summary["run_dir"])
+    split = json.loads((run_dir / "split.json").read_text())
+    assert len(split["train"]) == 6 and split["val"] == [] and split["val_fraction"] == 0
+    assert summary["val_l1"] is None and not [r for r in records(run_dir) if r["kind"] == "val"]
+    assert checkpoint.read_meta(run_dir / "checkpoints" / "last.safetensors")["position"]["step"] == 3
+    assert (run_dir / "generator.safetensors").is_file()
+    with pytest.raises(EmptyDatasetError, match="--keep-best needs validation photos"):
+        train("simple-cnn", options(tmp_path, "best", val_fraction=0.0, keep_best=True, **kw), echo=lambda s: None)
+    assert not (tmp_path / "best").exists()
+    spec = zoo.get_spec("simple-cnn")
+    assert spec.val_fraction == 0.1 and "val_fraction" not in spec.to_dict()

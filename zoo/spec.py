@@ -154,6 +154,7 @@ class ModelSpec:
     # average the prediction with that of the mirrored photo, mirrored back (test-time augmentation): a model
     # unsure of a colour predicts different ones for the two views, and the mean shrinks just those
     flip_average: bool = False
+    val_fraction: float = 0.1  # photos `zoo train` holds out for validation; 0: trains on all (lengths chosen by CV)
 
     @property
     def working_size(self) -> int:
@@ -195,6 +196,8 @@ class ModelSpec:
             out["chroma_scale"] = self.chroma_scale
         if self.flip_average:
             out["flip_average"] = True
+        if self.val_fraction != 0.1:
+            out["val_fraction"] = self.val_fraction
         out["stages"] = [_plain(dataclasses.asdict(stage)) for stage in self.stages]
         return out
 
@@ -334,7 +337,8 @@ def _arch_spec(kind: Literal["generator", "discriminator"], raw: Any, where: str
 
 
 _MODEL_KEYS = {"description", "generator", "discriminator", "objectives", "stages", "image_size", "batch_size",
-               "inference_size", "weights", "cpu", "chroma_scale", "flip_average"}
+               "inference_size", "weights", "cpu", "chroma_scale", "flip_average",
+               "val_fraction"}
 _CPU_KEYS = ("image_size", "batch_size", "crop_scale", "epochs", "decay_epochs", "frozen")
 _STAGE_DEFAULT_KEYS = ("image_size", "batch_size")
 
@@ -435,6 +439,8 @@ def spec_from_dict(name: str, raw: Mapping[str, Any], defaults: Mapping[str, Any
         Bounds(MIN_IMAGE_SIZE, MAX_IMAGE_SIZE).check(inference_size, f"{where}.inference_size")
     chroma_scale = _check_type(raw.get("chroma_scale", 1.0), float, f"{where}.chroma_scale")
     Bounds(0, MAX_CHROMA_SCALE, open_low=True).check(chroma_scale, f"{where}.chroma_scale")
+    val_fraction = _check_type(raw.get("val_fraction", 0.1), float, f"{where}.val_fraction")
+    Bounds(0, 1, open_high=True).check(val_fraction, f"{where}.val_fraction")
     return ModelSpec(
         name=name,
         generator=_arch_spec("generator", raw["generator"], f"{where}.generator"),
@@ -447,6 +453,7 @@ def spec_from_dict(name: str, raw: Mapping[str, Any], defaults: Mapping[str, Any
         cpu=dict(cpu),
         chroma_scale=chroma_scale,
         flip_average=_check_type(raw.get("flip_average", False), bool, f"{where}.flip_average"),
+        val_fraction=val_fraction,
     )
 
 

@@ -101,7 +101,7 @@ class TrainOptions:
     channels_last: bool | None = None  # None: on for CPU (zoo.runtime.use_channels_last)
     compile: bool = False
     seed: int = 0
-    val_fraction: float = 0.1
+    val_fraction: float | None = None  # photos held out for validation; None: the model's (0.1 unless it says)
     workers: int | None = None
     checkpoint_every: int = 200  # steps
     validate_every: int = 100  # steps: validation (and its checkpoint) at the first epoch end this many steps on
@@ -154,7 +154,7 @@ class StageData:
     """The loaders of one stage and the batch arithmetic they imply."""
 
     train_loader: torch.utils.data.DataLoader
-    val_loader: torch.utils.data.DataLoader
+    val_loader: torch.utils.data.DataLoader | None  # None: no validation photos (val_fraction 0)
     sampler: EpochSampler
     batch_size: int
     steps_per_epoch: int
@@ -295,13 +295,8 @@ class Trainer:
             dist.barrier()
         self.load_inference(soup)
         val_loader = self.stage_data(index, stage, train_paths, val_paths).val_loader
-        val_l1 = self.validate(val_loader, self.run_dir / "samples" / f"{index}-{stage.name}-soup.png")
-        self.write_log({"kind": "val", "stage": stage.name, "branch": "soup", "step": self.position.step, "val_l1": val_l1})
-        if val_l1 < self.best[0]:
-            self.best = (val_l1, self.position.step)
-            if self.options.keep_best:
-                self.save_generator(self.run_dir / runs.BEST_FILE)
-        return {"branches": stage.branches, "val_l1": val_l1}
+        grid = self.run_dir / "samples" / f"{index}-{stage.name}-soup.png"
+        return {"branches": stage.branches, "val_l1": self.check(val_loader, grid, {"stage": stage.name, "branch": "soup"})}
 
     def load_inference(self, path: Path) -> None:
         """Load the generator, decoder and objective state of inference checkpoint ``path`` (a run's own)."""
@@ -358,17 +353,20 @@ class Trainer:
     def stage_data(self, index: int, stage: StageSpec, train_paths: list[Path], val_paths: list[Path]) -> StageData:
         """Loaders of the stage's image and batch size; the batch shrinks to fit a small training set."""
         train_set = ColorizationDataset(train_paths, stage.image_size, train=True, crop_scale=stage.crop_scale)
-        val_set = ColorizationDataset(val_paths, stage.image_size, train=False)
         per_rank = math.ceil(len(train_set) / self.rt.world_size)
         batch_size = max(1, min(stage.batch_size, per_rank))
         shard = {"rank": self.rt.rank, "world_size": self.rt.world_size}
         loader_args = {"workers": self.options.workers, "device_type": self.rt.device.type}
         # each stage (and each branch of one) draws its own data order and crops
         sampler = EpochSampler(len(train_set), self.options.seed + 1000 * index + 100_000 * self.position.branch, **shard)
-        val_sampler = EpochSampler(len(val_set), 0, 0, shuffle=False, **shard)
+        val_loader = None
+        if val_paths:
+            val_set = ColorizationDataset(val_paths, stage.image_size, train=False)
+            val_sampler = EpochSampler(len(val_set), 0, 0, shuffle=False, **shard)
+            val_loader = make_loader(val_set, batch_size, sampler=val_sampler, **loader_args)
         return StageData(
             train_loader=make_loader(train_set, batch_size, sampler=sampler, drop_last=True, **loader_args),
-            val_loader=make_loader(val_set, batch_size, sampler=val_sampler, **loader_args),
+            val_loader=val_loader,
             sampler=sampler,
             batch_size=batch_size,
             steps_per_epoch=max(1, per_rank // batch_size),
@@ -409,19 +407,27 @@ class Trainer:
             self.position.batch = 0
         return stop
 
-    def end_epoch(self, index: int, stage: StageSpec, epoch: int, val_loader: torch.utils.data.DataLoader,
-                  optimizers: Optimizers) -> float:
-        """Validate (with a sample grid), log and checkpoint; returns the validation L1."""
+    def end_epoch(self, index: int, stage: StageSpec, epoch: int, val_loader: torch.utils.data.DataLoader | None,
+                  optimizers: Optimizers) -> float | None:
+        """Validate (with a sample grid), log and checkpoint; returns the validation L1 (None: no val photos)."""
         branch = f"-branch{self.position.branch}" if stage.branches > 1 else ""
         grid = self.run_dir / "samples" / f"{index}-{stage.name}{branch}-epoch{epoch:03d}.png"
-        val_l1 = self.validate(val_loader, grid)
+        val_l1 = self.check(val_loader, grid, {"stage": stage.name, "epoch": epoch})
         self.validated_at = self.position.step
-        self.write_log({"kind": "val", "stage": stage.name, "epoch": epoch, "step": self.position.step, "val_l1": val_l1})
+        self.save(optimizers)
+        return val_l1
+
+    def check(self, val_loader: torch.utils.data.DataLoader | None, grid: Path, record: dict[str, Any]) -> float | None:
+        """Validate, log the val L1 with ``record`` and keep track of the best (and, with ``keep_best``, its
+        weights); None, and nothing done, when the run has no validation photos (``val_fraction`` 0)."""
+        if val_loader is None:
+            return None
+        val_l1 = self.validate(val_loader, grid)
+        self.write_log({"kind": "val", **record, "step": self.position.step, "val_l1": val_l1})
         if val_l1 < self.best[0]:
             self.best = (val_l1, self.position.step)
             if self.options.keep_best:
                 self.save_generator(self.run_dir / runs.BEST_FILE)
-        self.save(optimizers)
         return val_l1
 
     def batches(self, loader: torch.utils.data.DataLoader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -519,7 +525,7 @@ def _prepare_data(
     if (report.skipped or report.fixed) and runtime.is_main:
         echo(report.summary())
     train_paths, val_paths = split_paths(report.ok, options.val_fraction, options.seed)
-    if not train_paths or not val_paths:
+    if not train_paths or (not val_paths and options.val_fraction > 0):
         raise EmptyDatasetError(
             f"{options.data!r} gives {len(train_paths)} training and {len(val_paths)} validation images"
             f" (val_fraction {options.val_fraction}): training needs at least one of each"
@@ -544,6 +550,10 @@ def train(model: str, options: TrainOptions, echo: Callable[[str], None] = print
     runtime = setup_runtime(options.device, options.amp)
     spec = resolve_spec(model, options, runtime.device.type, echo)
     options = _cpu_budget(spec, options, runtime, echo)
+    if options.val_fraction is None:
+        options = dataclasses.replace(options, val_fraction=spec.val_fraction)
+    if options.keep_best and options.val_fraction == 0:
+        raise EmptyDatasetError(f"{spec.name}: --keep-best needs validation photos, and val_fraction is 0")
     run_dir = _broadcast(Path(options.out or runs.default_run_dir(spec.name)), runtime)
     if runtime.is_main:
         outputs.run_folder(run_dir, inputs=[Path(options.data).expanduser()])

@@ -43,6 +43,8 @@ _FIELDS = {"compile_": "compile", "settings": "generator", "no_progress": "progr
 @click.option("--checkpoint-every", default=200, show_default=True, type=COUNT, help="Steps between checkpoints.")
 @click.option("--validate-every", default=100, show_default=True, type=COUNT,
               help="Validate (sample grid, val L1, checkpoint) at the first epoch end this many steps on.")
+@click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True),
+              help="Photos held out for validation [default: the model's, 0.1 unless it says]; 0 trains on all.")
 @click.option("--keep-best", is_flag=True,
               help="generator.safetensors gets the weights of the best validation L1 (early stopping), not the last.")
 @click.option("--init", type=click.Path(path_type=Path, exists=True, dir_okay=False),

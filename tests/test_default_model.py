@@ -58,15 +58,19 @@ def test_colorize_a_photo_with_no_checkpoint_keeps_its_lightness_and_adds_colour
     assert np.hypot(lab[..., 1], lab[..., 2]).mean() > 1.0
 
 
-def test_chroma_scale_multiplies_the_predicted_ab():
-    """The default's chroma_scale (0.6) is its predictor's ab times 0.6: the same weights at scale 1, scaled."""
-    spec, scaled = checkpoint.load_generator(weights_path(DEFAULT))
-    assert spec.chroma_scale == 0.6 == get_spec(DEFAULT).chroma_scale
-    plain = zoo.factory.create_predictor(dataclasses.replace(spec, chroma_scale=1.0), pretrained=False)
-    plain.load_state_dict(scaled.state_dict())
-    L = torch.rand(1, 1, 96, 128, generator=torch.Generator().manual_seed(0)) * 2 - 1  # noqa: N806
+def test_inference_settings_are_the_plain_predictions_mirror_averaged_and_scaled():
+    """The shipped weights carry the registry's inference settings (128 px, flip average, chroma scale 0.7);
+    the predictor's ab is the same weights' plain ab for L and for mirrored L (mirrored back), averaged, times
+    0.7, recomputed here."""
+    spec, predictor = checkpoint.load_generator(weights_path(DEFAULT))
+    settings = lambda s: (s.working_size, s.flip_average, s.chroma_scale)  # noqa: E731
+    assert settings(spec) == settings(get_spec(DEFAULT)) == (128, True, 0.7)
+    plain = zoo.factory.create_predictor(dataclasses.replace(spec, chroma_scale=1.0, flip_average=False), pretrained=False)
+    plain.load_state_dict(predictor.state_dict())
+    L = torch.rand(2, 1, 96, 128, generator=torch.Generator().manual_seed(0)) * 2 - 1  # noqa: N806
     with torch.no_grad():
-        torch.testing.assert_close(scaled.eval()(L), 0.6 * plain.eval()(L), rtol=1e-6, atol=1e-7)
+        expected = 0.7 * (plain.eval()(L) + plain(L.flip(-1)).flip(-1)) / 2
+        torch.testing.assert_close(predictor.eval()(L), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_python_api_uses_the_default_too():
@@ -93,5 +97,7 @@ def test_held_out_scores_are_the_model_cards(tmp_path):
     for name in (DEFAULT, "gray"):
         for metric, tol in (("psnr", 0.02), ("ssim", 0.001), ("ciede2000", 0.02), ("cf", 0.1), ("dcf", 0.1)):
             assert rows[name][metric] == pytest.approx(expected[name][metric], abs=tol), (name, metric)
-    # beats gray on PSNR, restores at least 40% of the colourfulness (dCF at most 0.6x gray's)
-    assert rows[DEFAULT]["psnr"] > rows["gray"]["psnr"] and rows[DEFAULT]["dcf"] < 0.6 * rows["gray"]["dcf"]
+    # beats gray on PSNR, SSIM and CIEDE2000, restores at least 40% of the colourfulness (dCF at most 0.6x gray's)
+    ours, gray = rows[DEFAULT], rows["gray"]
+    assert ours["psnr"] > gray["psnr"] and ours["ssim"] > gray["ssim"] and ours["ciede2000"] < gray["ciede2000"]
+    assert ours["dcf"] < 0.6 * gray["dcf"]

@@ -54,9 +54,9 @@ def test_every_model_trains_a_few_steps_on_the_sample(tmp_path, model):
     # The default data is the sample without the 20 held-out photos: none of them is trained or validated on.
     assert len(split["train"]) + len(split["val"]) == 99 and not set(split["train"]) & set(split["val"])
     assert not {Path(p).name for p in split["train"] + split["val"]} & {p.name for p in resolve_source("heldout")}
-    if spec.val_fraction > 0:  # validation: a val L1 and sample grids
+    assert list((run_dir / "samples").glob("*.png"))  # of validation photos, else of training photos
+    if spec.val_fraction > 0:
         assert math.isfinite(summary["val_l1"]) and 0 < summary["val_l1"] < 2
-        assert list((run_dir / "samples").glob("*.png"))
     else:  # a recipe chosen by cross-validation trains on every photo and validates nothing
         assert summary["val_l1"] is None and split["val"] == []
     # The inference checkpoint re-reads into a predictor (generator + decoder) holding exactly the trained weights.
@@ -345,7 +345,8 @@ def test_a_stage_with_branches_averages_them_and_resumes_mid_branch(tmp_path, mo
 
 def test_val_fraction_zero_trains_on_every_photo_without_validation(tmp_path):
     """val_fraction 0 (a model's own, or --val-fraction): all photos train, nothing validates, the run still
-    checkpoints and writes its generator; --keep-best then has nothing to keep and is refused before training."""
+    checkpoints, draws sample grids (of training photos) and writes its generator; --keep-best then has nothing
+    to keep and is refused before training."""
     six = tmp_path / "six.txt"
     six.write_text("\n".join(str(p) for p in resolve_source("sample-train")[:6]))
     kw = {"data": str(six), "max_steps": 3, "validate_every": 1, "generator": {"width": 8}}
@@ -356,6 +357,8 @@ def test_val_fraction_zero_trains_on_every_photo_without_validation(tmp_path):
     assert summary["val_l1"] is None and not [r for r in records(run_dir) if r["kind"] == "val"]
     assert checkpoint.read_meta(run_dir / "checkpoints" / "last.safetensors")["position"]["step"] == 3
     assert (run_dir / "generator.safetensors").is_file()
+    grids = sorted((run_dir / "samples").glob("*.png"))
+    assert [g.name for g in grids] == [f"0-regress-epoch00{e}.png" for e in range(3)]  # 3 one-step epochs, each ends so
     with pytest.raises(EmptyDatasetError, match="--keep-best needs validation photos"):
         train("simple-cnn", options(tmp_path, "best", val_fraction=0.0, keep_best=True, **kw), echo=lambda s: None)
     assert not (tmp_path / "best").exists()

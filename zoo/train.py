@@ -155,6 +155,7 @@ class StageData:
 
     train_loader: torch.utils.data.DataLoader
     val_loader: torch.utils.data.DataLoader | None  # None: no validation photos (val_fraction 0)
+    preview_loader: torch.utils.data.DataLoader | None  # without validation photos: 4 training photos for the grids
     sampler: EpochSampler
     batch_size: int
     steps_per_epoch: int
@@ -294,9 +295,9 @@ class Trainer:
         if self.rt.distributed:
             dist.barrier()
         self.load_inference(soup)
-        val_loader = self.stage_data(index, stage, train_paths, val_paths).val_loader
+        data = self.stage_data(index, stage, train_paths, val_paths)
         grid = self.run_dir / "samples" / f"{index}-{stage.name}-soup.png"
-        return {"branches": stage.branches, "val_l1": self.check(val_loader, grid, {"stage": stage.name, "branch": "soup"})}
+        return {"branches": stage.branches, "val_l1": self.check(data, grid, {"stage": stage.name, "branch": "soup"})}
 
     def load_inference(self, path: Path) -> None:
         """Load the generator, decoder and objective state of inference checkpoint ``path`` (a run's own)."""
@@ -343,7 +344,7 @@ class Trainer:
                 stop = self.train_epoch(stage, data, optimizers, limit, deadline, advance)
                 last = stop is not None or self.position.epoch >= stage.epochs
                 if last or self.position.step - self.validated_at >= self.options.validate_every:
-                    val_l1 = self.end_epoch(index, stage, epoch, data.val_loader, optimizers)
+                    val_l1 = self.end_epoch(index, stage, epoch, data, optimizers)
                 if stop is not None:
                     break
         if stop == "limit":
@@ -359,14 +360,19 @@ class Trainer:
         loader_args = {"workers": self.options.workers, "device_type": self.rt.device.type}
         # each stage (and each branch of one) draws its own data order and crops
         sampler = EpochSampler(len(train_set), self.options.seed + 1000 * index + 100_000 * self.position.branch, **shard)
-        val_loader = None
+        val_loader = preview_loader = None
         if val_paths:
             val_set = ColorizationDataset(val_paths, stage.image_size, train=False)
             val_sampler = EpochSampler(len(val_set), 0, 0, shuffle=False, **shard)
             val_loader = make_loader(val_set, batch_size, sampler=val_sampler, **loader_args)
+        else:  # the sample grids show centre crops of the first training photos instead
+            preview_set = ColorizationDataset(train_paths[:4], stage.image_size, train=False)
+            preview_loader = make_loader(preview_set, 4, sampler=EpochSampler(len(preview_set), 0, 0, shuffle=False),
+                                         **loader_args)
         return StageData(
             train_loader=make_loader(train_set, batch_size, sampler=sampler, drop_last=True, **loader_args),
             val_loader=val_loader,
+            preview_loader=preview_loader,
             sampler=sampler,
             batch_size=batch_size,
             steps_per_epoch=max(1, per_rank // batch_size),
@@ -407,22 +413,24 @@ class Trainer:
             self.position.batch = 0
         return stop
 
-    def end_epoch(self, index: int, stage: StageSpec, epoch: int, val_loader: torch.utils.data.DataLoader | None,
+    def end_epoch(self, index: int, stage: StageSpec, epoch: int, data: StageData,
                   optimizers: Optimizers) -> float | None:
         """Validate (with a sample grid), log and checkpoint; returns the validation L1 (None: no val photos)."""
         branch = f"-branch{self.position.branch}" if stage.branches > 1 else ""
         grid = self.run_dir / "samples" / f"{index}-{stage.name}{branch}-epoch{epoch:03d}.png"
-        val_l1 = self.check(val_loader, grid, {"stage": stage.name, "epoch": epoch})
+        val_l1 = self.check(data, grid, {"stage": stage.name, "epoch": epoch})
         self.validated_at = self.position.step
         self.save(optimizers)
         return val_l1
 
-    def check(self, val_loader: torch.utils.data.DataLoader | None, grid: Path, record: dict[str, Any]) -> float | None:
+    def check(self, data: StageData, grid: Path, record: dict[str, Any]) -> float | None:
         """Validate, log the val L1 with ``record`` and keep track of the best (and, with ``keep_best``, its
-        weights); None, and nothing done, when the run has no validation photos (``val_fraction`` 0)."""
-        if val_loader is None:
+        weights); with no validation photos (``val_fraction`` 0), only the sample grid, of training photos, and
+        None (their L1 would be no validation)."""
+        if data.val_loader is None:
+            self.validate(data.preview_loader, grid)
             return None
-        val_l1 = self.validate(val_loader, grid)
+        val_l1 = self.validate(data.val_loader, grid)
         self.write_log({"kind": "val", **record, "step": self.position.step, "val_l1": val_l1})
         if val_l1 < self.best[0]:
             self.best = (val_l1, self.position.step)

@@ -221,9 +221,7 @@ class Trainer:
             scaler = dict(meta["scaler"])
         except (KeyError, TypeError, ValueError):
             raise checkpoint.CheckpointError(f"{path}: not a training checkpoint (no position or scaler state)") from None
-        checkpoint.load_module(unwrap(self.model.generator), path, "generator.")
-        checkpoint.load_module(self.model.decode, path, "decoder.")
-        checkpoint.load_module(self.model.objectives, path, "objective.")
+        self.load_inference(path)
         if self.model.discriminator is not None:
             checkpoint.load_module(unwrap(self.model.discriminator), path, "discriminator.")
         self.model.scaler.load_state_dict(scaler)
@@ -267,19 +265,21 @@ class Trainer:
                     result |= self.average_branches(index, stage, train_paths, val_paths)
                     break
                 self.load_inference(runs.branch_file(self.run_dir, index, stage.name, "start"))
-                self.position = Position(stage=index, branch=self.position.branch + 1, step=self.position.step,
-                                         elapsed=self.elapsed())
-                self.started = time.monotonic()
-                self.save()  # a branch boundary: the next branch starts with fresh optimisers
+                self.begin(index, self.position.branch + 1)
             summary["stages"].append(result)
-            self.position = Position(stage=index + 1, step=self.position.step, elapsed=self.elapsed())
-            self.started = time.monotonic()
-            self.save()  # a stage boundary: the next stage starts with fresh optimisers
+            self.begin(index + 1)
         summary["val_l1"] = summary["stages"][-1]["val_l1"] if summary["stages"] else None
         summary["steps"] = self.position.step
         summary["best"] = {"val_l1": self.best[0], "step": self.best[1]} if self.options.keep_best else None
         summary["generator"] = str(self.save_generator())
         return summary
+
+    def begin(self, stage: int, branch: int = 0) -> None:
+        """Move to the start of a stage (or of a branch of one) and checkpoint there without optimiser state:
+        it starts with fresh optimisers."""
+        self.position = Position(stage=stage, branch=branch, step=self.position.step, elapsed=self.elapsed())
+        self.started = time.monotonic()
+        self.save()
 
     def average_branches(self, index: int, stage: StageSpec, train_paths: list[Path],
                          val_paths: list[Path]) -> dict[str, Any]:
@@ -300,7 +300,8 @@ class Trainer:
         return {"branches": stage.branches, "val_l1": self.check(data, grid, {"stage": stage.name, "branch": "soup"})}
 
     def load_inference(self, path: Path) -> None:
-        """Load the generator, decoder and objective state of inference checkpoint ``path`` (a run's own)."""
+        """Load the generator, decoder and objective state of ``path``, a checkpoint this run wrote (its training
+        checkpoint, or a branch's inference checkpoint)."""
         checkpoint.load_module(unwrap(self.model.generator), path, "generator.")
         checkpoint.load_module(self.model.decode, path, "decoder.")
         checkpoint.load_module(self.model.objectives, path, "objective.")

@@ -187,17 +187,11 @@ class ModelSpec:
             out["discriminator"] = self.discriminator.to_dict()
         if self.objectives:
             out["objectives"] = {name: dict(settings) for name, settings in self.objectives.items()}
-        for key in ("inference_size", "weights"):
-            if getattr(self, key) is not None:
+        for key in _OPTIONAL_KEYS:
+            if getattr(self, key) != _default(key):
                 out[key] = getattr(self, key)
         if self.cpu:
             out["cpu"] = _plain(dict(self.cpu))
-        if self.chroma_scale != 1.0:
-            out["chroma_scale"] = self.chroma_scale
-        if self.flip_average:
-            out["flip_average"] = True
-        if self.val_fraction != 0.1:
-            out["val_fraction"] = self.val_fraction
         out["stages"] = [_plain(dataclasses.asdict(stage)) for stage in self.stages]
         return out
 
@@ -336,9 +330,16 @@ def _arch_spec(kind: Literal["generator", "discriminator"], raw: Any, where: str
     return ArchSpec(raw["arch"], {k: v for k, v in raw.items() if k != "arch"})
 
 
-_MODEL_KEYS = {"description", "generator", "discriminator", "objectives", "stages", "image_size", "batch_size",
-               "inference_size", "weights", "cpu", "chroma_scale", "flip_average",
-               "val_fraction"}
+_OPTIONAL_KEYS = ("inference_size", "weights", "chroma_scale", "flip_average", "val_fraction")  # absent: the default
+
+
+def _default(key: str) -> Any:
+    """The value a model has for ``key`` when its registry entry does not say."""
+    return ModelSpec.__dataclass_fields__[key].default
+
+
+_MODEL_KEYS = {"description", "generator", "discriminator", "objectives", "stages", "image_size", "batch_size", "cpu",
+               *_OPTIONAL_KEYS}
 _CPU_KEYS = ("image_size", "batch_size", "crop_scale", "epochs", "decay_epochs", "frozen")
 _STAGE_DEFAULT_KEYS = ("image_size", "batch_size")
 
@@ -437,9 +438,9 @@ def spec_from_dict(name: str, raw: Mapping[str, Any], defaults: Mapping[str, Any
     inference_size = _check_type(raw.get("inference_size"), int | None, f"{where}.inference_size")
     if inference_size is not None:
         Bounds(MIN_IMAGE_SIZE, MAX_IMAGE_SIZE).check(inference_size, f"{where}.inference_size")
-    chroma_scale = _check_type(raw.get("chroma_scale", 1.0), float, f"{where}.chroma_scale")
+    chroma_scale = _check_type(raw.get("chroma_scale", _default("chroma_scale")), float, f"{where}.chroma_scale")
     Bounds(0, MAX_CHROMA_SCALE, open_low=True).check(chroma_scale, f"{where}.chroma_scale")
-    val_fraction = _check_type(raw.get("val_fraction", 0.1), float, f"{where}.val_fraction")
+    val_fraction = _check_type(raw.get("val_fraction", _default("val_fraction")), float, f"{where}.val_fraction")
     Bounds(0, 1, open_high=True).check(val_fraction, f"{where}.val_fraction")
     return ModelSpec(
         name=name,
@@ -452,7 +453,7 @@ def spec_from_dict(name: str, raw: Mapping[str, Any], defaults: Mapping[str, Any
         weights=_check_type(raw.get("weights"), str | None, f"{where}.weights"),
         cpu=dict(cpu),
         chroma_scale=chroma_scale,
-        flip_average=_check_type(raw.get("flip_average", False), bool, f"{where}.flip_average"),
+        flip_average=_check_type(raw.get("flip_average", _default("flip_average")), bool, f"{where}.flip_average"),
         val_fraction=val_fraction,
     )
 

@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from zoo.cli import main
+from zoo.cli.options import parse_duration
 
 
 @pytest.fixture
@@ -73,3 +74,9 @@ def test_installed_console_script_lists_the_plugin_model(example_plugin):
     env = {**os.environ, "COLUMNS": "250"}
     out = subprocess.run([zoo_script, "list", "example-*"], capture_output=True, text=True, check=True, env=env).stdout
     assert "example-residual-gan" in out and "example-residual" in out
+
+
+def test_durations():
+    assert [parse_duration(t) for t in ("90", "90s", "15m", "1h30m", "2.5h")] == [90, 90, 900, 5400, 9000]
+    with pytest.raises(ValueError, match="not a duration"):
+        parse_duration("15 minutes")

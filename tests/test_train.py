@@ -22,7 +22,7 @@ import zoo
 from zoo import checkpoint
 from zoo.data import EmptyDatasetError, resolve_source
 from zoo.runtime import setup_runtime
-from zoo.train import TrainOptions, _cpu_budget, parse_duration, resume, train
+from zoo.train import TrainOptions, _cpu_budget, resume, train
 
 FAST = {"image_size": 64, "batch_size": 4, "workers": 0, "progress": False, "log_every": 1}
 
@@ -106,12 +106,6 @@ def test_cpu_without_a_length_gets_a_budget_and_is_told_the_cost():
     assert "pretrain: 20 epochs of batch 16 at 256 px, gan: 20 epochs" in said[0] and "--max-time" in said[0]
     opts = _cpu_budget(zoo.get_spec("simple-cnn"), TrainOptions(device="cpu", epochs=1), setup_runtime("cpu"), said.append)
     assert opts.max_time is None and len(said) == 1
-
-
-def test_durations():
-    assert [parse_duration(t) for t in ("90", "90s", "15m", "1h30m", "2.5h")] == [90, 90, 900, 5400, 9000]
-    with pytest.raises(ValueError, match="not a duration"):
-        parse_duration("15 minutes")
 
 
 def test_dataset_without_usable_images_fails_before_training(tmp_path, photos_dir):

@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -71,17 +70,6 @@ RESUMABLE = frozenset({"max_time", "progress", "workers", "device"})  # options 
 
 class ResumeError(ZooError, ValueError):
     """A resumed run asked to change what it trains; the message names the run and the options."""
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in ``text``: ``90``, ``90s``, ``15m``, ``1h30m``, ``2.5h``."""
-    text = text.strip().lower()
-    if re.fullmatch(r"\d+(\.\d+)?", text):
-        return float(text)
-    parts = re.findall(r"(\d+(?:\.\d+)?)([hms])", text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise ValueError(f"not a duration: {text!r} (examples: 90s, 15m, 1h30m)")
-    return sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
 
 
 @dataclass

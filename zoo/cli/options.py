@@ -9,6 +9,7 @@ Paths are checked by what they are for: inputs by click (``exists=True``), outpu
 from __future__ import annotations
 
 import math
+import re
 import tomllib
 from collections.abc import Callable
 from typing import Any
@@ -27,6 +28,17 @@ def image_size_type(minimum: int = MIN_IMAGE_SIZE) -> click.IntRange:
     return click.IntRange(minimum, MAX_IMAGE_SIZE)
 
 
+def parse_duration(text: str) -> float:
+    """Seconds in ``text``: ``90``, ``90s``, ``15m``, ``1h30m``, ``2.5h``."""
+    text = text.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    parts = re.findall(r"(\d+(?:\.\d+)?)([hms])", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"not a duration: {text!r} (examples: 90s, 15m, 1h30m)")
+    return sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
+
+
 class Duration(click.ParamType):
     """A positive wall-clock time, ``90``, ``90s``, ``15m``, ``1h30m``, ``2.5h``, as seconds."""
 
@@ -35,8 +47,6 @@ class Duration(click.ParamType):
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
         if isinstance(value, float):
             return value
-        from zoo.train import parse_duration
-
         try:
             seconds = parse_duration(str(value))
         except ValueError as exc:

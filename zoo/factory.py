@@ -8,6 +8,7 @@ all see one module mapping L to normalised ab.
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -18,6 +19,7 @@ from zoo.registry import DISCRIMINATORS, GENERATORS, OBJECTIVES, registry, unkno
 from zoo.spec import ArchSpec, ModelSpec, check_settings, model_specs
 
 DISCRIMINATOR_CHANNELS = 3  # cat(L, ab)
+_SOURCE_NAME = re.compile(r"[A-Za-z0-9_-]+")  # a named weights source (imagenet), not a path
 
 
 def list_models(pattern: str | None = None) -> list[str]:
@@ -47,6 +49,17 @@ def build_generator(arch: ArchSpec, out_channels: int = 2, model: str | None = N
     if not pretrained and (setting := GENERATORS.pretrained_setting(arch.arch)) in settings:
         settings[setting] = None
     return GENERATORS.create(arch.arch, in_channels=1, out_channels=out_channels, **settings)
+
+
+def named_pretrained_weights(arch: ArchSpec) -> str | None:
+    """``setting=value`` when generator ``arch``'s initial weights are named by a source (``encoder_weights =
+    "imagenet"``), not a file path and not none: weights that building it again gives again without opening a
+    file its settings name (what :func:`zoo.checkpoint.pack` may leave out of a file). None otherwise."""
+    setting = GENERATORS.pretrained_setting(arch.arch)
+    value = arch.settings.get(setting) if setting is not None else None
+    if not isinstance(value, str) or value.lower() == "none" or not _SOURCE_NAME.fullmatch(value):
+        return None
+    return f"{setting}={value!r}"
 
 
 def build_discriminator(arch: ArchSpec, model: str | None = None) -> nn.Module:

@@ -72,23 +72,32 @@ def colorize(inputs: tuple[str, ...], model: str | None, checkpoint: Path | None
 @click.argument("name")
 @click.option("--checkpoint", type=click.Path(path_type=Path, dir_okay=False),
               help="Trained weights: RUN/generator.safetensors from `zoo train` [default: the model's shipped weights].")
-@click.option("--format", "format_", type=click.Choice(["onnx"]), default="onnx", show_default=True)
+@click.option("--format", "format_", type=click.Choice(["onnx", "safetensors"]), default="onnx", show_default=True,
+              help="onnx: a graph for onnxruntime; safetensors: the zoo's shipped form (float16, a frozen pretrained"
+                   " encoder left to its source).")
 @click.option("--out", type=click.Path(path_type=Path),
-              help="Output file [default: beside the checkpoint; NAME.onnx here for shipped weights].")
+              help="Output file [default: beside the checkpoint, CHECKPOINT.onnx or NAME.safetensors; NAME.FORMAT"
+                   " here for shipped weights].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file (never the checkpoint).")
 @click.option("--opset", type=click.IntRange(min=13), help="ONNX opset [default: 17].")
 def export(name: str, checkpoint: Path | None, format_: str, out: Path | None, overwrite: bool,
            opset: int | None) -> None:
-    """Export model NAME's trained generator to ONNX and check it against torch with onnxruntime.
+    """Export model NAME's trained generator to ONNX (checked against torch with onnxruntime), or pack it as
+    the zoo ships weights.
 
-    The graph takes normalised L (L/50 - 1) of shape (B, 1, H, W) and returns normalised ab (ab/110), with
+    The ONNX graph takes normalised L (L/50 - 1) of shape (B, 1, H, W) and returns normalised ab (ab/110), with
     batch, height and width dynamic (H, W multiples of the model's size multiple, stated in the metadata).
+
+    The safetensors form is what a registry entry's ``weights`` points at: float16 tensors and the checkpoint's
+    header, less the tensors that building the model with its named pretrained weights gives again (a frozen
+    ImageNet encoder); loading rebuilds those and checks their SHA-256.
 
     \b
     Example:
       zoo export unet-effnet-lite0-color            # the shipped pretrained weights, to unet-effnet-lite0-color.onnx
       zoo export unet-resnet18 --checkpoint runs/unet-resnet18-20261124-101500/generator.safetensors
       zoo export simple-cnn --checkpoint generator.safetensors --out simple-cnn.onnx --opset 18
+      zoo export unet-effnet-lite0-color --checkpoint runs/default/generator.safetensors --format safetensors
     """
     from zoo import checkpoint as checkpoints
     from zoo import outputs
@@ -96,8 +105,15 @@ def export(name: str, checkpoint: Path | None, format_: str, out: Path | None, o
     from zoo.export import DEFAULT_OPSET, export_onnx
 
     path, _ = trained_weights(name, checkpoint)
-    target = out or (checkpoint.with_suffix(f".{format_}") if checkpoint else Path(f"{name}.{format_}"))
+    beside = {"onnx": lambda c: c.with_suffix(".onnx"), "safetensors": lambda c: c.with_name(f"{name}.safetensors")}
+    target = out or (beside[format_](checkpoint) if checkpoint else Path(f"{name}.{format_}"))
     outputs.output_file(target, inputs=[path], overwrite=overwrite)
+    if format_ == "safetensors":
+        packed = checkpoints.pack(path, target)
+        click.echo(f"wrote {packed.path} ({packed.path.stat().st_size / 1e6:.1f} MB, float16): {packed.stored}"
+                   f" tensors ({packed.stored_values / 1e6:.2f}M values) stored, {packed.rebuilt}"
+                   f" ({packed.rebuilt_values / 1e6:.2f}M) left to the pretrained weights")
+        return
     spec, predictor = checkpoints.load_generator(path, model=name)
     try:
         report = export_onnx(spec, predictor, target, opset or DEFAULT_OPSET)

@@ -15,7 +15,7 @@ from zoo.data import resolve_source
 from zoo.harness.fid import FEATURES, EfficientNetLite0Features, frechet_distance, frechet_distance_of
 from zoo.harness.protocols import PROTOCOLS, ProtocolImages
 from zoo.harness.scoring import score_models
-from zoo.pretrained import efficientnet_lite0_imagenet
+from zoo.pretrained import efficientnet_lite_imagenet
 
 # ImageNet-1k class indices
 BALD_EAGLE, ORANGE = 22, 950
@@ -73,7 +73,7 @@ def test_the_features_are_the_imagenet_network_s(features):
     features, names what real photos show."""
     names = ["darknet--dog.jpg", "darknet--eagle.jpg", "opencv-doc--orange.jpg"]
     photos = prepared([p for name in names for p in resolve_source("sample") if p.name == name])
-    weights = efficientnet_lite0_imagenet()
+    weights = efficientnet_lite_imagenet(0)
     with torch.inference_mode():
         pooled = features(photos)
     assert pooled.shape == (3, FEATURES)

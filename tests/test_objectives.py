@@ -222,13 +222,13 @@ def test_perceptual_features_are_the_imagenet_networks(photo_ab):
     """The features are those of timm's tf_efficientnet_lite0 with the shipped weights, on RGB from Lab."""
     import timm
 
-    from zoo.pretrained import efficientnet_lite0_imagenet
+    from zoo.pretrained import efficientnet_lite_imagenet
 
     term = Perceptual(levels=(3,))
     L = torch.zeros(3, 1, 64, 64)  # noqa: N806
     rgb = lab_normalized_to_rgb(L, photo_ab)
     reference = timm.create_model("tf_efficientnet_lite0", pretrained=False)
-    reference.load_state_dict(efficientnet_lite0_imagenet())
+    reference.load_state_dict(efficientnet_lite_imagenet(0))
     with torch.no_grad():
         expected = reference.eval().forward_intermediates((rgb - 0.5) / 0.5, indices=[3], intermediates_only=True)[0]
         assert torch.allclose(term.features(rgb)[0], expected)

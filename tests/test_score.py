@@ -211,24 +211,41 @@ def test_a_model_predicting_zero_ab_scores_as_gray(tmp_path, few_photos):
     assert "simple-cnn" in out
 
 
-def test_a_tinting_model_scores_its_tint(tmp_path, few_photos):
-    """A model that paints every pixel one ab: its scores are those of the truth's L with that ab, by skimage."""
+@pytest.mark.parametrize("scale", [None, 0.5])
+def test_a_tinting_model_scores_its_tint(tmp_path, few_photos, scale):
+    """A model that paints every pixel one ab: its scores are those of the truth's L with that ab, by skimage;
+    `--set chroma_scale=0.5` scores the same weights painting half that ab."""
     bias = (0.3, -0.2)
     path = save_generator(tmp_path / "cnn.safetensors", small_cnn(head_bias=bias), **SMALL_CNN)
-    _, doc = run_score(tmp_path, "simple-cnn", "--checkpoint", str(path), "--image-size", "64", "--data", few_photos)
+    variant = [] if scale is None else ["--set", f"chroma_scale={scale}"]
+    _, doc = run_score(tmp_path, "simple-cnn", "--checkpoint", str(path), "--image-size", "64", "--data", few_photos,
+                       *variant)
     model = doc["rows"][0]
     assert model["error"] is None
+    assert model["model"] == ("simple-cnn" if scale is None else "simple-cnn (chroma_scale=0.5)")
+    assert doc["settings"]["set"] == ({} if scale is None else {"chroma_scale": 0.5})
     dataset = ColorizationDataset(Path(few_photos).read_text().split("\n"), 64, train=False)
     psnr, cf = [], []
     for i in range(len(dataset)):
         truth = dataset[i].permute(1, 2, 0).numpy() / 255.0
         lab = rgb2lab(truth)
-        lab[..., 1:] = np.tanh(bias) * 110.0  # ab normalisation of the zoo: ab / 110
+        lab[..., 1:] = np.tanh(bias) * 110.0 * (scale or 1.0)  # ab normalisation of the zoo: ab / 110
         tinted = lab2rgb(lab)
         psnr.append(peak_signal_noise_ratio(truth, tinted, data_range=1.0))
         cf.append(_cf(tinted))
     assert model["psnr"] == pytest.approx(np.mean(psnr), abs=1e-3)
     assert model["cf"] == pytest.approx(np.mean(cf), abs=1e-3)
+
+
+def test_score_set_takes_only_inference_settings(tmp_path):
+    """--set changes how weights run, never what they are: a training key is refused in one line, with the keys
+    that are allowed, before anything is loaded; a reference row takes none."""
+    out, _ = run_score(tmp_path, "unet-effnet-lite2-color", "--set", "chroma_scal=1", code=1)
+    assert "'chroma_scal' is not an inference setting; did you mean chroma_scale?" in out and len(out.splitlines()) == 1
+    out, _ = run_score(tmp_path, "unet-effnet-lite0-classify", "--set", "encoder=resnet18", code=1)
+    assert "those of unet-effnet-lite0-classify: inference_size, flip_average, chroma_scale, temperature" in out
+    out, _ = run_score(tmp_path, "gray", "--set", "chroma_scale=1", code=1)
+    assert "takes no --set" in out
 
 
 def test_score_without_checkpoint_says_to_train_first(tmp_path):

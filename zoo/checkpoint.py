@@ -220,7 +220,7 @@ class Packed:
     rebuilt_values: int
 
 
-def pack(source: Path, target: Path) -> Packed:
+def pack(source: Path, target: Path, settings: Mapping[str, Any] | None = None) -> Packed:
     """Write the shipped form of inference checkpoint ``source`` to ``target``: its tensors in float16, less
     the generator tensors that the model's named pretrained weights give again (a frozen ImageNet encoder).
 
@@ -228,7 +228,9 @@ def pack(source: Path, target: Path) -> Packed:
     under two different seeds: so it came from the weights (or a fixed initialisation), not from the random
     draw, and training did not change it. Loading rebuilds them in float32 from the same source and checks
     the digest recorded here. With no named source, or none to be had here (offline, a warning), every
-    tensor is stored. Refuses a ``target`` that is ``source``.
+    tensor is stored. ``settings`` replace inference settings in the header's spec
+    (:meth:`zoo.spec.ModelSpec.with_inference`: how the weights run, chosen after training). Refuses a
+    ``target`` that is ``source``.
     """
     if Path(target).resolve() == Path(source).resolve():
         raise CheckpointError(f"{target}: is the checkpoint being packed; give another output path")
@@ -254,6 +256,8 @@ def pack(source: Path, target: Path) -> Packed:
                        if k.startswith("generator.") and v.is_floating_point() and torch.equal(first[k], second[k])
                        and torch.equal(v.half(), first[k].half())}
     meta.pop(REBUILT, None)
+    if settings:
+        meta["spec"] = spec.with_inference(settings).to_dict()
     if rebuilt:
         meta[REBUILT] = {"from": named_pretrained_weights(spec.generator), "tensors": sorted(rebuilt),
                          "sha256": _digest(rebuilt)}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import torch
@@ -133,3 +133,17 @@ def create_predictor(spec: ModelSpec, pretrained: bool = True) -> Predictor:
     """A fresh :class:`Predictor` of ``spec``; ``pretrained=False`` for one that a checkpoint's weights fill."""
     generator = build_generator(spec.generator, spec.output_channels, spec.name, pretrained)
     return Predictor(generator, decoder_of(spec), spec.chroma_scale, spec.flip_average)
+
+
+def run_otherwise(spec: ModelSpec, predictor: Predictor, settings: Mapping[str, Any]) -> tuple[ModelSpec, Predictor]:
+    """``spec`` and a trained ``predictor`` with inference ``settings`` replaced (:meth:`ModelSpec.with_inference`):
+    the same generator, a decoder built for the new settings (holding the old one's state) and the new scale
+    and flip average. Unchanged without settings."""
+    if not settings:
+        return spec, predictor
+    spec = spec.with_inference(settings)
+    decoder = decoder_of(spec)
+    decoder.load_state_dict(predictor.decoder.state_dict())
+    held = next(predictor.generator.parameters(), None)
+    decoder = decoder.to(held.device) if held is not None else decoder
+    return spec, Predictor(predictor.generator, decoder, spec.chroma_scale, spec.flip_average).eval()

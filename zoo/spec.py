@@ -169,13 +169,13 @@ class ModelSpec:
     @property
     def output_objective(self) -> str | None:
         """The objective that defines what the generator outputs (logits over ab bins ...); None: plain ab."""
-        return next((n for n in self.objective_names if _outputs(n, self.objectives.get(n, {})) is not None), None)
+        return next((n for n in self.objective_names if _defines_output(n)), None)
 
     @property
     def output_channels(self) -> int:
         """Channels the generator outputs: the output objective's, else 2 (ab)."""
         name = self.output_objective
-        return AB_CHANNELS if name is None else _outputs(name, self.objectives.get(name, {}))
+        return AB_CHANNELS if name is None else OBJECTIVES.get(name).output_channels(**self.objectives.get(name, {}))
 
     def objective_settings(self, name: str) -> dict[str, Any]:
         return dict(self.objectives.get(name, {}))
@@ -221,6 +221,28 @@ class ModelSpec:
                     stage["optimizer"]["lr"] = value
                 else:
                     stage[key] = value
+        return spec_from_dict(self.name, raw)
+
+    def with_inference(self, settings: Mapping[str, Any]) -> ModelSpec:
+        """A copy with inference settings replaced: what trained weights are run with, not what they are.
+
+        Keys: :data:`INFERENCE_KEYS`, and the decoding settings of the output objective (its
+        ``decoding_settings``: classification's ``temperature``, say). Any other key is a :class:`SpecError`
+        naming the ones that are allowed (``zoo score --set`` scores variants of shipped weights this way).
+        """
+        raw = self.to_dict()
+        output = self.output_objective
+        decoding = OBJECTIVES.get(output).decoding_settings if output else ()
+        for key, value in settings.items():
+            if key in INFERENCE_KEYS:
+                raw[key] = value
+            elif key in decoding:
+                raw.setdefault("objectives", {}).setdefault(output, {})[key] = value
+            else:
+                allowed = [*INFERENCE_KEYS, *decoding]
+                close = difflib.get_close_matches(key, allowed, n=3, cutoff=0.5)
+                hint = f"did you mean {', '.join(close)}?" if close else f"those of {self.name}: {', '.join(allowed)}"
+                raise SpecError(f"model {self.name!r}: {key!r} is not an inference setting; {hint}")
         return spec_from_dict(self.name, raw)
 
 
@@ -330,6 +352,7 @@ def _arch_spec(kind: Literal["generator", "discriminator"], raw: Any, where: str
     return ArchSpec(raw["arch"], {k: v for k, v in raw.items() if k != "arch"})
 
 
+INFERENCE_KEYS = ("inference_size", "flip_average", "chroma_scale")  # change how weights run, not the weights
 _OPTIONAL_KEYS = ("inference_size", "weights", "chroma_scale", "flip_average", "val_fraction")  # absent: the default
 
 
@@ -380,15 +403,19 @@ def _objectives(raw: Any, stages: tuple[StageSpec, ...], gan_modes: dict[str, st
         settings.setdefault("gan", {}).setdefault("mode", next(iter(gan_modes.values())))
     for name in used:
         check_settings("objective", name, settings.get(name, {}), f"{where}.objectives.{name}")
-    outputs = [name for name in used if _outputs(name, settings.get(name, {})) is not None]
+    outputs = [name for name in used if _defines_output(name)]
     if len(outputs) > 1:
         raise SpecError(f"{where}: objectives {' and '.join(outputs)} both define the generator's output")
     return {name: settings[name] for name in used if name in settings}
 
 
-def _outputs(objective: str, settings: Mapping[str, Any]) -> int | None:
-    """The channels ``objective`` makes the generator output with ``settings`` (None: ab)."""
-    return OBJECTIVES.get(objective).output_channels(**settings)
+def _defines_output(objective: str) -> bool:
+    """Whether ``objective`` defines what the generator outputs: its class overrides ``output_channels``. Read
+    from the class, not by calling it, so that validating a spec never computes a channel count (the
+    classification objective's takes every sRGB colour)."""
+    from zoo.objectives.base import Objective  # torch: imported when a spec has objectives to check, not before
+
+    return OBJECTIVES.get(objective).output_channels.__func__ is not Objective.output_channels.__func__
 
 
 def spec_from_dict(name: str, raw: Mapping[str, Any], defaults: Mapping[str, Any] | None = None) -> ModelSpec:

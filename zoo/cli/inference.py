@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from zoo.cli.errors import Command, fail
-from zoo.cli.options import COUNT, device_option, image_size_type
+from zoo.cli.options import COUNT, SETTING, device_option, image_size_type
 
 
 @click.command(cls=Command)
@@ -80,8 +80,10 @@ def colorize(inputs: tuple[str, ...], model: str | None, checkpoint: Path | None
                    " here for shipped weights].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file (never the checkpoint).")
 @click.option("--opset", type=click.IntRange(min=13), help="ONNX opset [default: 17].")
+@click.option("--set", "settings", multiple=True, type=SETTING,
+              help="Export with another inference setting (repeatable; as `zoo score --set`): chroma_scale, ...")
 def export(name: str, checkpoint: Path | None, format_: str, out: Path | None, overwrite: bool,
-           opset: int | None) -> None:
+           opset: int | None, settings: tuple[tuple[str, object], ...]) -> None:
     """Export model NAME's trained generator to ONNX (checked against torch with onnxruntime), or pack it as
     the zoo ships weights.
 
@@ -103,18 +105,20 @@ def export(name: str, checkpoint: Path | None, format_: str, out: Path | None, o
     from zoo import outputs
     from zoo.colorizer import trained_weights
     from zoo.export import DEFAULT_OPSET, export_onnx
+    from zoo.factory import run_otherwise
 
     path, _ = trained_weights(name, checkpoint)
     beside = {"onnx": lambda c: c.with_suffix(".onnx"), "safetensors": lambda c: c.with_name(f"{name}.safetensors")}
     target = out or (beside[format_](checkpoint) if checkpoint else Path(f"{name}.{format_}"))
     outputs.output_file(target, inputs=[path], overwrite=overwrite)
     if format_ == "safetensors":
-        packed = checkpoints.pack(path, target)
+        packed = checkpoints.pack(path, target, dict(settings))
         click.echo(f"wrote {packed.path} ({packed.path.stat().st_size / 1e6:.1f} MB, float16): {packed.stored}"
                    f" tensors ({packed.stored_values / 1e6:.2f}M values) stored, {packed.rebuilt}"
                    f" ({packed.rebuilt_values / 1e6:.2f}M) left to the pretrained weights")
         return
     spec, predictor = checkpoints.load_generator(path, model=name)
+    spec, predictor = run_otherwise(spec, predictor, dict(settings))
     try:
         report = export_onnx(spec, predictor, target, opset or DEFAULT_OPSET)
     except ValueError as exc:  # an opset that torch's exporter does not know

@@ -36,6 +36,7 @@ from zoo.color import lab_normalized_to_rgb, normalize_lab, rgb_to_lab, rgb_uint
 from zoo.colorizer import AtWorkingSize
 from zoo.data import make_loader, resolve_source, scan_images
 from zoo.downloads import cache_root, torch_hub_checkpoints
+from zoo.factory import run_otherwise
 from zoo.harness.fid import EfficientNetLite0Features, FrechetDistance, frechet_distance
 from zoo.harness.metrics import (
     CIEDE2000,
@@ -395,8 +396,10 @@ def find_checkpoints(folder: Path) -> tuple[dict[str, Path], list[str]]:
     return found, notes
 
 
-def load_model(name: str, path: Path, device: str | torch.device) -> nn.Module:
+def load_model(name: str, path: Path, device: str | torch.device, settings: Mapping[str, Any] | None = None) -> nn.Module:
     """The predictor (L to ab) of checkpoint ``path`` (a file or a run folder), refused unless it fits model
-    ``name``, run at its working size as ``zoo colorize`` runs it."""
+    ``name``, run at its working size as ``zoo colorize`` runs it; ``settings`` replace its inference settings
+    (:meth:`zoo.spec.ModelSpec.with_inference`: a variant of the same weights)."""
     spec, predictor = checkpoint.load_generator(checkpoint_file(path), model=name, device=device)
+    spec, predictor = run_otherwise(spec, predictor, settings or {})
     return AtWorkingSize(predictor, spec.working_size, size_multiple(spec))

@@ -7,9 +7,9 @@ One path through a training step::
     logs = stage_loss.update(batch, critic)        # objectives' own steps first (the discriminator's)
     loss, terms = stage_loss(batch, critic)        # sum of weight * objective(batch), each term logged
 
-An objective that defines the generator's output (:meth:`Objective.output_channels` not None, e.g. logits over
-ab bins) also provides the ``decoder`` that turns that output into ab for colorize, export, scoring and sample
-grids; a model has at most one such objective, and without one the generator outputs ab itself.
+An objective that defines the generator's output (it overrides :meth:`Objective.output_channels`, e.g. logits
+over ab bins) also provides the ``decoder`` that turns that output into ab for colorize, export, scoring and
+sample grids; a model has at most one such objective, and without one the generator outputs ab itself.
 """
 
 from __future__ import annotations
@@ -61,14 +61,17 @@ class Objective(nn.Module):
     """
 
     needs_discriminator: ClassVar[bool] = False
+    # settings that change only the decoder (how trained output becomes ab), so they may change on trained weights
+    decoding_settings: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self) -> None:  # no settings unless a subclass declares them (registry.toml is checked against it)
         super().__init__()
 
     @classmethod
-    def output_channels(cls, **settings: object) -> int | None:
-        """Channels this objective makes the generator output with ``settings``; None (the default): ab."""
-        return None
+    def output_channels(cls, **settings: object) -> int:
+        """Channels this objective makes the generator output with ``settings``. Overriding it is what makes an
+        objective define the output (with :meth:`decoder`); the base's answer, never asked for, is ab's 2."""
+        return AB_CHANNELS
 
     def decoder(self) -> nn.Module:
         """A module mapping the generator's output to normalised ab (objectives with ``output_channels``)."""

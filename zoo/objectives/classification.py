@@ -80,6 +80,8 @@ class ColorClassification(Objective):
     (the cross-entropy is taken on every ``loss_stride``-th pixel in each direction: 1 is every pixel).
     """
 
+    decoding_settings = ("temperature",)
+
     def __init__(self, temperature: float = 0.38, rebalance: float = 0.5, sigma: float = 5.0, neighbours: int = 5,
                  grid: float = 10.0, loss_stride: int = 1) -> None:
         super().__init__()

@@ -20,9 +20,10 @@ from zoo.data import ColorizationDataset, resolve_source
 from zoo.objectives import Batch, Critic
 from zoo.objectives.adversarial import ConditionalGAN, gan_loss
 from zoo.objectives.classification import AnnealedMean, ColorClassification, ab_bins
+from zoo.objectives.confidence import Confidence
 from zoo.objectives.perceptual import Perceptual
 from zoo.registry import DISCRIMINATORS
-from zoo.spec import spec_from_dict
+from zoo.spec import load_registry_file, registry_path, spec_from_dict
 from zoo.train import TrainOptions, train
 
 PHOTOS = ("darknet--dog.jpg", "kphotoalbum--sunset.jpg", "opencv-doc--fruits.jpg")
@@ -57,6 +58,16 @@ def test_bins_are_the_grid_cells_that_srgb_colours_fall_in():
     assert len(bins) == 261  # Zhang et al. report 313 for their gamut; see zoo.objectives.classification
     np.testing.assert_array_equal(bins, expected)
     assert ColorClassification.output_channels() == 261 and ColorClassification.output_channels(grid=20.0) < 100
+
+
+def test_reading_the_registry_computes_no_bins():
+    """Validating every model (what each `zoo` command does first) asks which objective defines the output, not
+    how many channels it makes: the bins, every sRGB colour's Lab, are computed when a model is built."""
+    ab_bins.cache_clear()
+    specs = load_registry_file(registry_path())
+    assert specs["unet-effnet-lite0-classify"].output_objective == "classification"
+    assert ab_bins.cache_info().currsize == 0
+    assert specs["unet-effnet-lite0-classify"].output_channels == 261 and ab_bins.cache_info().currsize == 1
 
 
 def test_a_model_with_the_classification_objective_outputs_logits_over_the_bins():
@@ -162,6 +173,67 @@ def test_classification_predictor_exports_to_onnx_and_matches_torch(tmp_path):
     predictor = zoo.create_predictor(spec).eval()
     torch.nn.init.normal_(predictor.generator.head[0].weight, std=0.5)  # a peaked distribution to decode
     report = export_onnx(spec, predictor, tmp_path / "m.onnx")
+    assert report.max_abs_diff < 1e-4 and (tmp_path / "m.onnx").is_file()
+
+
+# ------------------------------------------------------------------------------------------- confidence
+
+
+def _confidence_output(photo_ab: torch.Tensor, log_error: float) -> torch.Tensor:
+    """A (B, 3, H, W) confidence output: ab logits near the photos' (seeded noise added) and one log e."""
+    torch.manual_seed(0)
+    logits = torch.atanh(photo_ab.clamp(-0.95, 0.95)) + 0.3 * torch.randn_like(photo_ab)
+    return torch.cat([logits, torch.full_like(photo_ab[:, :1], log_error)], dim=1).requires_grad_()
+
+
+def test_confidence_error_channel_is_least_at_the_mean_error_distance(photo_ab):
+    """The error term r / e + log e, r = ||ab - ab_pred||, is stationary at e = mean r (numpy) and larger on
+    either side; and it sends ab no gradient: ab's is that of L1 alone (the error is learnt, ab is not pulled)."""
+    objective = Confidence(error_weight=1.0)
+    probe = _confidence_output(photo_ab, 0.0)
+    ab_pred = np.tanh(probe[:, :2].detach().double().numpy())
+    mean_distance = np.sqrt(((ab_pred - photo_ab.double().numpy()) ** 2).sum(axis=1)).mean()
+    losses = {}
+    for shift in (-0.1, 0.0, 0.1):
+        output = _confidence_output(photo_ab, math.log(mean_distance) + shift)
+        loss = objective(Batch(photo_ab[:, :1], photo_ab, output), None)
+        loss.backward()
+        losses[shift] = loss.item()
+        if shift == 0.0:
+            assert abs(output.grad[:, 2].sum().item()) < 1e-6  # d/dlog e of the mean: 1 - mean(r) / e = 0
+            l1_only = output.detach().requires_grad_()
+            F.l1_loss(torch.tanh(l1_only[:, :2]), photo_ab).backward()
+            assert torch.allclose(output.grad[:, :2], l1_only.grad[:, :2], rtol=0, atol=1e-9)
+    assert losses[-0.1] > losses[0.0] < losses[0.1]
+
+
+@pytest.mark.parametrize("shrink", [0.0, 1.0, 4.0])
+def test_confidence_decoder_shrinks_where_the_error_is_large_against_the_colour(photo_ab, shrink):
+    """Decoded ab = tanh(ab logits) * c^2 / (c^2 + k e^2) (numpy); k = 0 keeps the prediction as it is."""
+    torch.manual_seed(1)
+    output = _confidence_output(photo_ab, 0.0).detach()
+    output[:, 2] = torch.randn_like(output[:, 2]) - 2.0  # e from about 0.02 to 0.7 normalised units
+    decoded = Confidence(shrink=shrink).decoder()(output).double().numpy()
+    ab = np.tanh(output[:, :2].double().numpy())
+    c2 = (ab**2).sum(axis=1, keepdims=True)
+    e2 = np.exp(2 * output[:, 2:].double().numpy())
+    assert np.allclose(decoded, ab * c2 / (c2 + shrink * e2), rtol=1e-5, atol=1e-7)
+
+
+def test_a_model_with_the_confidence_objective_outputs_ab_and_its_error_and_exports_to_onnx(tmp_path):
+    from zoo.export import export_onnx
+
+    assert (zoo.get_spec("unet-effnet-lite2-confidence").output_objective,
+            zoo.get_spec("unet-effnet-lite2-confidence").output_channels) == ("confidence", 3)
+    spec = spec_from_dict("m", {
+        "generator": {"arch": "simple-cnn", "width": 4, "depth": 2},
+        "objectives": {"confidence": {"shrink": 2.0}},
+        "stages": [{"name": "s", "loss": {"confidence": 1}, "epochs": 1, "image_size": 32}],
+    })
+    torch.manual_seed(0)
+    predictor = zoo.create_predictor(spec).eval()
+    assert predictor.generator(torch.zeros(1, 1, 32, 32)).shape == (1, 3, 32, 32)
+    report = export_onnx(spec, predictor, tmp_path / "m.onnx")  # the shrinkage is in the graph
     assert report.max_abs_diff < 1e-4 and (tmp_path / "m.onnx").is_file()
 
 

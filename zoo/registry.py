@@ -46,6 +46,7 @@ _BUILTIN_MODULES = (
     "zoo.objectives.adversarial",
     "zoo.objectives.classification",
     "zoo.objectives.perceptual",
+    "zoo.objectives.confidence",
 )
 
 

@@ -256,7 +256,8 @@ def test_export_set_ships_the_weights_with_other_inference_settings(tmp_path):
     write_checkpoint(source, "simple-cnn")
     out = tmp_path / "shipped.safetensors"
     result = CliRunner().invoke(export_command, ["simple-cnn", "--checkpoint", str(source), "--format", "safetensors",
-                                                 "--out", str(out), "--set", "chroma_scale=0.5", "--set", "flip_average=true"])
+                                                 "--out", str(out), "--set", "chroma_scale=0.5",
+                                                 "--set", "flip_average=true"])
     assert result.exit_code == 0, result.output
     spec, shipped = checkpoint.load_generator(out)
     _, plain = checkpoint.load_generator(source)
@@ -266,6 +267,6 @@ def test_export_set_ships_the_weights_with_other_inference_settings(tmp_path):
         plain = plain.half().float()  # the shipped tensors are float16
         expected = 0.5 * (plain(L) + plain(L.flip(-1)).flip(-1)) / 2
         torch.testing.assert_close(shipped(L), expected, rtol=1e-5, atol=1e-6)
-    result = CliRunner().invoke(export_command, ["simple-cnn", "--checkpoint", str(source), "--out", str(tmp_path / "x.onnx"),
-                                                 "--set", "width=4"])
+    result = CliRunner().invoke(export_command, ["simple-cnn", "--checkpoint", str(source),
+                                                 "--out", str(tmp_path / "x.onnx"), "--set", "width=4"])
     assert result.exit_code == 1 and "'width' is not an inference setting" in result.output

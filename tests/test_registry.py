@@ -70,7 +70,8 @@ def test_inference_settings_change_how_weights_run_and_nothing_else():
     """with_inference replaces the spec's inference keys and its output objective's decoding settings, and only
     those: the generator, recipe and the objective's training settings are the original's."""
     spec = zoo.get_spec("unet-effnet-lite0-classify")
-    variant = spec.with_inference({"chroma_scale": 0.5, "flip_average": True, "inference_size": 160, "temperature": 1.0})
+    variant = spec.with_inference({"chroma_scale": 0.5, "flip_average": True, "inference_size": 160,
+                                   "temperature": 1.0})
     assert (variant.chroma_scale, variant.flip_average, variant.working_size) == (0.5, True, 160)
     assert variant.objectives["classification"] == dict(spec.objectives["classification"], temperature=1.0)
     assert (variant.generator, variant.stages) == (spec.generator, spec.stages)

@@ -42,7 +42,8 @@ def test_every_model_trains_a_few_steps_on_the_sample(tmp_path, model):
     run_dir = Path(summary["run_dir"])
     spec = zoo.get_spec(model)
     assert [s["stage"] for s in summary["stages"]] == [s.name for s in spec.stages]
-    assert all(set(s.get("branch_steps", [s["steps"]])) == {2} and s["stopped"] == "max_steps" for s in summary["stages"])
+    assert all(set(s.get("branch_steps", [s["steps"]])) == {2} and s["stopped"] == "max_steps"
+               for s in summary["stages"])
     logged = [r for r in records(run_dir) if r["kind"] == "train"]
     assert logged and all(math.isfinite(v) for r in logged for k, v in r.items() if k.startswith(("g_", "d_")))
     if spec.discriminator is not None:
@@ -298,8 +299,8 @@ def test_a_stage_with_branches_averages_them_and_resumes_mid_branch(tmp_path, mo
     try:
         run = lambda name, **kw: train("m", options(tmp_path, name, data=str(six), image_size=48, **kw), echo=lambda s: None)  # noqa: E731
         summary = run("reference", epochs=2)
-        assert summary["stages"][1] | {"val_l1": None} == {"stage": "b", "steps": 4, "branches": 2, "branch_steps": [2, 2],
-                                                           "val_l1": None, "stopped": "done"}
+        assert summary["stages"][1] | {"val_l1": None} == {"stage": "b", "steps": 4, "branches": 2,
+                                                           "branch_steps": [2, 2], "val_l1": None, "stopped": "done"}
         ends = [(r["stage"], r.get("branch"), r["steps"], r["of"], r["stopped"])
                 for r in records(Path(summary["run_dir"])) if r.get("kind") == "end"]
         assert ends == [("a", None, 2, 2, "done"), ("b", 0, 2, 2, "done"), ("b", 1, 2, 2, "done")]
@@ -338,7 +339,8 @@ def test_a_stage_with_branches_averages_them_and_resumes_mid_branch(tmp_path, mo
         assert resumed["stages"][-1]["branch_steps"] == [2, 2]  # branch 0 ended before the interruption
 
         said = []  # a budget spent before any stage starts: every stage and branch stops after its first step
-        cut = train("m", options(tmp_path, "cut", data=str(six), image_size=48, epochs=2, max_time=1e-3), echo=said.append)
+        cut = train("m", options(tmp_path, "cut", data=str(six), image_size=48, epochs=2, max_time=1e-3),
+                    echo=said.append)
         assert [(s["steps"], s.get("branch_steps"), s["stopped"]) for s in cut["stages"]] == [
             (1, None, "max_time"), (2, [1, 1], "max_time")]
         assert [line for line in said if "--max-time" in line] == [

@@ -271,7 +271,8 @@ class Trainer:
         """Move to the start of a stage (or of a branch of one: the stage's finished branches are kept) and
         checkpoint there without optimiser state: it starts with fresh optimisers."""
         ended = self.position.ended if branch > 0 else []
-        self.position = Position(stage=stage, branch=branch, step=self.position.step, elapsed=self.elapsed(), ended=ended)
+        self.position = Position(stage=stage, branch=branch, step=self.position.step, elapsed=self.elapsed(),
+                                 ended=ended)
         self.started = time.monotonic()
         self.save()
 
@@ -328,9 +329,8 @@ class Trainer:
                   optimizers: Optimizers) -> dict[str, Any]:
         """Train one stage from the current position until its epochs, ``max_steps`` or its time share end."""
         data = self.stage_data(index, stage, train_paths, val_paths)
-        limit = stage.epochs * data.steps_per_epoch
-        if self.options.max_steps is not None:
-            limit = min(limit, self.options.max_steps)
+        length = stage.epochs * data.steps_per_epoch  # the recipe's steps for this stage (or branch)
+        limit = length if self.options.max_steps is None else min(length, self.options.max_steps)
         deadline = self.stage_deadline(index)
         stop, val_l1 = None, None
         with self.progress(stage, limit) as advance:
@@ -343,15 +343,15 @@ class Trainer:
                 if stop is not None:
                     break
         if stop == "limit":
-            stop = "done" if limit == stage.epochs * data.steps_per_epoch else "max_steps"
+            stop = "done" if limit == length else "max_steps"
         stop = stop or "done"
         where = {"stage": stage.name} | ({"branch": self.position.branch} if stage.branches > 1 else {})
         self.write_log({"kind": "end", **where, "step": self.position.step, "steps": self.position.stage_step,
-                        "of": stage.epochs * data.steps_per_epoch, "stopped": stop})
+                        "of": length, "stopped": stop})
         if stop == "max_time" and self.rt.is_main:
             branch = f" branch {self.position.branch + 1} of {stage.branches}" if stage.branches > 1 else ""
             self.echo(f"{stage.name}{branch}: its share of --max-time is spent: stopped at {self.position.stage_step}"
-                      f" of {stage.epochs * data.steps_per_epoch} steps")
+                      f" of {length} steps")
         return {"stage": stage.name, "steps": self.position.stage_step, "val_l1": val_l1, "stopped": stop}
 
     def stage_data(self, index: int, stage: StageSpec, train_paths: list[Path], val_paths: list[Path]) -> StageData:

@@ -84,7 +84,8 @@ def train(name: str | None, resume_dir: Path | None, **params: Any) -> None:
         steps = stage["steps"]
         if "branches" in stage:
             each = stage["branch_steps"]
-            steps = f"{len(each)} branches x {each[0]}" if len(set(each)) == 1 else f"{len(each)} branches of {', '.join(map(str, each))}"
+            same = len(set(each)) == 1
+            steps = f"{len(each)} branches x {each[0]}" if same else f"{len(each)} branches of {', '.join(map(str, each))}"
         click.echo(f"{stage['stage']}: {steps} steps, val L1 {val} ({stage['stopped']})")
     if summary.get("best"):
         click.echo(f"best validation L1 {summary['best']['val_l1']:.4f} at step {summary['best']['step']}: kept")

@@ -396,7 +396,8 @@ def find_checkpoints(folder: Path) -> tuple[dict[str, Path], list[str]]:
     return found, notes
 
 
-def load_model(name: str, path: Path, device: str | torch.device, settings: Mapping[str, Any] | None = None) -> nn.Module:
+def load_model(name: str, path: Path, device: str | torch.device,
+               settings: Mapping[str, Any] | None = None) -> nn.Module:
     """The predictor (L to ab) of checkpoint ``path`` (a file or a run folder), refused unless it fits model
     ``name``, run at its working size as ``zoo colorize`` runs it; ``settings`` replace its inference settings
     (:meth:`zoo.spec.ModelSpec.with_inference`: a variant of the same weights)."""

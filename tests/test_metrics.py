@@ -9,6 +9,7 @@ from skimage.color import deltaE_ciede2000, rgb2lab
 from skimage.metrics import structural_similarity as sk_ssim
 from torchmetrics.utilities.data import dim_zero_sum
 
+from zoo.color import ciede2000
 from zoo.data import ColorizationDataset, resolve_source
 from zoo.harness.metrics import (
     CIEDE2000,
@@ -16,7 +17,6 @@ from zoo.harness.metrics import (
     ColorfulnessGap,
     PerImageColorfulnessGap,
     StructuralSimilarity,
-    ciede2000,
     colorfulness,
 )
 
@@ -161,6 +161,32 @@ def test_ciede2000_matches_skimage_on_random_lab_pairs():
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
     got32 = ciede2000(torch.from_numpy(lab1).float(), torch.from_numpy(lab2).float(), dim=-1).numpy()
     np.testing.assert_allclose(got32, expected, rtol=0, atol=2e-3)
+
+
+def test_ciede2000_with_eps_is_a_loss_with_finite_exact_gradients():
+    """With eps > 0 (training): within sqrt(eps) of the standard per colour pair, gradients finite where the
+    standard's are not (equal colours, gray truths: sqrt and atan2 at 0) and equal to central differences
+    (torch.autograd.gradcheck, float64) at random pairs, gray ones among them."""
+    rng = np.random.default_rng(1)
+    n = 400
+    truth = np.column_stack([rng.uniform(5, 95, n), rng.normal(0, 30, n), rng.normal(0, 30, n)])
+    truth[:100, 1:] = 0  # gray truths
+    pred = truth + rng.normal(0, 1, truth.shape) * rng.choice([0.5, 5, 30], size=(n, 1))
+    pred[:, 0] = truth[:, 0]  # the model predicts ab only
+    pred[300:320] = truth[300:320]  # exact colours
+    eps = 1e-4
+    expected = deltaE_ciede2000(truth, pred)
+    pred_t, truth_t = torch.from_numpy(pred).requires_grad_(), torch.from_numpy(truth)
+    value = ciede2000(pred_t, truth_t, dim=-1, eps=eps)
+    # sqrt(x + eps) - sqrt(x) <= sqrt(eps), at three square roots (chroma, their product, the result)
+    np.testing.assert_allclose(value.detach().numpy(), expected, rtol=0, atol=3 * np.sqrt(eps))
+    value.sum().backward()
+    assert torch.isfinite(pred_t.grad).all()
+    standard = torch.from_numpy(pred).requires_grad_()
+    ciede2000(standard, truth_t, dim=-1).sum().backward()
+    assert not torch.isfinite(standard.grad).all()  # what eps is for
+    probe = torch.from_numpy(pred[80:120]).requires_grad_()  # 20 gray truths and 20 coloured
+    assert torch.autograd.gradcheck(lambda p: ciede2000(p, truth_t[80:120], dim=-1, eps=eps), (probe,))
 
 
 def test_ciede2000_metric_matches_skimage_on_real_photos(photos):

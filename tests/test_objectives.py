@@ -12,14 +12,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
-from skimage.color import rgb2lab
+from skimage.color import deltaE_ciede2000, rgb2lab
 
 import zoo
-from zoo.color import AB_SCALE, lab_normalized_to_rgb, rgb_uint8_to_lab_normalized
+from zoo.color import AB_SCALE, denormalize_lab, lab_normalized_to_rgb, rgb_uint8_to_lab_normalized
 from zoo.data import ColorizationDataset, resolve_source
 from zoo.objectives import Batch, Critic
 from zoo.objectives.adversarial import ConditionalGAN, gan_loss
 from zoo.objectives.classification import AnnealedMean, ColorClassification, ab_bins
+from zoo.objectives.colour_difference import CIEDE2000Loss
 from zoo.objectives.confidence import Confidence
 from zoo.objectives.perceptual import Perceptual
 from zoo.registry import DISCRIMINATORS
@@ -30,11 +31,16 @@ PHOTOS = ("darknet--dog.jpg", "kphotoalbum--sunset.jpg", "opencv-doc--fruits.jpg
 
 
 @pytest.fixture(scope="module")
-def photo_ab() -> torch.Tensor:
-    """Normalised ab (3, 2, 64, 64) of three real sample photos (centre crops)."""
+def photo_lab() -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalised L (3, 1, 64, 64) and ab (3, 2, 64, 64) of three real sample photos (centre crops)."""
     paths = [p for p in resolve_source("sample") if p.name in PHOTOS]
     rgb = torch.stack([ColorizationDataset(paths, 64, train=False)[i] for i in range(len(paths))])
-    return rgb_uint8_to_lab_normalized(rgb)[1]
+    return rgb_uint8_to_lab_normalized(rgb)
+
+
+@pytest.fixture(scope="module")
+def photo_ab(photo_lab) -> torch.Tensor:
+    return photo_lab[1]
 
 
 @pytest.fixture(scope="module")
@@ -272,6 +278,37 @@ def test_training_computes_the_prior_from_the_training_photos_and_stores_it(tmp_
     expected = np.bincount(nearest, minlength=261) / len(nearest)
     np.testing.assert_allclose(stored, expected, atol=1.5 / len(nearest))  # a pixel on a bin boundary may tie
     assert math.isclose(stored.sum(), 1.0, rel_tol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------- ciede2000
+
+
+def test_ciede2000_term_is_the_mean_skimage_difference_and_descends_towards_the_truth(photo_lab):
+    """The term is scikit-image's mean CIEDE2000 between (L, predicted ab) and (L, true ab) of real photos (to the
+    eps it adds: 3 sqrt(1e-4) a pixel at most); at the truth it is 0.03 at most with finite gradients (gray pixels
+    and equal colours), and gradient steps from a wrong prediction (another photo's colours) halve it at least."""
+    L, ab = photo_lab  # noqa: N806
+    torch.manual_seed(2)
+    wrong = (ab.roll(1, dims=0) * 0.8 + 0.05 * torch.randn_like(ab)).clamp(-1, 1)  # another photo's colours
+    term = CIEDE2000Loss()
+
+    def skimage_mean(pred_ab):
+        as_hwc = lambda ab_: denormalize_lab(L, ab_).double().permute(0, 2, 3, 1).numpy()  # noqa: E731
+        return deltaE_ciede2000(as_hwc(ab), as_hwc(pred_ab)).mean()
+
+    assert float(term(Batch(L, ab, wrong))) == pytest.approx(skimage_mean(wrong), abs=0.03)
+    exact = ab.clone().requires_grad_()
+    value = term(Batch(L, ab, exact))
+    value.backward()
+    assert float(value) <= 0.03 and torch.isfinite(exact.grad).all()
+    pred = wrong.clone().requires_grad_()
+    optimizer = torch.optim.Adam([pred], lr=0.01)
+    before = float(term(Batch(L, ab, pred)))
+    for _ in range(20):
+        optimizer.zero_grad()
+        term(Batch(L, ab, pred)).backward()
+        optimizer.step()
+    assert skimage_mean(pred.detach()) < 0.5 * before
 
 
 # ------------------------------------------------------------------------------------------- perceptual

@@ -7,11 +7,15 @@ The models see Lab normalised to ``L / L_SCALE - 1`` in [-1, 1] and ``ab / AB_SC
 :func:`rgb_uint8_to_lab_normalized` is the data pipeline's fast path from a uint8 batch to that pair: an exact
 256-entry table for the sRGB transfer curve, the 3x3 map, the cube root, and the normalised Lab combination
 folded into one more 3x3 map and offset; eagerly in cache-sized bands on CPU, or through ``torch.compile``.
+
+:func:`ciede2000` is the colour difference between two Lab tensors: what the scores report (``zoo.harness.metrics``)
+and, with its ``eps``, a training loss (the ``ciede2000`` objective).
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -180,7 +184,7 @@ def normalize_lab(lab: Tensor) -> tuple[Tensor, Tensor]:
     return lab[..., :1, :, :] / L_SCALE - 1.0, lab[..., 1:, :, :] / AB_SCALE
 
 
-def denormalize_lab(L: Tensor, ab: Tensor) -> Tensor:  # noqa: N803 (L is the channel's name)
+def denormalize_lab(L: Tensor, ab: Tensor) -> Tensor:
     """Inverse of :func:`normalize_lab`: Lab of shape (B, 3, H, W)."""
     return torch.cat(((L + 1.0) * L_SCALE, ab * AB_SCALE), dim=-3)
 
@@ -219,7 +223,7 @@ class _CompiledOrEager:
 _compiled_uint8_to_lab_normalized = _CompiledOrEager(_uint8_to_lab_normalized)
 
 
-def rgb_uint8_to_lab_normalized(images: Tensor, compile: bool = False) -> tuple[Tensor, Tensor]:  # noqa: A002
+def rgb_uint8_to_lab_normalized(images: Tensor, compile: bool = False) -> tuple[Tensor, Tensor]:
     """uint8 sRGB (B, 3, H, W) or (3, H, W), on any device, to the normalised float32 ``(L, ab)`` pair.
 
     Equals ``normalize_lab(rgb_to_lab(images / 255))`` up to float32 rounding. With ``compile=True`` the
@@ -241,10 +245,64 @@ def rgb_uint8_to_lab_normalized(images: Tensor, compile: bool = False) -> tuple[
         return _uint8_to_lab_normalized(images, c)
     convert = functools.partial(_uint8_to_lab_normalized, c=c)
     with ThreadPoolExecutor(min(torch.get_num_interop_threads(), len(bands))) as pool:
-        L, ab = (torch.cat(parts, dim=-2) for parts in zip(*pool.map(convert, bands), strict=True))  # noqa: N806
+        L, ab = (torch.cat(parts, dim=-2) for parts in zip(*pool.map(convert, bands), strict=True))
     return L, ab
 
 
-def lab_normalized_to_rgb(L: Tensor, ab: Tensor) -> Tensor:  # noqa: N803 (L is the channel's name)
+def lab_normalized_to_rgb(L: Tensor, ab: Tensor) -> Tensor:
     """Normalised ``(L, ab)`` to sRGB in [0, 1]: the inverse of the fast path, for metrics and outputs."""
     return lab_to_rgb(denormalize_lab(L, ab))
+
+
+_25_POW_7 = 25.0**7
+_DEG = math.pi / 180
+
+
+def _hue(a: Tensor, b: Tensor, zero: Tensor) -> Tensor:
+    """Hue angle in [0, 2 pi); 0 where the chroma is 0 (``zero``), with finite gradients there too."""
+    return torch.remainder(torch.atan2(torch.where(zero, 0.0, b), torch.where(zero, 1.0, a)), 2 * math.pi)
+
+
+def ciede2000(
+    lab1: Tensor, lab2: Tensor, k_l: float = 1.0, k_c: float = 1.0, k_h: float = 1.0, dim: int = -3,
+    eps: float = 0.0,
+) -> Tensor:
+    """CIEDE2000 colour difference between CIE Lab tensors whose L, a, b lie along ``dim`` (Sharma et al. 2005).
+
+    Computed in the inputs' dtype; returns their broadcast shape without ``dim``. A hue is taken as 0 where the
+    (adjusted) chroma is 0, as the standard prescribes. With ``eps`` > 0 (in squared Lab units) the square roots
+    of the chromas, of their product and of the result are taken of the value plus ``eps``, so the difference has
+    finite gradients everywhere (equal colours, gray pixels): a training loss. ``eps`` = 0 is the standard.
+    """
+    l1, a1, b1 = lab1.unbind(dim)
+    l2, a2, b2 = lab2.unbind(dim)
+    zero1, zero2 = (a1 == 0) & (b1 == 0), (a2 == 0) & (b2 == 0)
+    c_bar = (torch.sqrt(a1 * a1 + b1 * b1 + eps) + torch.sqrt(a2 * a2 + b2 * b2 + eps)) / 2
+    g = 0.5 * (1 - c_bar**3.5 / torch.sqrt(c_bar**7 + _25_POW_7))  # sqrt(C^7 / (C^7 + 25^7)), finite slope at 0
+    a1, a2 = (1 + g) * a1, (1 + g) * a2
+    c1, c2 = torch.sqrt(a1 * a1 + b1 * b1 + eps), torch.sqrt(a2 * a2 + b2 * b2 + eps)
+    h1, h2 = _hue(a1, b1, zero1), _hue(a2, b2, zero2)
+    achromatic = zero1 | zero2
+
+    dh = h2 - h1
+    dh = torch.where(dh > math.pi, dh - 2 * math.pi, torch.where(dh < -math.pi, dh + 2 * math.pi, dh))
+    dh = torch.where(achromatic, 0.0, dh)
+    d_l, d_c = l2 - l1, c2 - c1
+    d_h = 2 * torch.sqrt(c1 * c2 + eps) * torch.sin(dh / 2)
+
+    l_bar, c_bar = (l1 + l2) / 2, (c1 + c2) / 2
+    h_sum = h1 + h2
+    wrapped = torch.where(h_sum < 2 * math.pi, h_sum + 2 * math.pi, h_sum - 2 * math.pi)
+    h_bar = torch.where((h1 - h2).abs() > math.pi, wrapped, h_sum) / 2
+    h_bar = torch.where(achromatic, h_sum, h_bar)
+
+    t = (1 - 0.17 * torch.cos(h_bar - 30 * _DEG) + 0.24 * torch.cos(2 * h_bar)
+         + 0.32 * torch.cos(3 * h_bar + 6 * _DEG) - 0.20 * torch.cos(4 * h_bar - 63 * _DEG))
+    d_theta = 30 * _DEG * torch.exp(-(((h_bar / _DEG) - 275) / 25) ** 2)
+    r_c = 2 * c_bar**3.5 / torch.sqrt(c_bar**7 + _25_POW_7)
+    s_l = 1 + 0.015 * (l_bar - 50) ** 2 / torch.sqrt(20 + (l_bar - 50) ** 2)
+    s_c = 1 + 0.045 * c_bar
+    s_h = 1 + 0.015 * c_bar * t
+    r_t = -torch.sin(2 * d_theta) * r_c
+    t_l, t_c, t_h = d_l / (k_l * s_l), d_c / (k_c * s_c), d_h / (k_h * s_h)
+    return torch.sqrt((t_l**2 + t_c**2 + t_h**2 + r_t * t_c * t_h).clamp(min=0) + eps)

@@ -47,6 +47,7 @@ _BUILTIN_MODULES = (
     "zoo.objectives.classification",
     "zoo.objectives.perceptual",
     "zoo.objectives.confidence",
+    "zoo.objectives.colour_difference",
 )
 
 

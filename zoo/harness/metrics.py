@@ -18,16 +18,13 @@ across processes:
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.functional.image import structural_similarity_index_measure
 
-from zoo.color import rgb_to_lab
+from zoo.color import ciede2000, rgb_to_lab
 
-_25_POW_7 = 25.0**7
 SSIM_SIGMA = 1.5
 SSIM_BORDER = int(3.5 * SSIM_SIGMA + 0.5)  # the Gaussian window's radius: 5 px
 
@@ -47,50 +44,6 @@ def colorfulness(images: Tensor, signed: bool = False) -> Tensor:
     spread = torch.sqrt(rg.var(dim=-1, correction=0) + yb.var(dim=-1, correction=0))
     centre = torch.sqrt(rg.mean(dim=-1) ** 2 + yb.mean(dim=-1) ** 2)
     return spread + 0.3 * centre
-
-
-def ciede2000(
-    lab1: Tensor, lab2: Tensor, k_l: float = 1.0, k_c: float = 1.0, k_h: float = 1.0, dim: int = -3
-) -> Tensor:
-    """CIEDE2000 colour difference between CIE Lab tensors whose L, a, b lie along ``dim`` (Sharma et al. 2005).
-
-    Computed in the inputs' dtype; returns their broadcast shape without ``dim``. A hue is taken as 0 where the
-    (adjusted) chroma is 0, as the standard prescribes.
-    """
-    l1, a1, b1 = lab1.unbind(dim)
-    l2, a2, b2 = lab2.unbind(dim)
-    c_bar7 = ((torch.hypot(a1, b1) + torch.hypot(a2, b2)) / 2) ** 7
-    g = 0.5 * (1 - torch.sqrt(c_bar7 / (c_bar7 + _25_POW_7)))
-    a1, a2 = (1 + g) * a1, (1 + g) * a2
-    c1, c2 = torch.hypot(a1, b1), torch.hypot(a2, b2)
-    h1 = torch.where(c1 == 0, 0.0, torch.remainder(torch.atan2(b1, a1), 2 * math.pi))
-    h2 = torch.where(c2 == 0, 0.0, torch.remainder(torch.atan2(b2, a2), 2 * math.pi))
-    achromatic = c1 * c2 == 0
-
-    dh = h2 - h1
-    dh = torch.where(dh > math.pi, dh - 2 * math.pi, torch.where(dh < -math.pi, dh + 2 * math.pi, dh))
-    dh = torch.where(achromatic, 0.0, dh)
-    d_l, d_c = l2 - l1, c2 - c1
-    d_h = 2 * torch.sqrt(c1 * c2) * torch.sin(dh / 2)
-
-    l_bar, c_bar = (l1 + l2) / 2, (c1 + c2) / 2
-    h_sum = h1 + h2
-    wrapped = torch.where(h_sum < 2 * math.pi, h_sum + 2 * math.pi, h_sum - 2 * math.pi)
-    h_bar = torch.where((h1 - h2).abs() > math.pi, wrapped, h_sum) / 2
-    h_bar = torch.where(achromatic, h_sum, h_bar)
-
-    deg = math.pi / 180
-    t = (1 - 0.17 * torch.cos(h_bar - 30 * deg) + 0.24 * torch.cos(2 * h_bar) + 0.32 * torch.cos(3 * h_bar + 6 * deg)
-         - 0.20 * torch.cos(4 * h_bar - 63 * deg))
-    d_theta = 30 * deg * torch.exp(-(((h_bar / deg) - 275) / 25) ** 2)
-    c_bar7 = c_bar**7
-    r_c = 2 * torch.sqrt(c_bar7 / (c_bar7 + _25_POW_7))
-    s_l = 1 + 0.015 * (l_bar - 50) ** 2 / torch.sqrt(20 + (l_bar - 50) ** 2)
-    s_c = 1 + 0.045 * c_bar
-    s_h = 1 + 0.015 * c_bar * t
-    r_t = -torch.sin(2 * d_theta) * r_c
-    t_l, t_c, t_h = d_l / (k_l * s_l), d_c / (k_c * s_c), d_h / (k_h * s_h)
-    return torch.sqrt((t_l**2 + t_c**2 + t_h**2 + r_t * t_c * t_h).clamp(min=0))
 
 
 def structural_similarity(preds: Tensor, target: Tensor) -> Tensor:

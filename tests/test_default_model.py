@@ -67,17 +67,17 @@ def test_colorize_a_photo_with_no_checkpoint_keeps_its_lightness_and_adds_colour
 
 
 def test_inference_settings_are_the_plain_predictions_mirror_averaged_and_scaled():
-    """The shipped weights carry the registry's inference settings (128 px, flip average, chroma scale 0.65);
+    """The shipped weights carry the registry's inference settings (128 px, flip average, chroma scale 0.7);
     the predictor's ab is the same weights' plain ab for L and for mirrored L (mirrored back), averaged, times
-    0.65, recomputed here."""
+    0.7, recomputed here."""
     spec, predictor = checkpoint.load_generator(weights_path(DEFAULT))
     settings = lambda s: (s.working_size, s.flip_average, s.chroma_scale)  # noqa: E731
-    assert settings(spec) == settings(get_spec(DEFAULT)) == (128, True, 0.65)
+    assert settings(spec) == settings(get_spec(DEFAULT)) == (128, True, 0.7)
     plain = zoo.factory.create_predictor(dataclasses.replace(spec, chroma_scale=1.0, flip_average=False), pretrained=False)
     plain.load_state_dict(predictor.state_dict())
     L = torch.rand(2, 1, 96, 128, generator=torch.Generator().manual_seed(0)) * 2 - 1  # noqa: N806
     with torch.no_grad():
-        expected = 0.65 * (plain.eval()(L) + plain(L.flip(-1)).flip(-1)) / 2
+        expected = 0.7 * (plain.eval()(L) + plain(L.flip(-1)).flip(-1)) / 2
         torch.testing.assert_close(predictor.eval()(L), expected, rtol=1e-5, atol=1e-6)
 
 

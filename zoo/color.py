@@ -184,7 +184,7 @@ def normalize_lab(lab: Tensor) -> tuple[Tensor, Tensor]:
     return lab[..., :1, :, :] / L_SCALE - 1.0, lab[..., 1:, :, :] / AB_SCALE
 
 
-def denormalize_lab(L: Tensor, ab: Tensor) -> Tensor:
+def denormalize_lab(L: Tensor, ab: Tensor) -> Tensor:  # noqa: N803 (L is the channel's name)
     """Inverse of :func:`normalize_lab`: Lab of shape (B, 3, H, W)."""
     return torch.cat(((L + 1.0) * L_SCALE, ab * AB_SCALE), dim=-3)
 
@@ -223,7 +223,7 @@ class _CompiledOrEager:
 _compiled_uint8_to_lab_normalized = _CompiledOrEager(_uint8_to_lab_normalized)
 
 
-def rgb_uint8_to_lab_normalized(images: Tensor, compile: bool = False) -> tuple[Tensor, Tensor]:
+def rgb_uint8_to_lab_normalized(images: Tensor, compile: bool = False) -> tuple[Tensor, Tensor]:  # noqa: A002
     """uint8 sRGB (B, 3, H, W) or (3, H, W), on any device, to the normalised float32 ``(L, ab)`` pair.
 
     Equals ``normalize_lab(rgb_to_lab(images / 255))`` up to float32 rounding. With ``compile=True`` the
@@ -245,17 +245,27 @@ def rgb_uint8_to_lab_normalized(images: Tensor, compile: bool = False) -> tuple[
         return _uint8_to_lab_normalized(images, c)
     convert = functools.partial(_uint8_to_lab_normalized, c=c)
     with ThreadPoolExecutor(min(torch.get_num_interop_threads(), len(bands))) as pool:
-        L, ab = (torch.cat(parts, dim=-2) for parts in zip(*pool.map(convert, bands), strict=True))
+        L, ab = (torch.cat(parts, dim=-2) for parts in zip(*pool.map(convert, bands), strict=True))  # noqa: N806
     return L, ab
 
 
-def lab_normalized_to_rgb(L: Tensor, ab: Tensor) -> Tensor:
+def lab_normalized_to_rgb(L: Tensor, ab: Tensor) -> Tensor:  # noqa: N803 (L is the channel's name)
     """Normalised ``(L, ab)`` to sRGB in [0, 1]: the inverse of the fast path, for metrics and outputs."""
     return lab_to_rgb(denormalize_lab(L, ab))
 
 
 _25_POW_7 = 25.0**7
 _DEG = math.pi / 180
+
+
+def _chroma(a: Tensor, b: Tensor, eps: float) -> Tensor:
+    """sqrt(a^2 + b^2 + eps): the chroma, with a finite gradient at gray when eps > 0."""
+    return torch.sqrt(a * a + b * b + eps)
+
+
+def _chroma_weight(c: Tensor) -> Tensor:
+    """sqrt(C^7 / (C^7 + 25^7)), written C^3.5 / sqrt(C^7 + 25^7) so that its slope is finite at C = 0."""
+    return c**3.5 / torch.sqrt(c**7 + _25_POW_7)
 
 
 def _hue(a: Tensor, b: Tensor, zero: Tensor) -> Tensor:
@@ -277,10 +287,9 @@ def ciede2000(
     l1, a1, b1 = lab1.unbind(dim)
     l2, a2, b2 = lab2.unbind(dim)
     zero1, zero2 = (a1 == 0) & (b1 == 0), (a2 == 0) & (b2 == 0)
-    c_bar = (torch.sqrt(a1 * a1 + b1 * b1 + eps) + torch.sqrt(a2 * a2 + b2 * b2 + eps)) / 2
-    g = 0.5 * (1 - c_bar**3.5 / torch.sqrt(c_bar**7 + _25_POW_7))  # sqrt(C^7 / (C^7 + 25^7)), finite slope at 0
+    g = 0.5 * (1 - _chroma_weight((_chroma(a1, b1, eps) + _chroma(a2, b2, eps)) / 2))
     a1, a2 = (1 + g) * a1, (1 + g) * a2
-    c1, c2 = torch.sqrt(a1 * a1 + b1 * b1 + eps), torch.sqrt(a2 * a2 + b2 * b2 + eps)
+    c1, c2 = _chroma(a1, b1, eps), _chroma(a2, b2, eps)
     h1, h2 = _hue(a1, b1, zero1), _hue(a2, b2, zero2)
     achromatic = zero1 | zero2
 
@@ -299,7 +308,7 @@ def ciede2000(
     t = (1 - 0.17 * torch.cos(h_bar - 30 * _DEG) + 0.24 * torch.cos(2 * h_bar)
          + 0.32 * torch.cos(3 * h_bar + 6 * _DEG) - 0.20 * torch.cos(4 * h_bar - 63 * _DEG))
     d_theta = 30 * _DEG * torch.exp(-(((h_bar / _DEG) - 275) / 25) ** 2)
-    r_c = 2 * c_bar**3.5 / torch.sqrt(c_bar**7 + _25_POW_7)
+    r_c = 2 * _chroma_weight(c_bar)
     s_l = 1 + 0.015 * (l_bar - 50) ** 2 / torch.sqrt(20 + (l_bar - 50) ** 2)
     s_c = 1 + 0.045 * c_bar
     s_h = 1 + 0.015 * c_bar * t

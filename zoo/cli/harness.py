@@ -241,7 +241,7 @@ def bench(models: tuple[str, ...], all_models: bool, checkpoints: Path | None, d
               help="torch-fidelity's InceptionV3 weights (weights-inception-2015-12-05-6726825d.pth): Inception FID"
                    " as papers report it (implies --fid; needs the torch-fidelity package).")
 @click.option("--lpips", is_flag=True, help="Also LPIPS (needs torchvision's AlexNet weights offline).")
-@click.option("--set", "settings", multiple=True, type=SETTING,
+@click.option("--set", "inference", multiple=True, type=SETTING,
               help="Run MODEL's weights with another inference setting (repeatable): inference_size, flip_average,"
                    " chroma_scale, or a decoding setting of its objective (classification's temperature).")
 @click.option("--results", "results_dir", default="results", show_default=True, type=RESULTS_DIR,
@@ -249,7 +249,7 @@ def bench(models: tuple[str, ...], all_models: bool, checkpoints: Path | None, d
 @format_option("the results table")
 def score(model: str | None, checkpoint: Path | None, predictions: Path | None, name: str | None, data: str,
           protocol_name: str, image_size: int | None, batch_size: int, device: str, workers: int | None, fid: bool,
-          fid_weights: Path | None, lpips: bool, settings: tuple[tuple[str, object], ...], results_dir: Path,
+          fid_weights: Path | None, lpips: bool, inference: tuple[tuple[str, object], ...], results_dir: Path,
           table_format: str) -> None:
     """Score MODEL's colours, or another colorizer's output files, against real photos: PSNR, SSIM, CF, dCF,
     CIEDE2000 (and FID-EffL0, FID, LPIPS).
@@ -279,11 +279,11 @@ def score(model: str | None, checkpoint: Path | None, predictions: Path | None, 
     if name is not None and predictions is None:
         fail("--name names the row of --predictions DIR")
     if model is None or model in REFERENCES:
-        if checkpoint is not None or settings:
+        if checkpoint is not None or inference:
             option = "--checkpoint" if checkpoint is not None else "--set"
             fail(f"{model} is a reference row and takes no {option}" if model else f"{option} needs its MODEL")
     else:
-        get_spec(model).with_inference(dict(settings))  # an unknown key fails before anything slow
+        get_spec(model).with_inference(dict(inference))  # an unknown key fails before anything slow
         checkpoint = checkpoint or weights_path(model)
         if checkpoint is None:
             fail(f"no checkpoint to score for {model!r}: train it first (`zoo train {model}`) and pass"
@@ -300,8 +300,8 @@ def score(model: str | None, checkpoint: Path | None, predictions: Path | None, 
     outputs.output_folder(results_dir)
     try:
         resolve_backbones(fid, lpips, fid_weights)  # before anything slow
-        row = model if not settings else f"{model} ({', '.join(f'{k}={v}' for k, v in settings)})"
-        generators = {} if checkpoint is None else {row: load_model(model, checkpoint, torch_device, dict(settings))}
+        row = model if not inference else f"{model} ({', '.join(f'{k}={v}' for k, v in inference)})"
+        generators = {} if checkpoint is None else {row: load_model(model, checkpoint, torch_device, dict(inference))}
         scores = score_models(generators, data, side, torch_device, batch_size, workers, fid, lpips, echo=_progress,
                               protocol=protocol.name, fid_weights=fid_weights, predictions=folders)
     except (MissingWeightsError, ValueError) as exc:  # the harness's own: weights not here, predictions unfit
@@ -312,7 +312,7 @@ def score(model: str | None, checkpoint: Path | None, predictions: Path | None, 
     settings = {"data": data, "protocol": protocol.name, "image_size": side, "batch_size": batch_size,
                 "device": str(torch_device), "dtype": "float32", "fid": fid or fid_weights is not None,
                 "fid_weights": None if fid_weights is None else str(fid_weights), "lpips": lpips,
-                "predictions": None if predictions is None else str(predictions), "set": dict(settings)}
+                "predictions": None if predictions is None else str(predictions), "set": dict(inference)}
     doc = report.document("score", report.machine_info(torch_device), settings, scores.rows, protocol=scores.protocol)
     _finish(doc, scores, results_dir, _Printer(table_format))
 

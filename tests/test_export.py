@@ -20,6 +20,7 @@ from torch import nn
 
 from zoo import checkpoint, pretrained
 from zoo.cli.inference import export as export_command
+from zoo.color import AB_SCALE
 from zoo.export import ExportError, export_onnx
 from zoo.factory import create_predictor
 from zoo.models.smp_unet import load_encoder_weights
@@ -70,22 +71,31 @@ def test_onnx_reproduces_torch_at_other_batch_and_spatial_sizes(tmp_path, model)
 
 
 def test_inference_settings_export_inside_the_graph(tmp_path):
-    """A model that averages the mirrored view in and scales ab exports as one graph that onnxruntime runs to
-    the torch predictor's ab at another batch size and shape."""
+    """A model that averages the mirrored view in, keeps faint colours less (chroma knee) and scales ab exports
+    as one graph that onnxruntime runs to the same ab, recomputed here in numpy from the plain predictions, at
+    another batch size and shape."""
     spec = dataclasses.replace(get_spec("simple-cnn").with_overrides(generator=MODELS["simple-cnn"], image_size=64),
-                               flip_average=True, chroma_scale=0.5)
+                               flip_average=True, chroma_scale=0.5, chroma_knee=20.0)
     torch.manual_seed(0)
     predictor = create_predictor(spec).eval()
+    with torch.no_grad():
+        for parameter in predictor.parameters():  # not the zero-initialised head's ab = 0: colours of all chromas
+            parameter.normal_(0, 0.1)
     out = tmp_path / "m.onnx"
     export_onnx(spec, predictor, out)
     L = torch.rand(3, 1, 32, 96, generator=torch.Generator().manual_seed(4)) * 2 - 1  # noqa: N806
     with torch.inference_mode():
-        plain = dataclasses.replace(spec, flip_average=False, chroma_scale=1.0)
+        plain = dataclasses.replace(spec, flip_average=False, chroma_scale=1.0, chroma_knee=0.0)
         unscaled = create_predictor(plain).eval()
         unscaled.load_state_dict(predictor.state_dict())
-        expected = 0.5 * (unscaled(L) + unscaled(L.flip(-1)).flip(-1)) / 2
+        mean = ((unscaled(L) + unscaled(L.flip(-1)).flip(-1)) / 2).double().numpy()
+    chroma = np.hypot(mean[:, 0], mean[:, 1])[:, None] * AB_SCALE  # Lab units
+    assert 0.02 < (chroma < 20.0).mean() < 0.98  # the knee falls inside this model's chromas: it is exercised
+    expected = 0.5 * mean * chroma / (chroma + 20.0)
     session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    assert np.abs(session.run(None, {"L": L.numpy()})[0] - expected.numpy()).max() < 1e-5
+    assert np.abs(session.run(None, {"L": L.numpy()})[0] - expected).max() < 1e-5
+    with torch.inference_mode():
+        assert np.abs(predictor(L).double().numpy() - expected).max() < 1e-6
 
 
 def test_opset_and_out_options(tmp_path):

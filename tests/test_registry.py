@@ -71,15 +71,17 @@ def test_inference_settings_change_how_weights_run_and_nothing_else():
     those: the generator, recipe and the objective's training settings are the original's."""
     spec = zoo.get_spec("unet-effnet-lite0-classify")
     variant = spec.with_inference({"chroma_scale": 0.5, "flip_average": True, "inference_size": 160,
-                                   "temperature": 1.0})
-    assert (variant.chroma_scale, variant.flip_average, variant.working_size) == (0.5, True, 160)
+                                   "chroma_knee": 20.0, "temperature": 1.0})
+    assert (variant.chroma_scale, variant.flip_average, variant.working_size, variant.chroma_knee) == (0.5, True, 160, 20)
     assert variant.objectives["classification"] == dict(spec.objectives["classification"], temperature=1.0)
     assert (variant.generator, variant.stages) == (spec.generator, spec.stages)
     with pytest.raises(SpecError, match=r"'rebalance' is not an inference setting; those of unet-effnet-lite0-classify:"
-                                        r" inference_size, flip_average, chroma_scale, temperature"):
+                                        r" inference_size, flip_average, chroma_scale, chroma_knee, temperature"):
         spec.with_inference({"rebalance": 1.0})  # a training setting: it changes the weights, not their decoding
     with pytest.raises(SpecError, match=r"chroma_scale"):
         spec.with_inference({"chroma_scale": 0.0})  # validated as the registry's own values are
+    with pytest.raises(SpecError, match=r"chroma_knee: expected a value >= 0 and <= 200"):
+        spec.with_inference({"chroma_knee": -1.0})
 
 
 def test_unknown_model_lists_close_matches():

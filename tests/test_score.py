@@ -241,9 +241,9 @@ def test_score_set_takes_only_inference_settings(tmp_path):
     """--set changes how weights run, never what they are: a training key is refused in one line, with the keys
     that are allowed, before anything is loaded; a reference row takes none."""
     out, _ = run_score(tmp_path, "unet-effnet-lite2-color", "--set", "chroma_scal=1", code=1)
-    assert "'chroma_scal' is not an inference setting; did you mean chroma_scale?" in out and len(out.splitlines()) == 1
+    assert "'chroma_scal' is not an inference setting; did you mean chroma_scale, chroma_knee?" in out and len(out.splitlines()) == 1
     out, _ = run_score(tmp_path, "unet-effnet-lite0-classify", "--set", "encoder=resnet18", code=1)
-    assert "those of unet-effnet-lite0-classify: inference_size, flip_average, chroma_scale, temperature" in out
+    assert "those of unet-effnet-lite0-classify: inference_size, flip_average, chroma_scale, chroma_knee, temperature" in out
     out, _ = run_score(tmp_path, "gray", "--set", "chroma_scale=1", code=1)
     assert "takes no --set" in out
 

@@ -15,6 +15,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from zoo.color import AB_SCALE
 from zoo.registry import DISCRIMINATORS, GENERATORS, OBJECTIVES, registry, unknown_name
 from zoo.spec import ArchSpec, ModelSpec, check_settings, model_specs
 
@@ -102,37 +103,48 @@ def decoder_of(spec: ModelSpec, objectives: nn.ModuleDict | None = None) -> nn.M
 
 
 def inferred_ab(predict: Callable[[Tensor], Tensor], L: Tensor, chroma_scale: float = 1.0,  # noqa: N803
-                flip_average: bool = False) -> Tensor:
+                flip_average: bool = False, chroma_knee: float = 0.0) -> Tensor:
     """ab for normalised L as a model's inference settings (:class:`zoo.spec.ModelSpec`) ask: ``predict(L)``,
-    averaged with the prediction for the mirrored L mirrored back if ``flip_average`` (one batch of both), times
+    averaged with the prediction for the mirrored L mirrored back if ``flip_average`` (one batch of both); each
+    pixel's ab times C / (C + ``chroma_knee``), C its chroma in Lab units, if the knee is above 0; times
     ``chroma_scale``. What :class:`Predictor` and :meth:`zoo.trainable.Trainable.predict` both return."""
     if flip_average:
         ab, mirrored = predict(torch.cat([L, L.flip(-1)])).chunk(2)  # chunk, not len(L): ONNX keeps the batch axis
         ab = (ab + mirrored.flip(-1)) / 2
     else:
         ab = predict(L)
+    if chroma_knee > 0:
+        chroma = ab.square().sum(dim=-3, keepdim=True).sqrt()  # normalised units: Lab chroma / AB_SCALE
+        ab = ab * (chroma / (chroma + chroma_knee / AB_SCALE))
     return ab if chroma_scale == 1.0 else ab * chroma_scale
 
 
 class Predictor(nn.Module):
     """A generator followed by its model's decoder: normalised L (B, 1, H, W) to normalised ab (B, 2, H, W),
-    with the model's inference settings (``chroma_scale``, ``flip_average``: :func:`inferred_ab`)."""
+    with the model's inference settings (``flip_average``, ``chroma_knee``, ``chroma_scale``:
+    :func:`inferred_ab`)."""
 
     def __init__(self, generator: nn.Module, decoder: nn.Module | None = None, chroma_scale: float = 1.0,
-                 flip_average: bool = False) -> None:
+                 flip_average: bool = False, chroma_knee: float = 0.0) -> None:
         super().__init__()
         self.generator = generator
         self.decoder = decoder if decoder is not None else nn.Identity()
-        self.chroma_scale, self.flip_average = chroma_scale, flip_average
+        self.chroma_scale, self.flip_average, self.chroma_knee = chroma_scale, flip_average, chroma_knee
 
     def forward(self, L: Tensor) -> Tensor:  # noqa: N803 (L is the channel's name)
-        return inferred_ab(lambda x: self.decoder(self.generator(x)), L, self.chroma_scale, self.flip_average)
+        return inferred_ab(lambda x: self.decoder(self.generator(x)), L, self.chroma_scale, self.flip_average,
+                           self.chroma_knee)
+
+    @classmethod
+    def of(cls, spec: ModelSpec, generator: nn.Module, decoder: nn.Module) -> Predictor:
+        """``generator`` and ``decoder`` run with ``spec``'s inference settings."""
+        return cls(generator, decoder, spec.chroma_scale, spec.flip_average, spec.chroma_knee)
 
 
 def create_predictor(spec: ModelSpec, pretrained: bool = True) -> Predictor:
     """A fresh :class:`Predictor` of ``spec``; ``pretrained=False`` for one that a checkpoint's weights fill."""
     generator = build_generator(spec.generator, spec.output_channels, spec.name, pretrained)
-    return Predictor(generator, decoder_of(spec), spec.chroma_scale, spec.flip_average)
+    return Predictor.of(spec, generator, decoder_of(spec))
 
 
 def run_otherwise(spec: ModelSpec, predictor: Predictor, settings: Mapping[str, Any]) -> tuple[ModelSpec, Predictor]:
@@ -146,4 +158,4 @@ def run_otherwise(spec: ModelSpec, predictor: Predictor, settings: Mapping[str, 
     decoder.load_state_dict(predictor.decoder.state_dict())
     held = next(predictor.generator.parameters(), None)
     decoder = decoder.to(held.device) if held is not None else decoder
-    return spec, Predictor(predictor.generator, decoder, spec.chroma_scale, spec.flip_average).eval()
+    return spec, Predictor.of(spec, predictor.generator, decoder).eval()

@@ -41,6 +41,7 @@ AB_CHANNELS = 2
 MIN_IMAGE_SIZE = 16
 MAX_IMAGE_SIZE = 4096  # a side of 4096 px is 16.8 megapixels a square image: beyond every recipe and benchmark
 MAX_CHROMA_SCALE = 4.0  # well past useful: ab x 4 takes a pale colour (|ab| 25) to the edge of the +-110 range
+MAX_CHROMA_KNEE = 200.0  # Lab chroma units; sRGB's most saturated colours have C about 130
 _LEGACY_LOSSES = {"mse": {"mse": 1.0}, "l1": {"l1": 1.0}, "l1+gan": {"l1": None, "gan": 1.0}}  # None: lambda_l1
 
 
@@ -151,6 +152,10 @@ class ModelSpec:
     # predicted ab times this at inference: below 1, colours shrunk toward gray where a model trained on few
     # photos is confidently wrong (chosen by cross-validation on training photos, never on held-out ones)
     chroma_scale: float = 1.0
+    # a pixel's colour kept in proportion C / (C + chroma_knee), C its predicted chroma (Lab units), before the
+    # chroma scale: 0 keeps every pixel alike; above 0, faint colours (those a model hedges on) go toward gray
+    # more than strong ones
+    chroma_knee: float = 0.0
     # average the prediction with that of the mirrored photo, mirrored back (test-time augmentation): a model
     # unsure of a colour predicts different ones for the two views, and the mean shrinks just those
     flip_average: bool = False
@@ -352,8 +357,10 @@ def _arch_spec(kind: Literal["generator", "discriminator"], raw: Any, where: str
     return ArchSpec(raw["arch"], {k: v for k, v in raw.items() if k != "arch"})
 
 
-INFERENCE_KEYS = ("inference_size", "flip_average", "chroma_scale")  # change how weights run, not the weights
-_OPTIONAL_KEYS = ("inference_size", "weights", "chroma_scale", "flip_average", "val_fraction")  # absent: the default
+# change how weights run, not the weights
+INFERENCE_KEYS = ("inference_size", "flip_average", "chroma_scale", "chroma_knee")
+# absent: the default
+_OPTIONAL_KEYS = ("inference_size", "weights", "chroma_scale", "chroma_knee", "flip_average", "val_fraction")
 
 
 def _default(key: str) -> Any:
@@ -467,6 +474,8 @@ def spec_from_dict(name: str, raw: Mapping[str, Any], defaults: Mapping[str, Any
         Bounds(MIN_IMAGE_SIZE, MAX_IMAGE_SIZE).check(inference_size, f"{where}.inference_size")
     chroma_scale = _check_type(raw.get("chroma_scale", _default("chroma_scale")), float, f"{where}.chroma_scale")
     Bounds(0, MAX_CHROMA_SCALE, open_low=True).check(chroma_scale, f"{where}.chroma_scale")
+    chroma_knee = _check_type(raw.get("chroma_knee", _default("chroma_knee")), float, f"{where}.chroma_knee")
+    Bounds(0, MAX_CHROMA_KNEE).check(chroma_knee, f"{where}.chroma_knee")
     val_fraction = _check_type(raw.get("val_fraction", _default("val_fraction")), float, f"{where}.val_fraction")
     Bounds(0, 1, open_high=True).check(val_fraction, f"{where}.val_fraction")
     return ModelSpec(
@@ -480,6 +489,7 @@ def spec_from_dict(name: str, raw: Mapping[str, Any], defaults: Mapping[str, Any
         weights=_check_type(raw.get("weights"), str | None, f"{where}.weights"),
         cpu=dict(cpu),
         chroma_scale=chroma_scale,
+        chroma_knee=chroma_knee,
         flip_average=_check_type(raw.get("flip_average", _default("flip_average")), bool, f"{where}.flip_average"),
         val_fraction=val_fraction,
     )

@@ -243,7 +243,8 @@ def bench(models: tuple[str, ...], all_models: bool, checkpoints: Path | None, d
 @click.option("--lpips", is_flag=True, help="Also LPIPS (needs torchvision's AlexNet weights offline).")
 @click.option("--set", "inference", multiple=True, type=SETTING,
               help="Run MODEL's weights with another inference setting (repeatable): inference_size, flip_average,"
-                   " chroma_scale, or a decoding setting of its objective (classification's temperature).")
+                   " chroma_scale, chroma_knee, or a decoding setting of its objective (classification's"
+                   " temperature).")
 @click.option("--results", "results_dir", default="results", show_default=True, type=RESULTS_DIR,
               help="Folder for the JSON/CSV results and the sample grids.")
 @format_option("the results table")

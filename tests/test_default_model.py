@@ -66,19 +66,24 @@ def test_colorize_a_photo_with_no_checkpoint_keeps_its_lightness_and_adds_colour
     assert np.hypot(lab[..., 1], lab[..., 2]).mean() > 1.0
 
 
-def test_inference_settings_are_the_plain_predictions_mirror_averaged_and_scaled():
-    """The shipped weights carry the registry's inference settings (128 px, flip average, chroma scale 0.7);
-    the predictor's ab is the same weights' plain ab for L and for mirrored L (mirrored back), averaged, times
-    0.7, recomputed here."""
+def test_inference_settings_are_the_plain_predictions_mirror_averaged_faded_and_scaled():
+    """The shipped weights carry the registry's inference settings (128 px, flip average, chroma knee 11, chroma
+    scale 1.05); the predictor's ab is the same weights' plain ab for L and for mirrored L (mirrored back),
+    averaged, each pixel's times C / (C + 11) with C its chroma in Lab units, times 1.05: recomputed here in
+    numpy from the plain predictions."""
     spec, predictor = checkpoint.load_generator(weights_path(DEFAULT))
-    settings = lambda s: (s.working_size, s.flip_average, s.chroma_scale)  # noqa: E731
-    assert settings(spec) == settings(get_spec(DEFAULT)) == (128, True, 0.7)
-    plain = zoo.factory.create_predictor(dataclasses.replace(spec, chroma_scale=1.0, flip_average=False), pretrained=False)
+    settings = lambda s: (s.working_size, s.flip_average, s.chroma_knee, s.chroma_scale)  # noqa: E731
+    assert settings(spec) == settings(get_spec(DEFAULT)) == (128, True, 11.0, 1.05)
+    plain_spec = dataclasses.replace(spec, chroma_scale=1.0, flip_average=False, chroma_knee=0.0)
+    plain = zoo.factory.create_predictor(plain_spec, pretrained=False)
     plain.load_state_dict(predictor.state_dict())
     L = torch.rand(2, 1, 96, 128, generator=torch.Generator().manual_seed(0)) * 2 - 1  # noqa: N806
     with torch.no_grad():
-        expected = 0.7 * (plain.eval()(L) + plain(L.flip(-1)).flip(-1)) / 2
-        torch.testing.assert_close(predictor.eval()(L), expected, rtol=1e-5, atol=1e-6)
+        mean = ((plain.eval()(L) + plain(L.flip(-1)).flip(-1)) / 2).double().numpy()
+        got = predictor.eval()(L).double().numpy()
+    chroma = np.hypot(mean[:, 0], mean[:, 1])[:, None] * 110  # normalised ab is Lab ab / 110
+    assert 0.2 < (chroma < 11).mean() < 0.8  # these weights' chromas on noise straddle the knee
+    np.testing.assert_allclose(got, 1.05 * mean * chroma / (chroma + 11), rtol=1e-5, atol=1e-6)
 
 
 def test_python_api_uses_the_default_too():

@@ -102,7 +102,7 @@ def decoder_of(spec: ModelSpec, objectives: nn.ModuleDict | None = None) -> nn.M
     return objective.decoder()
 
 
-def inferred_ab(predict: Callable[[Tensor], Tensor], L: Tensor, chroma_scale: float = 1.0,  # noqa: N803
+def inferred_ab(predict: Callable[[Tensor], Tensor], L: Tensor, *, chroma_scale: float = 1.0,  # noqa: N803
                 flip_average: bool = False, chroma_knee: float = 0.0) -> Tensor:
     """ab for normalised L as a model's inference settings (:class:`zoo.spec.ModelSpec`) ask: ``predict(L)``,
     averaged with the prediction for the mirrored L mirrored back if ``flip_average`` (one batch of both); each
@@ -124,7 +124,7 @@ class Predictor(nn.Module):
     with the model's inference settings (``flip_average``, ``chroma_knee``, ``chroma_scale``:
     :func:`inferred_ab`)."""
 
-    def __init__(self, generator: nn.Module, decoder: nn.Module | None = None, chroma_scale: float = 1.0,
+    def __init__(self, generator: nn.Module, decoder: nn.Module | None = None, *, chroma_scale: float = 1.0,
                  flip_average: bool = False, chroma_knee: float = 0.0) -> None:
         super().__init__()
         self.generator = generator
@@ -132,13 +132,14 @@ class Predictor(nn.Module):
         self.chroma_scale, self.flip_average, self.chroma_knee = chroma_scale, flip_average, chroma_knee
 
     def forward(self, L: Tensor) -> Tensor:  # noqa: N803 (L is the channel's name)
-        return inferred_ab(lambda x: self.decoder(self.generator(x)), L, self.chroma_scale, self.flip_average,
-                           self.chroma_knee)
+        return inferred_ab(lambda x: self.decoder(self.generator(x)), L, chroma_scale=self.chroma_scale,
+                           flip_average=self.flip_average, chroma_knee=self.chroma_knee)
 
     @classmethod
     def of(cls, spec: ModelSpec, generator: nn.Module, decoder: nn.Module) -> Predictor:
         """``generator`` and ``decoder`` run with ``spec``'s inference settings."""
-        return cls(generator, decoder, spec.chroma_scale, spec.flip_average, spec.chroma_knee)
+        return cls(generator, decoder, chroma_scale=spec.chroma_scale, flip_average=spec.flip_average,
+                   chroma_knee=spec.chroma_knee)
 
 
 def create_predictor(spec: ModelSpec, pretrained: bool = True) -> Predictor:

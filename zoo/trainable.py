@@ -97,7 +97,9 @@ class Trainable:
                 output = self.generator(x)
             return self.decode(output).float()
 
-        return inferred_ab(predict, L, self.spec.chroma_scale, self.spec.flip_average, self.spec.chroma_knee)
+        spec = self.spec
+        return inferred_ab(predict, L, chroma_scale=spec.chroma_scale, flip_average=spec.flip_average,
+                           chroma_knee=spec.chroma_knee)
 
     def inference_tensors(self) -> dict[str, torch.Tensor]:
         """Predictor (generator + decoder) and objective state: what inference and resume both need."""

@@ -138,8 +138,7 @@ class Predictor(nn.Module):
     @classmethod
     def of(cls, spec: ModelSpec, generator: nn.Module, decoder: nn.Module) -> Predictor:
         """``generator`` and ``decoder`` run with ``spec``'s inference settings."""
-        return cls(generator, decoder, chroma_scale=spec.chroma_scale, flip_average=spec.flip_average,
-                   chroma_knee=spec.chroma_knee)
+        return cls(generator, decoder, **spec.ab_settings)
 
 
 def create_predictor(spec: ModelSpec, pretrained: bool = True) -> Predictor:

@@ -167,6 +167,11 @@ class ModelSpec:
         return self.inference_size or self.stages[-1].image_size
 
     @property
+    def ab_settings(self) -> dict[str, Any]:
+        """How predicted ab is averaged, faded and scaled: the keyword arguments of ``zoo.factory.inferred_ab``."""
+        return {key: getattr(self, key) for key in AB_SETTING_KEYS}
+
+    @property
     def objective_names(self) -> list[str]:
         """Every objective some stage weights, in order of first use."""
         return list(dict.fromkeys(name for stage in self.stages for name in stage.loss))
@@ -357,8 +362,10 @@ def _arch_spec(kind: Literal["generator", "discriminator"], raw: Any, where: str
     return ArchSpec(raw["arch"], {k: v for k, v in raw.items() if k != "arch"})
 
 
+# what zoo.factory.inferred_ab does with a prediction (its keyword arguments)
+AB_SETTING_KEYS = ("flip_average", "chroma_scale", "chroma_knee")
 # change how weights run, not the weights
-INFERENCE_KEYS = ("inference_size", "flip_average", "chroma_scale", "chroma_knee")
+INFERENCE_KEYS = ("inference_size", *AB_SETTING_KEYS)
 # absent: the default
 _OPTIONAL_KEYS = ("inference_size", "weights", "chroma_scale", "chroma_knee", "flip_average", "val_fraction")
 

@@ -97,9 +97,7 @@ class Trainable:
                 output = self.generator(x)
             return self.decode(output).float()
 
-        spec = self.spec
-        return inferred_ab(predict, L, chroma_scale=spec.chroma_scale, flip_average=spec.flip_average,
-                           chroma_knee=spec.chroma_knee)
+        return inferred_ab(predict, L, **self.spec.ab_settings)
 
     def inference_tensors(self) -> dict[str, torch.Tensor]:
         """Predictor (generator + decoder) and objective state: what inference and resume both need."""

@@ -19,7 +19,8 @@ from zoo.registry import DISCRIMINATORS, GENERATORS, list_architectures
 from zoo.spec import adapt_to_image_size, get_spec
 
 # Settings that keep forward/backward cheap at 64 px; other architectures run with their defaults.
-SMALL = {"pix2pix-unet": {"ngf": 8, "num_downs": 6}}
+SMALL = {"pix2pix-unet": {"ngf": 8, "num_downs": 6},
+         "ensemble": {"members": [{"arch": "simple-cnn", "width": 8}, {"arch": "pix2pix-unet", "ngf": 8, "num_downs": 6}]}}
 FROM_SCRATCH = {"simple-cnn": GENERATORS, "pix2pix-unet": GENERATORS, "patchgan": DISCRIMINATORS}
 
 

@@ -42,6 +42,7 @@ _BUILTIN_MODULES = (
     "zoo.models.pix2pix",
     "zoo.models.patchgan",
     "zoo.models.smp_unet",
+    "zoo.models.ensemble",
     "zoo.objectives.regression",
     "zoo.objectives.adversarial",
     "zoo.objectives.classification",

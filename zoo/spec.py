@@ -351,7 +351,9 @@ def _build(cls: type, table: Mapping[str, Any], where: str) -> Any:
     return cls(**kwargs)
 
 
-def _arch_spec(kind: Literal["generator", "discriminator"], raw: Any, where: str) -> ArchSpec:
+def arch_spec(kind: Literal["generator", "discriminator"], raw: Any, where: str) -> ArchSpec:
+    """The :class:`ArchSpec` of an architecture table (or a bare name) at ``where``: a known ``kind``
+    architecture, its settings not yet checked (:func:`check_settings`)."""
     if isinstance(raw, str):
         raw = {"arch": raw}
     if not isinstance(raw, Mapping) or not isinstance(raw.get("arch"), str):
@@ -462,7 +464,7 @@ def spec_from_dict(name: str, raw: Mapping[str, Any], defaults: Mapping[str, Any
     objectives = _objectives(raw.get("objectives"), stages, gan_modes, where)
     discriminator = None
     if "discriminator" in raw:
-        discriminator = _arch_spec("discriminator", raw["discriminator"], f"{where}.discriminator")
+        discriminator = arch_spec("discriminator", raw["discriminator"], f"{where}.discriminator")
     for stage in stages:
         needy = [n for n in stage.loss if OBJECTIVES.get(n).needs_discriminator]
         if needy and discriminator is None:
@@ -487,7 +489,7 @@ def spec_from_dict(name: str, raw: Mapping[str, Any], defaults: Mapping[str, Any
     Bounds(0, 1, open_high=True).check(val_fraction, f"{where}.val_fraction")
     return ModelSpec(
         name=name,
-        generator=_arch_spec("generator", raw["generator"], f"{where}.generator"),
+        generator=arch_spec("generator", raw["generator"], f"{where}.generator"),
         discriminator=discriminator,
         objectives=objectives,
         stages=stages,

@@ -23,12 +23,15 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
-from zoo.registry import GENERATORS, Geometry, register_generator, unknown_name
+from zoo.registry import GENERATORS, Geometry, register_generator
+
+if TYPE_CHECKING:
+    from zoo.spec import ArchSpec
 
 ARCH = "ensemble"
 
@@ -47,36 +50,32 @@ class MeanOfGenerators(nn.Module):
         return out / len(self.members)
 
 
-def member_archs(members: Sequence[Mapping[str, Any]], where: str = "ensemble") -> list[tuple[str, dict[str, Any]]]:
-    """Each member table's architecture and settings, checked: a known generator other than an ensemble, with
-    settings it takes (:func:`zoo.spec.check_settings`), and not its pretrained setting (the ensemble's)."""
-    from zoo.spec import SpecError, check_settings
+def member_archs(members: Sequence[Mapping[str, Any]], where: str = "ensemble") -> list[ArchSpec]:
+    """Each member table's architecture and settings, checked: a known generator (:func:`zoo.spec.arch_spec`)
+    other than an ensemble, with settings it takes (:func:`zoo.spec.check_settings`), and not its pretrained
+    setting (the ensemble's)."""
+    from zoo.spec import SpecError, arch_spec, check_settings
 
     if len(members) < 2:
         raise SpecError(f"{where}.members: an ensemble needs at least two member tables, got {len(members)}")
     archs = []
     for i, member in enumerate(members):
         at = f"{where}.members[{i}]"
-        settings = dict(member)
-        arch = settings.pop("arch", None)
-        if not isinstance(arch, str):
-            raise SpecError(f"{at}: expected a generator table with an 'arch' name, got {dict(member)!r}")
-        if arch == ARCH:
+        arch = arch_spec("generator", member, at)
+        if arch.arch == ARCH:
             raise SpecError(f"{at}: an ensemble's member cannot be an ensemble (list its members instead)")
-        if arch not in GENERATORS.names():
-            raise SpecError(f"{at}.arch: {unknown_name('generator architecture', arch, GENERATORS.names())}")
-        check_settings("generator", arch, settings, at)
-        own = GENERATORS.pretrained_setting(arch)
-        if own is not None and own in settings:
+        check_settings("generator", arch.arch, arch.settings, at)
+        own = GENERATORS.pretrained_setting(arch.arch)
+        if own is not None and own in arch.settings:
             raise SpecError(f"{at}.{own}: set by the ensemble's encoder_weights for every member; leave it out here")
-        archs.append((arch, settings))
+        archs.append(arch)
     return archs
 
 
 def _multiple(settings: Mapping[str, Any]) -> int:
     """The least side every member takes: the least common multiple of their declared multiples."""
-    sides = [GENERATORS.geometry(arch).size_multiple(GENERATORS.full_settings(arch, member))
-             for arch, member in member_archs(settings["members"])]
+    sides = [GENERATORS.geometry(member.arch).size_multiple(GENERATORS.full_settings(member.arch, member.settings))
+             for member in member_archs(settings["members"])]
     return math.lcm(*sides)
 
 
@@ -92,14 +91,15 @@ def ensemble(
     ``encoder_weights`` as its pretrained setting (members without one take none; naming weights for them
     is refused)."""
     built = []
-    for i, (arch, settings) in enumerate(member_archs(members)):
-        own = GENERATORS.pretrained_setting(arch)
+    for i, member in enumerate(member_archs(members)):
+        settings = dict(member.settings)
+        own = GENERATORS.pretrained_setting(member.arch)
         if own is not None:
             settings[own] = encoder_weights
         elif encoder_weights is not None and encoder_weights.lower() != "none":
-            raise ValueError(f"ensemble member {i} ({arch}) takes no pretrained weights, so encoder_weights"
+            raise ValueError(f"ensemble member {i} ({member.arch}) takes no pretrained weights, so encoder_weights"
                              f" {encoder_weights!r} cannot apply to it")
-        built.append(GENERATORS.create(arch, in_channels=in_channels, out_channels=out_channels, **settings))
+        built.append(GENERATORS.create(member.arch, in_channels=in_channels, out_channels=out_channels, **settings))
     return MeanOfGenerators(built)
 
 
@@ -119,15 +119,15 @@ def assemble(model: str, checkpoints: Sequence[Path], target: Path) -> None:
         raise checkpoint.CheckpointError(f"model {model!r} has {len(wanted)} members; got {len(checkpoints)}"
                                          " checkpoints (one per member, in the registry's order)")
     tensors: dict[str, torch.Tensor] = {}
-    for i, ((arch, settings), path) in enumerate(zip(wanted, checkpoints, strict=True)):
+    for i, (member, path) in enumerate(zip(wanted, checkpoints, strict=True)):
         member_spec, predictor = checkpoint.load_generator(Path(path))
         held = member_spec.generator
         own = GENERATORS.pretrained_setting(held.arch)
         have = {k: v for k, v in held.settings.items() if k != own}
-        if held.arch != arch or have != settings:
+        if held.arch != member.arch or have != member.settings:
             raise checkpoint.CheckpointError(
                 f"{path}: holds a {held.arch} generator with settings {have}, not member {i} of {model!r}"
-                f" ({arch} with settings {settings})")
+                f" ({member.arch} with settings {member.settings})")
         if member_spec.output_objective is not None:
             raise checkpoint.CheckpointError(f"{path}: its generator outputs {member_spec.output_objective!r}"
                                              " scores, not ab; an ensemble averages ab")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import random
@@ -22,6 +23,7 @@ from zoo.data import (
     ColorizationDataset,
     EmptyDatasetError,
     EpochSampler,
+    SourceError,
     load_rgb,
     make_loader,
     mean_chroma,
@@ -264,6 +266,27 @@ def test_sample_is_the_119_colour_photos_with_attribution():
     report = scan_images(paths, image_size=256)
     assert len(report.ok) == 119 and not report.skipped
     assert report.counts == {"upscaled": 24}  # 20 icons of 96 px, 3 of 254 px, 1 of 194 px
+
+
+# SHA-256 of the sorted file names (each + "\n") of the fold lists the model cards' fold figures were made with.
+CARD_FOLDS = {
+    0: "d4a91f851e11e9fdf41b48c0d05410a60df113c0e107e3704473dd36b34cec0b",
+    1: "8d3a139840a14b9ee7c96b8d8552197c458bb4b5acc9f4aa00a4c4573e12f64a",
+    2: "cf3ab2feef400af94ef95bcb1982e4596f60ec7c5b685df1ec3a09c84c4b4bc2",
+}
+
+
+def test_sample_folds_partition_sample_train_as_the_model_cards_used_them():
+    train, held = resolve_source("sample-train"), set(resolve_source("heldout"))
+    assert len(train) == 99 and not held & set(train)
+    folds = [resolve_source(f"sample-fold{i}") for i in range(3)]
+    assert [len(f) for f in folds] == [33, 33, 33] and sorted(p for f in folds for p in f) == train
+    for i, fold in enumerate(folds):
+        rest = resolve_source(f"sample-fold{i}-train")
+        assert rest == sorted(set(train) - set(fold)) and len(rest) == 66
+        assert hashlib.sha256("".join(sorted(p.name + "\n" for p in fold)).encode()).hexdigest() == CARD_FOLDS[i]
+    with pytest.raises(SourceError, match=r"unknown image source 'sample-fold3'.*sample-fold0 \.\. sample-fold2"):
+        resolve_source("sample-fold3")
 
 
 # ---------------------------------------------------------------------------------------------------- sources

@@ -21,6 +21,7 @@ import hashlib
 import json
 import math
 import os
+import random
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -48,8 +49,12 @@ from zoo.images import (
 
 SAMPLE_DIR = Path(__file__).parent / "sample_photos"
 HELDOUT_LIST = SAMPLE_DIR / "heldout.txt"  # 20 sample photos no shipped model or recipe tuning trains on
-# Named sources of the embedded sample: every photo, the held-out ones, and the rest (what training uses).
-SAMPLE_SOURCES = ("sample", "heldout", "sample-train")
+# sample-train's cross-validation folds, as every fold figure of the model cards was made: the sorted photos
+# shuffled by random.Random(FOLD_SEED), fold i every FOLDS-th of them from the i-th (33 photos; its training
+# photos the other 66). Folds of a seeded shuffle: photos of one scene can fall in different folds.
+FOLDS, FOLD_SEED = 3, 0
+# Named sources of the embedded sample: every photo, the held-out ones, the rest (what training uses) and its folds.
+SAMPLE_SOURCES = ("sample", "heldout", "sample-train", *(f"sample-fold{i}{part}" for i in range(FOLDS) for part in ("", "-train")))
 # Mean Lab chroma below which a photo counts as grayscale. Measured on 64 px thumbnails of the 120 shared photos:
 # the nearly gray one (gnome-control-center-data--guitar2.jpg) has 0.65, the least colourful colour photo
 # (gnome-control-center-data--calculator.jpg) 1.53; 1.0 sits a factor of about 1.5 from each.
@@ -75,15 +80,14 @@ def resolve_source(source: str = "sample", cache_dir: Path | None = None) -> lis
     """Image paths of ``source``, sorted.
 
     ``source`` is ``"sample"`` (the 119 photos shipped in the package), ``"heldout"`` (the 20 of them listed in
-    ``heldout.txt``), ``"sample-train"`` (the other 99), a named dataset of ``zoo.downloads.DATASETS``
+    ``heldout.txt``), ``"sample-train"`` (the other 99), ``"sample-fold0"`` .. ``"sample-fold2"`` (its
+    cross-validation folds of 33) and ``"sample-fold0-train"`` .. (each fold's other 66), a named dataset of ``zoo.downloads.DATASETS``
     (downloaded into the cache on first use), a folder (searched recursively for image extensions), a list
     file (one path a line, relative to the list file; blank lines and ``#`` comments ignored), an image
     file, or a glob such as ``"photos/**/*.jpg"``.
     """
     if source in SAMPLE_SOURCES:
-        sample, heldout = _images_under(SAMPLE_DIR), set(_read_list(HELDOUT_LIST))
-        return {"sample": sample, "heldout": sorted(heldout),
-                "sample-train": [p for p in sample if p not in heldout]}[source]
+        return _sample_sources()[source]
     if source in downloads.DATASETS:
         return downloads.fetch(source, cache_dir)
     path = Path(source).expanduser()
@@ -95,9 +99,24 @@ def resolve_source(source: str = "sample", cache_dir: Path | None = None) -> lis
         matches = glob.glob(os.path.expanduser(source), recursive=True)
         return sorted(Path(p) for p in matches if is_image_name(Path(p)) and os.path.isfile(p))
     raise SourceError(
-        f"unknown image source {source!r}: expected {', '.join(SAMPLE_SOURCES)}, a folder, a glob, a list file or a dataset name "
+        f"unknown image source {source!r}: expected sample, heldout, sample-train, sample-fold0 .. sample-fold{FOLDS - 1}"
+        f" (-train for a fold's training photos), a folder, a glob, a list file or a dataset name "
         f"({', '.join(sorted(downloads.DATASETS))})"
     )
+
+
+def _sample_sources() -> dict[str, list[Path]]:
+    """Every named source of the embedded sample (:data:`SAMPLE_SOURCES`), each sorted."""
+    sample, heldout = _images_under(SAMPLE_DIR), set(_read_list(HELDOUT_LIST))
+    train = [p for p in sample if p not in heldout]
+    shuffled = list(train)
+    random.Random(FOLD_SEED).shuffle(shuffled)
+    sources = {"sample": sample, "heldout": sorted(heldout), "sample-train": train}
+    for i in range(FOLDS):
+        fold = set(shuffled[i::FOLDS])
+        sources[f"sample-fold{i}"] = sorted(fold)
+        sources[f"sample-fold{i}-train"] = [p for p in train if p not in fold]
+    return sources
 
 
 def _images_under(folder: Path) -> list[Path]:

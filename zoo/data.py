@@ -54,7 +54,9 @@ HELDOUT_LIST = SAMPLE_DIR / "heldout.txt"  # 20 sample photos no shipped model o
 # photos the other 66). Folds of a seeded shuffle: photos of one scene can fall in different folds.
 FOLDS, FOLD_SEED = 3, 0
 # Named sources of the embedded sample: every photo, the held-out ones, the rest (what training uses) and its folds.
-SAMPLE_SOURCES = ("sample", "heldout", "sample-train", *(f"sample-fold{i}{part}" for i in range(FOLDS) for part in ("", "-train")))
+WHOLE_SOURCES = ("sample", "heldout", "sample-train")
+FOLD_SOURCES = tuple(f"sample-fold{i}{part}" for i in range(FOLDS) for part in ("", "-train"))
+SAMPLE_SOURCES = (*WHOLE_SOURCES, *FOLD_SOURCES)
 # Mean Lab chroma below which a photo counts as grayscale. Measured on 64 px thumbnails of the 120 shared photos:
 # the nearly gray one (gnome-control-center-data--guitar2.jpg) has 0.65, the least colourful colour photo
 # (gnome-control-center-data--calculator.jpg) 1.53; 1.0 sits a factor of about 1.5 from each.
@@ -81,10 +83,10 @@ def resolve_source(source: str = "sample", cache_dir: Path | None = None) -> lis
 
     ``source`` is ``"sample"`` (the 119 photos shipped in the package), ``"heldout"`` (the 20 of them listed in
     ``heldout.txt``), ``"sample-train"`` (the other 99), ``"sample-fold0"`` .. ``"sample-fold2"`` (its
-    cross-validation folds of 33) and ``"sample-fold0-train"`` .. (each fold's other 66), a named dataset of ``zoo.downloads.DATASETS``
-    (downloaded into the cache on first use), a folder (searched recursively for image extensions), a list
-    file (one path a line, relative to the list file; blank lines and ``#`` comments ignored), an image
-    file, or a glob such as ``"photos/**/*.jpg"``.
+    cross-validation folds of 33) and ``"sample-fold0-train"`` .. (each fold's other 66), a named dataset of
+    ``zoo.downloads.DATASETS`` (downloaded into the cache on first use), a folder (searched recursively for
+    image extensions), a list file (one path a line, relative to the list file; blank lines and ``#`` comments
+    ignored), an image file, or a glob such as ``"photos/**/*.jpg"``.
     """
     if source in SAMPLE_SOURCES:
         return _sample_sources()[source]
@@ -99,8 +101,8 @@ def resolve_source(source: str = "sample", cache_dir: Path | None = None) -> lis
         matches = glob.glob(os.path.expanduser(source), recursive=True)
         return sorted(Path(p) for p in matches if is_image_name(Path(p)) and os.path.isfile(p))
     raise SourceError(
-        f"unknown image source {source!r}: expected sample, heldout, sample-train, sample-fold0 .. sample-fold{FOLDS - 1}"
-        f" (-train for a fold's training photos), a folder, a glob, a list file or a dataset name "
+        f"unknown image source {source!r}: expected {', '.join(WHOLE_SOURCES)}, {FOLD_SOURCES[0]} .."
+        f" {FOLD_SOURCES[-2]} (-train for a fold's training photos), a folder, a glob, a list file or a dataset name "
         f"({', '.join(sorted(downloads.DATASETS))})"
     )
 

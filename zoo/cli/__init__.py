@@ -38,6 +38,6 @@ def _one_line(message: Warning | str, category: type[Warning], *args: object, **
     return f"{category.__name__}: {' '.join(str(message).split())}\n"
 
 
-for command in (models.list_command, models.info, training.train, training.ensemble, harness.bench, harness.score, harness.leaderboard,
-                inference.colorize, inference.export, harness.report):
+for command in (models.list_command, models.info, training.train, training.ensemble, harness.bench, harness.score,
+                harness.leaderboard, inference.colorize, inference.export, harness.report):
     main.add_command(command)

@@ -36,8 +36,7 @@ def test_the_default_ships_its_weights_in_the_package_as_half_precision_less_the
     meta = checkpoint.read_meta(path)
     assert meta["model"] == DEFAULT
     assert meta["spec"]["generator"] == {"arch": "ensemble", **get_spec(DEFAULT).generator.settings}
-    with safe_open(path, "pt") as f:
-        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a mapping)
+    tensors = shipped_tensors(DEFAULT)
     floats = [t for t in tensors.values() if t.is_floating_point()]
     assert floats and all(t.dtype == torch.float16 and torch.isfinite(t).all() for t in floats)
     # The mean of an EfficientNet-Lite0 U-Net (5.20M parameters, 2.96M of them its frozen ImageNet encoder's)
@@ -56,13 +55,20 @@ def test_the_default_ships_its_weights_in_the_package_as_half_precision_less_the
     assert generator_state == {k for k in tensors if k.startswith("generator.")} | encoders
     # Member 1 is the shipped unet-effnet-lite2-color's tensors, unchanged. Member 0 is unet-effnet-lite0-ciede's
     # (not shipped alone): the shipped unet-effnet-lite0-color's network, stored the same way, with other weights.
-    for i, shipped in enumerate(("unet-effnet-lite0-color", "unet-effnet-lite2-color")):
-        with safe_open(weights_path(shipped), "pt") as f:
-            own = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
-        ours = {k.replace("generator.", f"generator.members.{i}.", 1): v for k, v in own.items()}
-        assert {k for k in tensors if k.startswith(f"generator.members.{i}.")} == ours.keys()
-        equal = [torch.equal(tensors[k], v) for k, v in ours.items() if "decoder" in k and v.is_floating_point()]
-        assert all(equal) if i == 1 else not any(equal)
+    lite0_file, lite2_file = (
+        {k.replace("generator.", f"generator.members.{i}.", 1): v for k, v in shipped_tensors(name).items()}
+        for i, name in enumerate(("unet-effnet-lite0-color", "unet-effnet-lite2-color")))
+    for i, member_file in enumerate((lite0_file, lite2_file)):
+        assert {k for k in tensors if k.startswith(f"generator.members.{i}.")} == member_file.keys()
+    assert all(torch.equal(tensors[k], v) for k, v in lite2_file.items())
+    assert not any(torch.equal(tensors[k], v) for k, v in lite0_file.items()
+                   if "decoder" in k and v.is_floating_point())
+
+
+def shipped_tensors(name: str) -> dict[str, torch.Tensor]:
+    """Every tensor of a shipped model's weights file."""
+    with safe_open(weights_path(name), "pt") as f:
+        return {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a mapping)
 
 
 def test_colorize_a_photo_with_no_checkpoint_keeps_its_lightness_and_adds_colour(tmp_path):

@@ -17,7 +17,10 @@ from PIL import Image, ImageFile, ImageOps
 
 from zoo import data
 from zoo.data import (
+    EXTRA_DIR,
+    HELDOUT_LIST,
     MIN_CHROMA,
+    NEAR_COPIES_LIST,
     SAMPLE_DIR,
     BadImageError,
     ColorizationDataset,
@@ -256,35 +259,89 @@ def test_threshold_separates_the_gray_photo_from_all_colour_photos():
     assert len(report.ok) == 119
 
 
-def test_sample_is_the_119_colour_photos_with_attribution():
+def test_sample_is_the_310_colour_photos_with_attribution():
     paths = resolve_source("sample")
-    assert len(paths) == 119 and paths == sorted(paths)
-    assert all(p.parent == SAMPLE_DIR and p.suffix == ".jpg" for p in paths)
+    assert len(paths) == 310 and paths == sorted(paths)
+    first = [p for p in paths if p.parent == SAMPLE_DIR]
+    extra = resolve_source("sample-extra")
+    assert len(first) == 119 and extra == [p for p in paths if p.parent == EXTRA_DIR] and len(extra) == 191
+    assert all(p.suffix == ".jpg" for p in paths)
     rows = (SAMPLE_DIR / "ATTRIBUTION.tsv").read_text().splitlines()
     assert rows[0].split("\t")[:4] == ["file", "debian_package", "original_path", "license"]
-    assert sorted(row.split("\t")[0] for row in rows[1:]) == [p.name for p in paths]
+    assert sorted(row.split("\t")[0] for row in rows[1:]) == [p.name for p in first]
+    manifest = [row.split("\t") for row in (EXTRA_DIR / "MANIFEST.tsv").read_text().splitlines()]
+    assert manifest[0][:8] == ["file", "package", "package_version", "original_path", "original_width",
+                               "original_height", "licence", "author_or_copyright"]
+    assert sorted(row[0] for row in manifest[1:]) == [p.name for p in extra]
+    assert all(row[6] and row[7] for row in manifest[1:])  # every photo has a licence and an author
     report = scan_images(paths, image_size=256)
-    assert len(report.ok) == 119 and not report.skipped
+    assert len(report.ok) == 310 and not report.skipped
     assert report.counts == {"upscaled": 24}  # 20 icons of 96 px, 3 of 254 px, 1 of 194 px
 
 
-# SHA-256 of the sorted file names (each + "\n") of the fold lists the model cards' fold figures were made with.
+def heldout_draw() -> list[str]:
+    """The 30 photos of extra/ that heldout.txt's header says were drawn: each package's share of 30 by largest
+    remainder (ties by name), then random.Random(20261206).sample of its sorted names, packages in name order."""
+    rows = [row.split("\t") for row in (EXTRA_DIR / "MANIFEST.tsv").read_text().splitlines()[1:]]
+    packages: dict[str, list[str]] = {}
+    for row in rows:
+        packages.setdefault(row[1], []).append(row[0])
+    share = {name: 30 * len(files) / len(rows) for name, files in packages.items()}
+    count = {name: math.floor(value) for name, value in share.items()}
+    for name in sorted(share, key=lambda n: (count[n] - share[n], n))[:30 - sum(count.values())]:
+        count[name] += 1
+    rng = random.Random(20261206)
+    return [name for package in sorted(packages) for name in rng.sample(sorted(packages[package]), count[package])]
+
+
+def test_heldout_is_the_first_20_and_30_drawn_from_every_package_of_the_second_set():
+    lines = [line for line in HELDOUT_LIST.read_text().splitlines() if line and not line.startswith("#")]
+    first, drawn = lines[:20], lines[20:]
+    assert all("/" not in line for line in first) and drawn == [f"extra/{name}" for name in heldout_draw()]
+    assert resolve_source("heldout") == sorted(SAMPLE_DIR / line for line in lines) and len(lines) == 50
+
+
+def gradient_signature(path: Path) -> np.ndarray:
+    """The standardised finite differences of a 48 x 48 centre crop (gray, bilinear): frames of one scene
+    correlate, photos that merely share a sky and a horizon do not."""
+    image = Image.open(path).convert("L")
+    side = min(image.size)
+    left, top = (image.width - side) // 2, (image.height - side) // 2
+    pixels = np.asarray(image.crop((left, top, left + side, top + side)).resize((48, 48), Image.BILINEAR), float)
+    signature = np.concatenate([np.diff(pixels, axis=1)[:-1].ravel(), np.diff(pixels, axis=0)[:, :-1].ravel()])
+    return (signature - signature.mean()) / signature.std()
+
+
+def test_no_training_photo_is_a_near_copy_of_a_held_out_one():
+    """The labelme frames beside held-out 00000101 and 00000103 correlate 0.65 to 0.74 with them; every other pair
+    of the sample at most 0.31. near-copies.txt keeps those frames out of every training source."""
+    held, train = resolve_source("heldout"), resolve_source("sample-train")
+    near = [SAMPLE_DIR / line for line in NEAR_COPIES_LIST.read_text().splitlines() if line and line[0] != "#"]
+    signatures = {p: gradient_signature(p) for p in [*held, *train, *near]}
+    closest = max(float(signatures[h] @ signatures[t]) / signatures[h].size for h in held for t in train)
+    assert closest < 0.5
+    copies = [max(float(signatures[n] @ signatures[h]) / signatures[h].size for h in held) for n in near]
+    assert min(copies) > 0.6 and not set(near) & set(train) and set(near) < set(resolve_source("sample"))
+
+
+# SHA-256 of the sorted file names (each + "\n") of the fold lists the model cards' fold figures are made with.
 CARD_FOLDS = {
-    0: "d4a91f851e11e9fdf41b48c0d05410a60df113c0e107e3704473dd36b34cec0b",
-    1: "8d3a139840a14b9ee7c96b8d8552197c458bb4b5acc9f4aa00a4c4573e12f64a",
-    2: "cf3ab2feef400af94ef95bcb1982e4596f60ec7c5b685df1ec3a09c84c4b4bc2",
+    0: "86be8f5201162d03731747cc1843a88277909c4c3446e16411e164385acbfd3b",
+    1: "028ed8441c91de0877d463bd56a10c9ef0ec7f86dcd17858d1489004362dbb75",
+    2: "0153460c4f456d502402e4024ec8ddcfe7107fac172b7537775e5fad0ea0abad",
 }
 
 
-def test_sample_folds_partition_sample_train_as_the_model_cards_used_them():
+def test_sample_folds_partition_sample_train_as_the_model_cards_use_them():
     train, held = resolve_source("sample-train"), set(resolve_source("heldout"))
-    assert len(train) == 99 and not held & set(train)
+    assert len(train) == 257 and not held & set(train)
     folds = [resolve_source(f"sample-fold{i}") for i in range(3)]
-    assert [len(f) for f in folds] == [33, 33, 33] and sorted(p for f in folds for p in f) == train
+    assert [len(f) for f in folds] == [86, 86, 85] and sorted(p for f in folds for p in f) == train
     for i, fold in enumerate(folds):
         rest = resolve_source(f"sample-fold{i}-train")
-        assert rest == sorted(set(train) - set(fold)) and len(rest) == 66
-        assert hashlib.sha256("".join(sorted(p.name + "\n" for p in fold)).encode()).hexdigest() == CARD_FOLDS[i]
+        assert rest == sorted(set(train) - set(fold)) and len(rest) == 257 - len(fold)
+        names = "".join(sorted(p.relative_to(SAMPLE_DIR).as_posix() + "\n" for p in fold))
+        assert hashlib.sha256(names.encode()).hexdigest() == CARD_FOLDS[i]
     with pytest.raises(SourceError, match=r"unknown image source 'sample-fold3'.*sample-fold0 \.\. sample-fold2"):
         resolve_source("sample-fold3")
 

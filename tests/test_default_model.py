@@ -122,7 +122,7 @@ def test_zoo_list_marks_the_pretrained_default():
 @pytest.mark.slow
 @pytest.mark.parametrize("name", SHIPPED)
 def test_held_out_scores_are_the_model_cards(name, tmp_path):
-    """Scores shipped weights on the 20 held-out photos (no model trains on them) as `zoo score` does, and
+    """Scores shipped weights on the 50 held-out photos (no model trains on them) as `zoo score` does, and
     compares them with the committed figures the model cards and README quote."""
     result = CliRunner().invoke(main, ["score", name, "--results", str(tmp_path), "--workers", "0"])
     assert result.exit_code == 0, result.output

@@ -35,7 +35,7 @@ def features() -> EfficientNetLite0Features:
 
 @pytest.fixture(scope="module")
 def heldout() -> torch.Tensor:
-    """The 20 held-out photos, 224 x 224 RGB in [0, 1]."""
+    """The 50 held-out photos, 224 x 224 RGB in [0, 1]."""
     return prepared(resolve_source("heldout"))
 
 

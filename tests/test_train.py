@@ -52,8 +52,8 @@ def test_every_model_trains_a_few_steps_on_the_sample(tmp_path, model):
         assert f"{model}: num_downs 8 -> 6 for 64 px" in said
         assert json.loads((run_dir / "run.json").read_text())["spec"]["generator"]["num_downs"] == 6
     split = json.loads((run_dir / "split.json").read_text())
-    # The default data is the sample without the 20 held-out photos: none of them is trained or validated on.
-    assert len(split["train"]) + len(split["val"]) == 99 and not set(split["train"]) & set(split["val"])
+    # The default data is the sample without the 50 held-out photos (and their near-copies): none is trained on.
+    assert len(split["train"]) + len(split["val"]) == 257 and not set(split["train"]) & set(split["val"])
     assert not {Path(p).name for p in split["train"] + split["val"]} & {p.name for p in resolve_source("heldout")}
     assert list((run_dir / "samples").glob("*.png"))  # of validation photos, else of training photos
     if spec.val_fraction > 0:

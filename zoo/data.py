@@ -48,13 +48,16 @@ from zoo.images import (
 )
 
 SAMPLE_DIR = Path(__file__).parent / "sample_photos"
-HELDOUT_LIST = SAMPLE_DIR / "heldout.txt"  # 20 sample photos no shipped model or recipe tuning trains on
-# sample-train's cross-validation folds, as every fold figure of the model cards was made: the sorted photos
-# shuffled by random.Random(FOLD_SEED), fold i every FOLDS-th of them from the i-th (33 photos; its training
-# photos the other 66). Folds of a seeded shuffle: photos of one scene can fall in different folds.
+EXTRA_DIR = SAMPLE_DIR / "extra"  # the second set of 191 photos (extra/MANIFEST.tsv), 17 more Debian packages
+HELDOUT_LIST = SAMPLE_DIR / "heldout.txt"  # 50 sample photos no shipped model or recipe tuning trains on
+NEAR_COPIES_LIST = SAMPLE_DIR / "near-copies.txt"  # near-copies of held-out photos: in no training source
+# sample-train's cross-validation folds, as every fold figure of the model cards is made: the sorted photos
+# shuffled by random.Random(FOLD_SEED), fold i every FOLDS-th of them from the i-th (86 photos; its training
+# photos the other 171 or 172). Folds of a seeded shuffle: photos of one scene can fall in different folds.
 FOLDS, FOLD_SEED = 3, 0
-# Named sources of the embedded sample: every photo, the held-out ones, the rest (what training uses) and its folds.
-WHOLE_SOURCES = ("sample", "heldout", "sample-train")
+# Named sources of the embedded sample: every photo, the second set alone, the held-out ones, the rest (what
+# training uses) and its folds.
+WHOLE_SOURCES = ("sample", "sample-extra", "heldout", "sample-train")
 FOLD_SOURCES = tuple(f"sample-fold{i}{part}" for i in range(FOLDS) for part in ("", "-train"))
 SAMPLE_SOURCES = (*WHOLE_SOURCES, *FOLD_SOURCES)
 # Mean Lab chroma below which a photo counts as grayscale. Measured on 64 px thumbnails of the 120 shared photos:
@@ -81,9 +84,10 @@ class EmptyDatasetError(SourceError):
 def resolve_source(source: str = "sample", cache_dir: Path | None = None) -> list[Path]:
     """Image paths of ``source``, sorted.
 
-    ``source`` is ``"sample"`` (the 119 photos shipped in the package), ``"heldout"`` (the 20 of them listed in
-    ``heldout.txt``), ``"sample-train"`` (the other 99), ``"sample-fold0"`` .. ``"sample-fold2"`` (its
-    cross-validation folds of 33) and ``"sample-fold0-train"`` .. (each fold's other 66), a named dataset of
+    ``source`` is ``"sample"`` (the 310 photos shipped in the package), ``"sample-extra"`` (the 191 of them in
+    ``extra/``), ``"heldout"`` (the 50 listed in ``heldout.txt``), ``"sample-train"`` (the others but the 3
+    near-copies of held-out photos ``near-copies.txt`` lists: 257), ``"sample-fold0"`` .. ``"sample-fold2"``
+    (its cross-validation folds of 86 and 85) and ``"sample-fold0-train"`` .. (each fold's others), a named dataset of
     ``zoo.downloads.DATASETS`` (downloaded into the cache on first use), a folder (searched recursively for
     image extensions), a list file (one path a line, relative to the list file; blank lines and ``#`` comments
     ignored), an image file, or a glob such as ``"photos/**/*.jpg"``.
@@ -110,10 +114,12 @@ def resolve_source(source: str = "sample", cache_dir: Path | None = None) -> lis
 def _sample_sources() -> dict[str, list[Path]]:
     """Every named source of the embedded sample (:data:`SAMPLE_SOURCES`), each sorted."""
     sample, heldout = _images_under(SAMPLE_DIR), set(_read_list(HELDOUT_LIST))
-    train = [p for p in sample if p not in heldout]
+    untrained = heldout | set(_read_list(NEAR_COPIES_LIST))
+    train = [p for p in sample if p not in untrained]
     shuffled = list(train)
     random.Random(FOLD_SEED).shuffle(shuffled)
-    sources = {"sample": sample, "heldout": sorted(heldout), "sample-train": train}
+    sources = {"sample": sample, "sample-extra": _images_under(EXTRA_DIR), "heldout": sorted(heldout),
+               "sample-train": train}
     for i in range(FOLDS):
         fold = set(shuffled[i::FOLDS])
         sources[f"sample-fold{i}"] = sorted(fold)

@@ -224,7 +224,7 @@ def bench(models: tuple[str, ...], all_models: bool, checkpoints: Path | None, d
                    " prediction has its relative path and stem (photos/city/bus.jpg: DIR/city/bus.png).")
 @click.option("--name", help="The row of --predictions [default: the folder's name].")
 @click.option("--data", default="heldout", show_default=True,
-              help="heldout (the 20 sample photos no shipped model trains on), sample, a folder, a glob, a list"
+              help="heldout (the 50 sample photos no shipped model trains on), sample, a folder, a glob, a list"
                    " file or a dataset name.")
 @click.option("--protocol", "protocol_name", default="zoo", show_default=True,
               help="zoo: short side to --image-size, centre crop (zoo train's validation); crop256: short side"

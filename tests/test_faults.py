@@ -197,6 +197,17 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
         Path("bin.dat").write_bytes(bytes(range(256)) * 4)
         Path("notjson.json").write_text("{rows: []\n")
         Path("list.json").write_text("[1, 2]\n")
+        Path("hints").mkdir()  # photos are 48 x 40
+        Path("hints/good.json").write_text('[{"x": 10, "y": 12, "color": "#c0392b"}, {"x": 40, "y": 30, "ab": [-20, 40]}]')
+        Path("hints/broken.json").write_text('[{"x": 10, "y": 12, "color": "#c0392b"')
+        Path("hints/outside.json").write_text('[{"x": 10, "y": 12, "color": "#c0392b", "size": 3}, {"x": 48, "y": 5,'
+                                              ' "color": "#00ff00"}]')
+        Path("hints/size0.json").write_text('[{"x": 10, "y": 12, "color": "#c0392b", "size": 0}]')
+        Path("hints/folder").mkdir()
+        Path("hints/folder/p0.json").write_text('[{"x": 1, "y": 2, "color": "#2040c0"}]')
+        Path("hints/folder/p9.json").write_text('[{"x": 1, "y": 2, "color": "#2040c0"}]')  # there is no p9
+        Path("hints/outside-in-folder").mkdir()
+        Path("hints/outside-in-folder/p1.json").write_text('[{"x": 5, "y": 40, "color": "#2040c0"}]')
         Path("cache/downloads").mkdir(parents=True)
         Path("cache/downloads/coco_sample.tgz").write_bytes(b"an interrupted download" * 10)
     return root
@@ -517,6 +528,29 @@ CASES = [
     Case("colorize-named-dataset-offline", f"{COLORIZE} coco-10k --out out", 1, "coco-10k",
          "ZOO_OFFLINE forbids downloading", writes=("out",)),
     Case("colorize-size-huge", f"{COLORIZE} photos --out out --size 100000", 2, None, "Invalid value for '--size'"),
+    # zoo colorize: hints
+    Case("colorize-hint-outside", f"{COLORIZE} photos/p0.png --out out --hint 48,5,#c0392b", 1, "--hint",
+         "hint 1 at x=48, y=5 is outside the photo (48 x 40 pixels"),
+    Case("colorize-hint-unreadable-colour", f"{COLORIZE} photos/p0.png --out out --hint 4,5,#zz0000", 1, "--hint",
+         "unreadable colour '#zz0000'"),
+    Case("colorize-hint-not-a-point", f"{COLORIZE} photos/p0.png --out out --hint 4,#c0392b", 1, "--hint",
+         "expected X,Y,#RRGGBB"),
+    Case("colorize-hints-malformed-json", f"{COLORIZE} photos/p0.png --out out --hints hints/broken.json", 1,
+         "hints/broken.json", "not JSON"),
+    Case("colorize-hints-one-outside", f"{COLORIZE} photos/p0.png --out out --hints hints/outside.json", 1,
+         "hints/outside.json", "hint 2 at x=48, y=5 is outside the photo"),
+    Case("colorize-hints-size-0", f"{COLORIZE} photos/p0.png --out out --hints hints/size0.json", 1,
+         "hints/size0.json", "size must be at least 1 pixel"),
+    Case("colorize-hints-file-with-no-photo", f"{COLORIZE} photos --out out --hints hints/folder", 1,
+         "hints/folder/p9.json", "a hint file with no photo"),
+    Case("colorize-hints-outside-in-a-folder", f"{COLORIZE} photos --out out --hints hints/outside-in-folder", 1,
+         "hints/outside-in-folder/p1.json", "hint 1 at x=5, y=40 is outside the photo"),
+    Case("colorize-hints-for-several-photos", f"{COLORIZE} photos --out out --hints hints/good.json", 1,
+         "hints/good.json", "hints for one photo, given 6"),
+    Case("colorize-hint-and-hints", f"{COLORIZE} photos/p0.png --out out --hint 1,1,#fff --hints hints/good.json",
+         1, None, "give hints with --hint or with --hints, not both"),
+    Case("colorize-hints-good", f"{COLORIZE} photos/p0.png --out out --hints hints/good.json", 0, None,
+         "colorized 1 image(s)", writes=("out",), check=outputs_are("p0.png")),
     # zoo colorize: outputs
     Case("colorize-onto-the-inputs", f"{COLORIZE} photos --out photos --overwrite", 1, "photos/p0.png",
          "not written: its output photos/p0.png is an input of this command"),

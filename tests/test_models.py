@@ -12,6 +12,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 import zoo
+from zoo.factory import input_channels
 from zoo.models.patchgan import receptive_field
 from zoo.models.pix2pix import Pix2PixUNet
 from zoo.models.weight_init import init_weights
@@ -19,7 +20,7 @@ from zoo.registry import DISCRIMINATORS, GENERATORS, list_architectures
 from zoo.spec import adapt_to_image_size, get_spec
 
 # Settings that keep forward/backward cheap at 64 px; other architectures run with their defaults.
-SMALL = {"pix2pix-unet": {"ngf": 8, "num_downs": 6},
+SMALL = {"pix2pix-unet": {"ngf": 8, "num_downs": 6}, "guided-unet": {"encoder": "tu-mobilenetv3_small_050"},
          "ensemble": {"members": [{"arch": "simple-cnn", "width": 8}, {"arch": "pix2pix-unet", "ngf": 8, "num_downs": 6}]}}
 FROM_SCRATCH = {"simple-cnn": GENERATORS, "pix2pix-unet": GENERATORS, "patchgan": DISCRIMINATORS}
 
@@ -46,7 +47,9 @@ def unet_256() -> nn.Module:
 def test_generator_maps_l_to_bounded_ab(name: str) -> None:
     torch.manual_seed(0)
     model = GENERATORS.create(name, **SMALL.get(name, {}))
-    out = model(torch.rand(2, 1, 64, 64) * 2 - 1)
+    extra = input_channels(name) - 1  # a generator that takes hints gets a random few
+    hints = (torch.rand(2, extra, 64, 64) < 0.01).float() * (torch.rand(2, extra, 64, 64) * 2 - 1)
+    out = model(torch.cat([torch.rand(2, 1, 64, 64) * 2 - 1, hints], dim=1))
     assert out.shape == (2, 2, 64, 64)
     assert torch.isfinite(out).all() and out.abs().max() <= 1
     (out * torch.randn_like(out)).sum().backward()

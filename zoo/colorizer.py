@@ -28,10 +28,11 @@ import functools
 import glob
 import itertools
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,6 +44,7 @@ from zoo import checkpoint, outputs
 from zoo.color import lab_normalized_to_rgb, normalize_lab, rgb_to_lab, rgb_uint8_to_lab_normalized
 from zoo.data import SourceError, default_workers, resolve_source
 from zoo.errors import ZooError, one_line
+from zoo.hints import Hint, assign_hints, check_inside, hint_channels
 from zoo.images import BadImageError, Source, as_source, read_source, upright_size, write_image, write_png16
 from zoo.runtime import pick_device, use_channels_last
 from zoo.spec import ModelSpec, default_model, size_multiple, weights_path
@@ -103,6 +105,17 @@ def _color_pixels(pixels: np.ndarray) -> np.ndarray:
     if pixels.ndim == 2:
         return pixels
     return pixels[..., 0] if pixels.shape[-1] == 2 else pixels[..., :3]
+
+
+def lightness_at(source: Source, size: tuple[int, int]) -> Tensor:
+    """Normalised L (1, h, w) of ``source`` resized (bicubic, as in training) to ``size`` (w, h).
+
+    PIL's quick reduction before resizing (``reducing_gap``) has no 16-bit mode: 16-bit gray is resized
+    exactly, at all 16 bits."""
+    gap = None if source.sixteen_bit else 3.0
+    small = source.image if source.image.size == size else source.image.resize(
+        size, Image.Resampling.BICUBIC, reducing_gap=gap)
+    return normalized_lightness(_color_pixels(np.array(small)))
 
 
 # ------------------------------------------------------------------------------------------- geometry
@@ -170,19 +183,26 @@ def _resize(x: Tensor, height: int, width: int, mode: str = "bilinear") -> Tenso
 class AtWorkingSize(nn.Module):
     """A predictor run as the colorizer runs it, on L of any size: L resized (bicubic) to the working shape
     (short side ``size`` rounded to ``multiple``), ab predicted there and resized back (bilinear). What
-    :mod:`zoo.harness.scoring` scores, so that scores describe ``zoo colorize``'s output."""
+    :mod:`zoo.harness.scoring` scores, so that scores describe ``zoo colorize``'s output. A predictor that takes
+    hints gets each image's hints (lists of :class:`zoo.hints.Hint` in L's pixels) placed on the working grid."""
 
     def __init__(self, predictor: nn.Module, size: int, multiple: int) -> None:
         super().__init__()
         self.predictor, self.size, self.multiple = predictor, size, multiple
 
-    def forward(self, L: Tensor) -> Tensor:  # noqa: N803
+    @property
+    def guided(self) -> bool:
+        return getattr(self.predictor, "guided", False)
+
+    def forward(self, L: Tensor, hints: Sequence[Sequence[Hint]] | None = None) -> Tensor:  # noqa: N803
         height, width = L.shape[-2:]
         w, h = working_shape((width, height), self.size, self.multiple)
-        if (h, w) == (height, width):
-            return self.predictor(L).float()
-        small = _resize(L, h, w, mode="bicubic").clamp(-1, 1)
-        return _resize(self.predictor(small).float(), height, width)
+        small = L if (h, w) == (height, width) else _resize(L, h, w, mode="bicubic").clamp(-1, 1)
+        extra = ()
+        if hints is not None and self.guided:
+            extra = (torch.stack([hint_channels(each, (width, height), (h, w)) for each in hints]).to(L),)
+        ab = self.predictor(small, *extra).float()
+        return ab if (h, w) == (height, width) else _resize(ab, height, width)
 
 
 # ------------------------------------------------------------------------------------------- rendering
@@ -332,6 +352,7 @@ class Colorizer:
         self.size = size or spec.working_size
         self.multiple = size_multiple(spec)
 
+
     @classmethod
     def from_checkpoint(
         cls, path: Path | str | None = None, model: str | None = None, device: str = "auto", size: int | None = None
@@ -347,31 +368,41 @@ class Colorizer:
         """(width, height) the model sees for an upright image of ``size``."""
         return working_shape(size, self.size, self.multiple)
 
+    @property
+    def guided(self) -> bool:
+        """Whether the model's generator takes colour hints itself (``predict`` then takes hint channels)."""
+        return getattr(self.predictor, "guided", False)
+
     def model_input(self, source: Source) -> Tensor:
-        """Normalised L (1, h, w) of ``source`` resized (bicubic, as in training) to its working shape.
+        """Normalised L (1, h, w) of ``source`` resized (bicubic, as in training) to its working shape."""
+        return lightness_at(source, self.working_shape(source.image.size))
 
-        PIL's quick reduction before resizing (``reducing_gap``) has no 16-bit mode: 16-bit gray is resized
-        exactly, at all 16 bits."""
-        gap = None if source.sixteen_bit else 3.0
-        small = source.image.resize(self.working_shape(source.image.size), Image.Resampling.BICUBIC, reducing_gap=gap)
-        return normalized_lightness(_color_pixels(np.array(small)))
-
-    def predict(self, L: Tensor) -> Tensor:  # noqa: N803
-        """ab (B, 2, h, w) on the CPU for normalised L (B, 1, h, w)."""
+    def predict(self, L: Tensor, hints: Tensor | None = None) -> Tensor:  # noqa: N803
+        """ab (B, 2, h, w) on the CPU for normalised L (B, 1, h, w) and, for a model that takes them, hint
+        channels (B, 3, h, w) (:func:`zoo.hints.hint_channels`; none if not given)."""
         L = L.to(self.device)  # noqa: N806
         if self.channels_last:
             L = L.contiguous(memory_format=torch.channels_last)  # noqa: N806
+        extra = () if hints is None or not self.guided else (hints.to(self.device),)
         with torch.inference_mode():
-            return self.predictor(L).float().cpu().contiguous()
+            return self.predictor(L, *extra).float().cpu().contiguous()
 
     def load(self, path: Path) -> tuple[Source, Tensor]:
         """The decoded source of ``path`` and its model input (run in worker threads)."""
         source = read_source(path)
         return source, self.model_input(source)
 
-    def __call__(self, image: Image.Image | Path | str) -> Image.Image:
-        """The colour version of ``image`` (a PIL image or a path) at its own size, upright, 8 bits a channel."""
+    def __call__(self, image: Image.Image | Path | str, hints: Sequence[Any] = ()) -> Image.Image:
+        """The colour version of ``image`` (a PIL image or a path) at its own size, upright, 8 bits a channel;
+        with ``hints`` (:class:`zoo.hints.Hint` objects or hint-file records), their colours spread over it."""
         source = as_source(image) if isinstance(image, Image.Image) else read_source(Path(image))
+        if hints:
+            from zoo.guided import GuidedPhoto, as_hints
+
+            where = "hints" if isinstance(image, Image.Image) else str(image)
+            checked = as_hints(hints, where)
+            check_inside(checked, source.image.size, where)
+            return GuidedPhoto(self, source).image(checked)
         ab = self.predict(self.model_input(source).unsqueeze(0))[0]
         return render_image(source, ab)
 
@@ -384,16 +415,21 @@ class Colorizer:
         batch_size: int = 8,
         progress: bool = False,
         echo: Callable[[str], None] = print,
+        hints: Sequence[Hint] | Path | None = None,
     ) -> ColorizeSummary:
         """Colorize files, folders and globs into ``out_dir``, in batches of one working shape.
 
         Each problem is one ``echo`` line naming the file; the rest go on. Existing outputs are kept unless
-        ``overwrite``; an output that would replace an input is refused (:mod:`zoo.outputs`).
+        ``overwrite``; an output that would replace an input is refused (:mod:`zoo.outputs`). ``hints`` are
+        colour hints for the one photo given, or a hint file, or a folder of ``STEM.json`` hint files
+        (:func:`zoo.hints.assign_hints`): every hint file is read and checked against its photo's size before
+        anything is written, and a problem with one is a :class:`zoo.hints.HintError`.
         """
         start = time.perf_counter()
         summary = ColorizeSummary()
         out_dir = outputs.output_folder(out_dir)
         jobs, problems = collect_inputs(inputs, out_dir)
+        photo_hints = _checked_hints(jobs, hints) if hints is not None else {}
         for where, why in problems:
             summary.fail(where, why, echo)
         planned = self._plan(jobs, out_dir, overwrite, summary, echo)
@@ -402,8 +438,8 @@ class Colorizer:
             pending = self._submit(pool, next(batches, []))
             for batch in batches:  # decode the next batch while this one runs
                 current, pending = pending, self._submit(pool, batch)
-                self._finish(current, summary, echo, advance)
-            self._finish(pending, summary, echo, advance)
+                self._finish(current, summary, echo, advance, photo_hints)
+            self._finish(pending, summary, echo, advance, photo_hints)
         summary.seconds = time.perf_counter() - start
         return summary
 
@@ -440,8 +476,10 @@ class Colorizer:
         summary: ColorizeSummary,
         echo: Callable[[str], None],
         advance: Callable[[], None],
+        hints: Mapping[Path, Sequence[Hint]],
     ) -> None:
-        """Run the model on a decoded batch (one forward pass per input shape) and write its outputs."""
+        """Run the model on a decoded batch (one forward pass per input shape) and write its outputs, each
+        photo's ``hints`` spread over its colours."""
         ready: list[tuple[_Planned, Source, Tensor]] = []
         for item, future in batch:
             try:
@@ -460,13 +498,31 @@ class Colorizer:
             predicted.update(zip(indices, self.predict(torch.stack([ready[i][2] for i in indices])), strict=True))
         for index, (item, source, _) in enumerate(ready):
             try:
-                save_output(source, predicted[index], item.target)
+                ab = predicted[index]
+                if hints.get(item.job.path):
+                    from zoo.guided import GuidedPhoto
+
+                    ab = GuidedPhoto(self, source, automatic=ab).ab(hints[item.job.path])
+                save_output(source, ab, item.target)
             except OSError as err:
                 summary.fail(str(item.job.path), f"cannot write {item.target}: {one_line(err)}", echo)
             else:
                 summary.written.append((item.job.path, item.target))
                 summary.pixels += item.pixels
             advance()
+
+
+def _checked_hints(jobs: list[Job], given: Sequence[Hint] | Path) -> dict[Path, list[Hint]]:
+    """Each job's hints (:func:`zoo.hints.assign_hints`), every one checked to lie on its photo (from the
+    photo's header, upright); HintError naming the hint file (or --hint) otherwise."""
+    assigned = assign_hints([(job.path, job.output) for job in jobs], given)
+    for photo, (hints, where) in assigned.items():
+        try:
+            size = upright_size(photo)
+        except BadImageError:
+            continue  # the photo's own problem, reported as it is colorized
+        check_inside(hints, size, where)
+    return {photo: hints for photo, (hints, _) in assigned.items()}
 
 
 def _batches(planned: list[_Planned], batch_size: int) -> Iterator[list[_Planned]]:
@@ -502,14 +558,16 @@ def colorize(
     model: str | Colorizer | None = None,
     checkpoint: Path | str | None = None,
     device: str = "auto",
+    hints: Sequence[Any] = (),
 ) -> Image.Image:
     """Colorize one image (a PIL image or a path) at its own size with a trained model.
 
     ``model`` is a model name (checked against the checkpoint) or an already loaded :class:`Colorizer`, which
     avoids reloading the checkpoint for every image. Without a checkpoint, the model's shipped weights are used
     (with neither, the default model's: ``zoo.colorize("photo.jpg")``); a model that ships none raises
-    :class:`NoCheckpointError` saying how to get weights.
+    :class:`NoCheckpointError` saying how to get weights. ``hints`` say what colour a pixel is
+    (:class:`zoo.hints.Hint` objects or ``{"x": 120, "y": 80, "color": "#c0392b"}`` records): ``zoo.colorize(
+    "old.jpg", hints=[{"x": 120, "y": 80, "color": "#c0392b"}])``.
     """
-    if isinstance(model, Colorizer):
-        return model(image_or_path)
-    return Colorizer.from_checkpoint(checkpoint, model, device)(image_or_path)
+    colorizer = model if isinstance(model, Colorizer) else Colorizer.from_checkpoint(checkpoint, model, device)
+    return colorizer(image_or_path, hints)

@@ -2,7 +2,9 @@
 
 The graph maps normalised L (``L / 50 - 1``, shape (B, 1, H, W)) to normalised ab (``ab / 110``, (B, 2, H, W)),
 decoding included, with batch, height and width dynamic; H and W must be multiples of the generator's declared
-size multiple, which the file's metadata states along with the normalisation and the working size.
+size multiple, which the file's metadata states along with the normalisation and the working size. A model
+whose generator takes colour hints has a second input, ``hints`` (B, 3, H, W): hint a and b (normalised, 0 where
+no hint) and the mask (1 where a hint is), as :func:`zoo.hints.hint_channels` makes them; all zeros for none.
 
 It uses torch's TorchScript-based exporter (``dynamo=False``): the torch.export-based one that torch 2.14 makes
 the default needs the ``onnxscript`` package, which the zoo does not depend on, while the TorchScript exporter
@@ -23,6 +25,7 @@ from torch import nn
 from zoo.color import AB_SCALE, L_SCALE
 from zoo.errors import ZooError
 from zoo.files import atomic_write
+from zoo.hints import HINT_CHANNELS
 from zoo.spec import ModelSpec, size_multiple
 
 DEFAULT_OPSET = 17  # ONNX 1.12 (2022): onnxruntime >= 1.12 and every current runtime load it
@@ -67,6 +70,12 @@ def export_onnx(
     predictor = predictor.cpu().eval()
     multiple = size_multiple(spec)
     shapes = check_shapes(multiple)
+    guided = getattr(predictor, "guided", False)
+    example = (torch.zeros(1, 1, shapes[0][2], shapes[0][2]),)
+    names = ["L"]
+    if guided:
+        example += (torch.zeros(1, HINT_CHANNELS, shapes[0][2], shapes[0][2]),)
+        names.append("hints")
     with atomic_write(out) as tmp:
         with warnings.catch_warnings():
             # The TorchScript exporter's deprecation notice, and the tracer's note that size checks such as
@@ -75,9 +84,8 @@ def export_onnx(
             warnings.filterwarnings("ignore", category=DeprecationWarning)
             warnings.filterwarnings("ignore", category=FutureWarning)
             torch.onnx.export(
-                predictor, (torch.zeros(1, 1, shapes[0][2], shapes[0][2]),), str(tmp), dynamo=False,
-                opset_version=opset, input_names=["L"], output_names=["ab"],
-                dynamic_axes={"L": _DYNAMIC, "ab": _DYNAMIC},
+                predictor, example, str(tmp), dynamo=False, opset_version=opset, input_names=names,
+                output_names=["ab"], dynamic_axes={name: _DYNAMIC for name in [*names, "ab"]},
             )
         model = onnx.load(str(tmp))
         onnx.helper.set_model_props(model, {
@@ -85,6 +93,8 @@ def export_onnx(
             "zoo.generator": spec.generator.arch,
             "zoo.input": f"L / {L_SCALE:g} - 1, (B, 1, H, W), H and W multiples of {multiple}",
             "zoo.output": f"ab / {AB_SCALE:g}, (B, 2, H, W)",
+            **({"zoo.hints": "(B, 3, H, W): hint a / 110, hint b / 110 (0 where no hint), mask (1 at hints)"}
+               if guided else {}),
             "zoo.size_multiple": str(multiple),
             "zoo.image_size": str(spec.stages[-1].image_size),
         })
@@ -103,10 +113,14 @@ def _worst_difference(predictor: nn.Module, onnx_path: str, shapes: tuple[tuple[
     worst = 0.0
     draws = torch.Generator().manual_seed(0)
     for shape in shapes:
-        L = torch.rand(shape, generator=draws) * 2 - 1  # noqa: N806
+        inputs = {"L": torch.rand(shape, generator=draws) * 2 - 1}
+        if getattr(predictor, "guided", False):  # a few hints: random colours where a sparse mask is 1
+            mask = (torch.rand(shape, generator=draws) < 0.02).float()
+            ab = (torch.rand(shape[0], 2, *shape[2:], generator=draws) * 2 - 1) * mask
+            inputs["hints"] = torch.cat([ab, mask], dim=1)
         with torch.inference_mode():
-            expected = predictor(L).numpy()
-        got = session.run(["ab"], {"L": L.numpy()})[0]
+            expected = predictor(*inputs.values()).numpy()
+        got = session.run(["ab"], {name: value.numpy() for name, value in inputs.items()})[0]
         if got.shape != expected.shape:
             raise ExportError(f"ONNX output shape {got.shape} != torch's {expected.shape} for input {shape}")
         worst = max(worst, float(np.abs(got - expected).max()))

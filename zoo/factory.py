@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from zoo.color import AB_SCALE
+from zoo.hints import HINT_CHANNELS
 from zoo.registry import DISCRIMINATORS, GENERATORS, OBJECTIVES, registry, unknown_name
 from zoo.spec import ArchSpec, ModelSpec, check_settings, model_specs
 
@@ -41,7 +42,8 @@ def _resolve(kind: Literal["generator", "discriminator"], name: str, overrides: 
 
 
 def build_generator(arch: ArchSpec, out_channels: int = 2, model: str | None = None, pretrained: bool = True) -> nn.Module:
-    """Instantiate generator ``arch`` mapping L to ``out_channels``; ``model`` names the spec in errors.
+    """Instantiate generator ``arch`` mapping L (and, for one that takes hints, the hint channels) to
+    ``out_channels``; ``model`` names the spec in errors.
 
     ``pretrained=False`` leaves out the initial weights its settings name (trained weights are loaded next).
     """
@@ -49,7 +51,12 @@ def build_generator(arch: ArchSpec, out_channels: int = 2, model: str | None = N
     settings = dict(arch.settings)
     if not pretrained and (setting := GENERATORS.pretrained_setting(arch.arch)) in settings:
         settings[setting] = None
-    return GENERATORS.create(arch.arch, in_channels=1, out_channels=out_channels, **settings)
+    return GENERATORS.create(arch.arch, in_channels=input_channels(arch.arch), out_channels=out_channels, **settings)
+
+
+def input_channels(arch: str) -> int:
+    """Channels generator ``arch`` takes: L, and the three hint channels if it takes hints."""
+    return 1 + HINT_CHANNELS if GENERATORS.takes_hints(arch) else 1
 
 
 def named_pretrained_weights(arch: ArchSpec) -> str | None:
@@ -102,17 +109,18 @@ def decoder_of(spec: ModelSpec, objectives: nn.ModuleDict | None = None) -> nn.M
     return objective.decoder()
 
 
-def inferred_ab(predict: Callable[[Tensor], Tensor], L: Tensor, *, chroma_scale: float = 1.0,  # noqa: N803
+def inferred_ab(predict: Callable[[Tensor], Tensor], x: Tensor, *, chroma_scale: float = 1.0,
                 flip_average: bool = False, chroma_knee: float = 0.0) -> Tensor:
-    """ab for normalised L as a model's inference settings (:class:`zoo.spec.ModelSpec`) ask: ``predict(L)``,
-    averaged with the prediction for the mirrored L mirrored back if ``flip_average`` (one batch of both); each
-    pixel's ab times C / (C + ``chroma_knee``), C its chroma in Lab units, if the knee is above 0; times
-    ``chroma_scale``. What :class:`Predictor` and :meth:`zoo.trainable.Trainable.predict` both return."""
+    """ab for a generator input ``x`` (normalised L, and hint channels for a model that takes them) as a model's
+    inference settings (:class:`zoo.spec.ModelSpec`) ask: ``predict(x)``, averaged with the prediction for the
+    mirrored input mirrored back if ``flip_average`` (one batch of both); each pixel's ab times C / (C +
+    ``chroma_knee``), C its chroma in Lab units, if the knee is above 0; times ``chroma_scale``. What
+    :class:`Predictor` and :meth:`zoo.trainable.Trainable.predict` both return."""
     if flip_average:
-        ab, mirrored = predict(torch.cat([L, L.flip(-1)])).chunk(2)  # chunk, not len(L): ONNX keeps the batch axis
+        ab, mirrored = predict(torch.cat([x, x.flip(-1)])).chunk(2)  # chunk, not len(x): ONNX keeps the batch axis
         ab = (ab + mirrored.flip(-1)) / 2
     else:
-        ab = predict(L)
+        ab = predict(x)
     if chroma_knee > 0:
         chroma = ab.square().sum(dim=-3, keepdim=True).sqrt()  # normalised units: Lab chroma / AB_SCALE
         ab = ab * (chroma / (chroma + chroma_knee / AB_SCALE))
@@ -122,23 +130,28 @@ def inferred_ab(predict: Callable[[Tensor], Tensor], L: Tensor, *, chroma_scale:
 class Predictor(nn.Module):
     """A generator followed by its model's decoder: normalised L (B, 1, H, W) to normalised ab (B, 2, H, W),
     with the model's inference settings (``flip_average``, ``chroma_knee``, ``chroma_scale``:
-    :func:`inferred_ab`)."""
+    :func:`inferred_ab`). A generator that takes hints (``guided``) gets the hint channels (B, 3, H, W) too:
+    none (zeros) unless given."""
 
     def __init__(self, generator: nn.Module, decoder: nn.Module | None = None, *, chroma_scale: float = 1.0,
-                 flip_average: bool = False, chroma_knee: float = 0.0) -> None:
+                 flip_average: bool = False, chroma_knee: float = 0.0, guided: bool = False) -> None:
         super().__init__()
         self.generator = generator
         self.decoder = decoder if decoder is not None else nn.Identity()
         self.chroma_scale, self.flip_average, self.chroma_knee = chroma_scale, flip_average, chroma_knee
+        self.guided = guided
 
-    def forward(self, L: Tensor) -> Tensor:  # noqa: N803 (L is the channel's name)
-        return inferred_ab(lambda x: self.decoder(self.generator(x)), L, chroma_scale=self.chroma_scale,
+    def forward(self, L: Tensor, hints: Tensor | None = None) -> Tensor:  # noqa: N803 (L is the channel's name)
+        x = L
+        if self.guided:
+            x = torch.cat([L, hints if hints is not None else L.new_zeros(L.shape[0], HINT_CHANNELS, *L.shape[2:])], 1)
+        return inferred_ab(lambda x: self.decoder(self.generator(x)), x, chroma_scale=self.chroma_scale,
                            flip_average=self.flip_average, chroma_knee=self.chroma_knee)
 
     @classmethod
     def of(cls, spec: ModelSpec, generator: nn.Module, decoder: nn.Module) -> Predictor:
         """``generator`` and ``decoder`` run with ``spec``'s inference settings."""
-        return cls(generator, decoder, **spec.ab_settings)
+        return cls(generator, decoder, **spec.ab_settings, guided=GENERATORS.takes_hints(spec.generator.arch))
 
 
 def create_predictor(spec: ModelSpec, pretrained: bool = True) -> Predictor:

@@ -5,8 +5,8 @@ time).
 One path through it::
 
     for each budget, for each model:  zoo.train.train(model, max_time=budget, data, seed)   -> run folder
-    zoo.harness.scoring.score_models(every trained predictor, heldout)                      -> rows + gray, truth
-    results/leaderboard-DATE.json/.csv, samples/, plots/...-quality-vs-budget.png, the table
+    zoo.harness.scoring.score_models(every trained predictor, heldout[, hints])             -> rows + gray, truth
+    results/leaderboard-DATE.json/.csv, samples/, plots/...-quality-vs-budget.png (and -hints.png), the table
 
 A run folder that already holds a finished run of the same model, budget, data and seed is scored again, not
 retrained, so an interrupted leaderboard continues where it stopped. Budgets are wall-clock: compare
@@ -71,19 +71,23 @@ def train_at_budget(model: str, budget: float, out: Path, data: str, seed: int, 
 
 def run_leaderboard(models: Sequence[str], budgets: Sequence[float], out: Path, data: str = "sample-train",
                     score_data: str = "heldout", image_size: int = 256, seed: int = 0, device: str = "auto",
-                    echo: Callable[[str], None] = print) -> Path:
-    """Train every model at every budget, score them all on ``score_data``; returns the results JSON path."""
+                    echo: Callable[[str], None] = print, hints: Sequence[int] = ()) -> Path:
+    """Train every model at every budget, score them all on ``score_data`` (with ``hints``, their hint curves
+    too: rows of their own); returns the results JSON path."""
     torch_device = pick_device(device)
     rows = [train_at_budget(m, b, out, data, seed, device, echo) for b in budgets for m in models]
     scored = {r["model"]: r for r in rows if r["error"] is None}
     echo(f"scoring {len(scored)} runs on {score_data} ...")
     predictors = {key: load_model(r["registry_model"], Path(r["checkpoint"]), torch_device) for key, r in scored.items()}
-    scores = score_models(predictors, score_data, image_size, torch_device, echo=echo)
+    scores = score_models(predictors, score_data, image_size, torch_device, echo=echo, hints=hints)
     references = []
     for score in scores.rows:
         row = scored.get(score["model"])
         quality = {k: v for k, v in score.items() if k not in ("model", "error")}
-        if row is None:
+        if score.get("hints") is not None:
+            run = {k: row[k] for k in ("registry_model", "budget_s", "steps", "checkpoint")} if row else {}
+            references.append(score | run)
+        elif row is None:
             references.append(score)
         elif score["error"]:
             row["error"] = score["error"]
@@ -92,7 +96,7 @@ def run_leaderboard(models: Sequence[str], budgets: Sequence[float], out: Path, 
     doc = results_files.document(
         "leaderboard", results_files.machine_info(torch_device),
         {"budgets_s": list(budgets), "data": data, "score_data": score_data, "seed": seed,
-         "device": str(torch_device), "image_size": image_size},
+         "device": str(torch_device), "image_size": image_size, "hints": list(hints)},
         rows + references, protocol=scores.protocol,
     )
     stem = results_files.run_stem(doc)
@@ -106,4 +110,7 @@ def run_leaderboard(models: Sequence[str], budgets: Sequence[float], out: Path, 
                                 log_x=False, series="registry_model")
     if figure is not None:
         plots.save_png(figure, out / "plots" / f"{path.stem}-quality-vs-budget.png")
+    curve = plots.hint_curve_plot(rows + references)
+    if curve is not None:
+        plots.save_png(curve, out / "plots" / f"{path.stem}-hints.png")
     return path

@@ -43,6 +43,7 @@ _BUILTIN_MODULES = (
     "zoo.models.patchgan",
     "zoo.models.smp_unet",
     "zoo.models.ensemble",
+    "zoo.models.guided_unet",
     "zoo.objectives.regression",
     "zoo.objectives.adversarial",
     "zoo.objectives.classification",
@@ -100,11 +101,13 @@ class Registry:
         self._builtin: dict[str, Factory] = {}
         self._geometry: dict[str, Geometry] = {}
         self._pretrained_setting: dict[str, str] = {}
+        self._takes_hints: set[str] = set()
         self._plugins: dict[str, EntryPoint] | None = None
         self._loaded: dict[str, Factory] = {}
 
     def register(
-        self, name: str, geometry: Geometry | None = None, pretrained_setting: str | None = None
+        self, name: str, geometry: Geometry | None = None, pretrained_setting: str | None = None,
+        takes_hints: bool = False,
     ) -> Callable[[Factory], Factory]:
         """Decorator registering ``factory`` under ``name`` as a built-in component (with its declarations)."""
 
@@ -116,6 +119,8 @@ class Registry:
                 self._geometry[name] = geometry
             if pretrained_setting is not None:
                 self._pretrained_setting[name] = pretrained_setting
+            if takes_hints:
+                self._takes_hints.add(name)
             return factory
 
         return decorate
@@ -197,6 +202,11 @@ class Registry:
         declared = self._pretrained_setting.get(name, getattr(self.get(name), "pretrained_setting", None))
         return declared if isinstance(declared, str) else None
 
+    def takes_hints(self, name: str) -> bool:
+        """Whether generator ``name`` takes colour hints beside L (a plugin's ``takes_hints = True``): its input
+        is then cat(L, hint a, hint b, hint mask), :func:`zoo.hints.hint_channels`."""
+        return name in self._takes_hints or getattr(self.get(name), "takes_hints", False) is True
+
     def full_settings(self, name: str, settings: Settings) -> dict[str, Any]:
         """``settings`` with the factory's defaults for the settings not given (what geometry functions see)."""
         parameters = inspect.signature(self.get(name)).parameters.values()
@@ -223,11 +233,11 @@ def output_activation(out_channels: int) -> Callable[[], Any]:
 
 
 def register_generator(
-    name: str, geometry: Geometry | None = None, pretrained_setting: str | None = None
+    name: str, geometry: Geometry | None = None, pretrained_setting: str | None = None, takes_hints: bool = False
 ) -> Callable[[Factory], Factory]:
-    """Register a generator factory ``factory(in_channels=1, out_channels=C, **settings)``, its geometry and
-    the setting (if any) that chooses its initial weights."""
-    return GENERATORS.register(name, geometry, pretrained_setting)
+    """Register a generator factory ``factory(in_channels=1, out_channels=C, **settings)``, its geometry, the
+    setting (if any) that chooses its initial weights, and whether it takes colour hints (then in_channels=4)."""
+    return GENERATORS.register(name, geometry, pretrained_setting, takes_hints)
 
 
 def register_discriminator(name: str) -> Callable[[Factory], Factory]:

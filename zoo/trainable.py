@@ -5,7 +5,9 @@ A :class:`Trainable` holds the generator, the discriminator (if the model has on
 decoder of a :class:`zoo.spec.ModelSpec`, placed and wrapped for the runtime (channels_last, torch.compile,
 DDP). :meth:`Trainable.step` is one step: the generator's output, the objectives' own steps (the
 discriminator's), then the weighted objectives' backward and the generator's optimiser step. It knows no
-particular loss: a stage's :class:`zoo.objectives.StageLoss` holds them.
+particular loss: a stage's :class:`zoo.objectives.StageLoss` holds them. A generator that takes colour hints is
+given hints simulated from the batch's true colours (:func:`zoo.hints.random_hint_channels`, from the global RNG
+that checkpoints keep) in training, and none when it predicts (validation, sample grids): its automatic path.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from zoo import checkpoint
 from zoo.factory import create_models, create_objectives, decoder_of, inferred_ab
+from zoo.hints import HINT_CHANNELS, random_hint_channels
+from zoo.registry import GENERATORS
 from zoo.objectives import Batch, Critic, StageLoss
 from zoo.runtime import Runtime, unwrap
 from zoo.spec import ModelSpec, OptimizerSpec, StageSpec
@@ -41,6 +45,7 @@ class Trainable:
         self.generator = self._place(generator)
         self.discriminator = self._place(discriminator) if discriminator is not None else None
         self.scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.amp_dtype == torch.float16)
+        self.guided = GENERATORS.takes_hints(spec.generator.arch)
 
     def _place(self, module: nn.Module) -> nn.Module:
         module = module.to(self.rt.device)
@@ -77,8 +82,9 @@ class Trainable:
         """One optimiser step of the generator, after the objectives' own steps; returns the logged values."""
         opt_g, opt_d = optimizers
         critic = None if opt_d is None else Critic(self.discriminator, opt_d, self.scaler, self.rt.autocast)
+        x = torch.cat([L, random_hint_channels(ab)], dim=1) if self.guided else L
         with self.rt.autocast():
-            output = self.generator(L)
+            output = self.generator(x)
         batch = Batch(L, ab, output, self.decode)
         logs = stage_loss.update(batch, critic)
         loss, terms = stage_loss(batch, critic)
@@ -97,7 +103,8 @@ class Trainable:
                 output = self.generator(x)
             return self.decode(output).float()
 
-        return inferred_ab(predict, L, **self.spec.ab_settings)
+        x = torch.cat([L, L.new_zeros(L.shape[0], HINT_CHANNELS, *L.shape[2:])], dim=1) if self.guided else L
+        return inferred_ab(predict, x, **self.spec.ab_settings)
 
     def inference_tensors(self) -> dict[str, torch.Tensor]:
         """Predictor (generator + decoder) and objective state: what inference and resume both need."""

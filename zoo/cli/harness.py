@@ -13,7 +13,16 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from zoo.cli.errors import Command, fail
-from zoo.cli.options import COUNT, DURATION, NON_NEGATIVE, SETTING, device_option, format_option, image_size_type
+from zoo.cli.options import (
+    COUNT,
+    DURATION,
+    HINT_COUNTS,
+    NON_NEGATIVE,
+    SETTING,
+    device_option,
+    format_option,
+    image_size_type,
+)
 from zoo.tables import Table, console, print_table
 
 if TYPE_CHECKING:
@@ -245,13 +254,19 @@ def bench(models: tuple[str, ...], all_models: bool, checkpoints: Path | None, d
               help="Run MODEL's weights with another inference setting (repeatable): inference_size, flip_average,"
                    " chroma_scale, chroma_knee, or a decoding setting of its objective (classification's"
                    " temperature).")
+@click.option("--hints", "hint_counts", type=HINT_COUNTS, default="",
+              help="Also score with that many simulated colour hints per photo, e.g. 0,1,2,5,10,20: the hint curve"
+                   " (hints at seeded places, each the truth's mean colour over --hint-patch pixels, spread over the"
+                   " model's colours; gray's curve beside it).")
+@click.option("--hint-patch", default=6, show_default=True, type=click.IntRange(1, 64),
+              help="Side of the square whose mean true colour a simulated hint gives.")
 @click.option("--results", "results_dir", default="results", show_default=True, type=RESULTS_DIR,
               help="Folder for the JSON/CSV results and the sample grids.")
 @format_option("the results table")
 def score(model: str | None, checkpoint: Path | None, predictions: Path | None, name: str | None, data: str,
           protocol_name: str, image_size: int | None, batch_size: int, device: str, workers: int | None, fid: bool,
-          fid_weights: Path | None, lpips: bool, inference: tuple[tuple[str, object], ...], results_dir: Path,
-          table_format: str) -> None:
+          fid_weights: Path | None, lpips: bool, inference: tuple[tuple[str, object], ...],
+          hint_counts: tuple[int, ...], hint_patch: int, results_dir: Path, table_format: str) -> None:
     """Score MODEL's colours, or another colorizer's output files, against real photos: PSNR, SSIM, CF, dCF,
     CIEDE2000 (and FID-EffL0, FID, LPIPS).
 
@@ -266,6 +281,7 @@ def score(model: str | None, checkpoint: Path | None, predictions: Path | None, 
       zoo score unet-effnet-lite2-color --set chroma_scale=1 --set flip_average=false   # a variant of it
       zoo score gray --data sample --protocol resize256 --fid
       zoo score unet-resnet18 --checkpoint runs/unet-resnet18-20261124-101500 --data ~/photos
+      zoo score effnet-lite-pair-color --hints 0,1,2,5,10,20   # the hint curve, gray's beside it
       zoo score --predictions ddcolor-out/ --name ddcolor --data ~/val5k --protocol crop256
     """
     from zoo import outputs
@@ -304,7 +320,8 @@ def score(model: str | None, checkpoint: Path | None, predictions: Path | None, 
         row = model if not inference else f"{model} ({', '.join(f'{k}={v}' for k, v in inference)})"
         generators = {} if checkpoint is None else {row: load_model(model, checkpoint, torch_device, dict(inference))}
         scores = score_models(generators, data, side, torch_device, batch_size, workers, fid, lpips, echo=_progress,
-                              protocol=protocol.name, fid_weights=fid_weights, predictions=folders)
+                              protocol=protocol.name, fid_weights=fid_weights, predictions=folders,
+                              hints=hint_counts, hint_patch=hint_patch)
     except (MissingWeightsError, ValueError) as exc:  # the harness's own: weights not here, predictions unfit
         fail(str(exc))
     for row in scores.rows:
@@ -313,9 +330,16 @@ def score(model: str | None, checkpoint: Path | None, predictions: Path | None, 
     settings = {"data": data, "protocol": protocol.name, "image_size": side, "batch_size": batch_size,
                 "device": str(torch_device), "dtype": "float32", "fid": fid or fid_weights is not None,
                 "fid_weights": None if fid_weights is None else str(fid_weights), "lpips": lpips,
-                "predictions": None if predictions is None else str(predictions), "set": dict(inference)}
+                "predictions": None if predictions is None else str(predictions), "set": dict(inference),
+                "hints": list(hint_counts), "hint_patch": hint_patch if hint_counts else None}
     doc = report.document("score", report.machine_info(torch_device), settings, scores.rows, protocol=scores.protocol)
-    _finish(doc, scores, results_dir, _Printer(table_format))
+    printer = _Printer(table_format)
+    path = _finish(doc, scores, results_dir, printer)
+    if hint_counts:
+        from zoo.harness import plots
+
+        curve = plots.save_png(plots.hint_curve_plot(scores.rows), results_dir / "plots" / f"{path.stem}-hints.png")
+        printer.line(f"hint curve: {curve}")
 
 
 @click.command(cls=Command)
@@ -351,9 +375,11 @@ def report(results: tuple[Path, ...], out: Path, overwrite: bool, title: str, ma
 @device_option()
 @click.option("--out", type=click.Path(path_type=Path), default=Path("leaderboard"),
               show_default=True, help="Folder for the runs, results, sample grids and plot.")
+@click.option("--hints", "hint_counts", type=HINT_COUNTS, default="",
+              help="Also score every run's hint curve (as `zoo score --hints`), e.g. 0,1,5,10.")
 @format_option("the results table")
 def leaderboard(models: tuple[str, ...], budgets: tuple[float, ...], data: str, score_data: str, image_size: int,
-                seed: int, device: str, out: Path, table_format: str) -> None:
+                seed: int, device: str, out: Path, hint_counts: tuple[int, ...], table_format: str) -> None:
     """Train MODELS (default: every model of the registry) for the same wall-clock budget on the same photos
     and split, score each on the held-out photos beside gray, and write the table, a quality-vs-budget plot
     and sample grids. Runs already finished in OUT are reused.
@@ -373,7 +399,8 @@ def leaderboard(models: tuple[str, ...], budgets: tuple[float, ...], data: str, 
     for name in names:
         get_spec(name)
     outputs.output_folder(out)
-    path = run_leaderboard(names, list(budgets), out, data, score_data, image_size, seed, device, echo=_progress)
+    path = run_leaderboard(names, list(budgets), out, data, score_data, image_size, seed, device, echo=_progress,
+                           hints=hint_counts)
     printer = _Printer(table_format)
     printer.table(report.results_table(report.read_results(path)))
     printer.line(f"results: {path} (and {path.with_suffix('.csv').name}); plot and grids under {out}")

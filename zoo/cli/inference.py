@@ -26,9 +26,16 @@ from zoo.cli.options import COUNT, SETTING, device_option, image_size_type
               help="Short side the model sees [default: the model's working size, its training image size"
                    " unless its recipe names another].")
 @device_option()
+@click.option("--hint", "hint_list", multiple=True, metavar="X,Y,#RRGGBB",
+              help="A colour hint for the one photo given: pixel X, Y of the upright photo is this colour (its a*b*;"
+                   " the photo keeps its lightness); ,SIZE after the colour covers a SIZE x SIZE square. Repeatable.")
+@click.option("--hints", "hint_path", type=click.Path(path_type=Path, exists=True),
+              help="A JSON hint file for the one photo given ([{\"x\": 120, \"y\": 80, \"color\": \"#c0392b\"}]), or a"
+                   " folder of them for a folder input: STEM.json per photo, in the input's layout.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def colorize(inputs: tuple[str, ...], model: str | None, checkpoint: Path | None, out: Path, overwrite: bool,
-             batch_size: int, size: int | None, device: str, no_progress: bool) -> None:
+             batch_size: int, size: int | None, device: str, hint_list: tuple[str, ...], hint_path: Path | None,
+             no_progress: bool) -> None:
     """Colorize photos: files, folders (recursive, layout kept), globs; JPEG, PNG, WebP, TIFF.
 
     Outputs keep the input's name, size and format (a 16-bit gray PNG gives a 16-bit RGB PNG; alpha is kept)
@@ -37,24 +44,32 @@ def colorize(inputs: tuple[str, ...], model: str | None, checkpoint: Path | None
     --out folder inside an input folder is not colorized again.
 
     Without --checkpoint, the pretrained default model colorizes (`zoo list` marks it), or --model's own
-    shipped weights.
+    shipped weights. Hints (--hint, --hints) say what colour a pixel is: each one's difference from the
+    model's colour spreads over the photo along its lightness, stopping at edges; every hint is checked
+    before anything is written.
 
     \b
     Example:
       zoo colorize photo.jpg --out colour/
+      zoo colorize photo.jpg --hint 120,80,#c0392b --hint 400,30,#4a90d9,9 --out colour/
+      zoo colorize old-photos/ --hints old-photos-hints/ --out colour/
       zoo colorize old-photos/ --model unet-resnet18 --checkpoint runs/unet-resnet18-*/generator.safetensors --out colour/
       zoo colorize 'scans/**/*.tif' scan.png --checkpoint generator.safetensors --out colour/ --overwrite
     """
     from zoo import outputs
     from zoo.colorizer import Colorizer
+    from zoo.hints import parse_hint
 
+    if hint_list and hint_path is not None:
+        fail("give hints with --hint or with --hints, not both")
+    hints = [parse_hint(text) for text in hint_list] if hint_list else hint_path
     outputs.output_folder(out)  # before the model loads
     colorizer = Colorizer.from_checkpoint(checkpoint, model, device, size)
     click.echo(f"{colorizer.spec.name} on {colorizer.device}: working size {colorizer.size} px "
                f"(multiples of {colorizer.multiple})")
     summary = colorizer.colorize_files(
         inputs, out, overwrite=overwrite, batch_size=batch_size, progress=not no_progress,
-        echo=lambda line: click.echo(line, err=True),
+        echo=lambda line: click.echo(line, err=True), hints=hints,
     )
     if summary.existing:
         shown = ", ".join(p.name for p in summary.existing[:5]) + (" ..." if len(summary.existing) > 5 else "")

@@ -82,6 +82,7 @@ def info(name: str, image_size: int, as_json: bool) -> None:
       zoo info pix2pix-unet-gan --json
     """
     import zoo
+    from zoo.factory import input_channels
     from zoo.harness.cost import count_flops, count_parameters
     from zoo.spec import building
 
@@ -92,7 +93,7 @@ def info(name: str, image_size: int, as_json: bool) -> None:
         "name": spec.name,
         "spec": spec.to_dict(),
         "generator_params": count_parameters(generator),
-        "generator_gflops": count_flops(generator, (1, 1, image_size, image_size)) / 1e9,
+        "generator_gflops": count_flops(generator, (1, input_channels(spec.generator.arch), image_size, image_size)) / 1e9,
         "image_size": image_size,
     }
     if discriminator is not None:

@@ -111,7 +111,23 @@ class Setting(click.ParamType):
             return key.strip(), text
 
 
+class HintCounts(click.ParamType):
+    """Numbers of simulated hints, ``0,1,2,5,10,20``: whole numbers from 0 to 100, as a sorted tuple without
+    repeats (an empty string: none)."""
+
+    name = "counts"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[int, ...]:
+        if isinstance(value, tuple):
+            return value
+        parts = [part.strip() for part in str(value).split(",") if part.strip()]
+        if not all(part.isdigit() and int(part) <= 100 for part in parts):
+            self.fail(f"{value!r} is not a list of hint counts from 0 to 100 (example: 0,1,2,5,10,20)", param, ctx)
+        return tuple(sorted({int(part) for part in parts}))
+
+
 DURATION = Duration()
+HINT_COUNTS = HintCounts()
 LEARNING_RATE = PositiveFloat()
 DEVICE = Device()
 SETTING = Setting()

@@ -4,6 +4,8 @@ the HTML report, from one function.
 :func:`quality_plot` draws quality (y) against a speed or budget field (x), one labelled point per model, with
 the reference rows (gray, truth) as horizontal lines where they have a finite value, never as points; every
 quality plot of the harness (``zoo bench``'s PNG, the report's SVGs, ``zoo leaderboard``'s budget plot) is one.
+:func:`hint_curve_plot` draws quality against the number of simulated hints (``zoo score --hints``), a line per
+model and gray's curve dashed beside them.
 In SVG, the markers are the group ``<id>-points`` and the reference lines ``<id>-reference-gray`` and
 ``<id>-reference-truth``, every id prefixed with the SVG's own so that several plots share a page.
 """
@@ -89,6 +91,38 @@ def _pad_y(axes: Any, ys: list[float]) -> None:
     if high - low < span:
         centre = (min(ys) + max(ys)) / 2
         axes.set_ylim(min(low, centre - span / 2), max(high, centre + span / 2))
+
+
+def hint_curve_plot(rows: Iterable[Mapping[str, Any]], y_keys: tuple[str, ...] = ("psnr", "ciede2000"),
+                    size: tuple[float, float] = (10, 4)) -> Any | None:
+    """A matplotlib Figure with a panel per field of ``y_keys`` against the number of hints: one line per model
+    over its rows with ``hints`` set, gray's in dashed gray (the spreading alone, on ab = 0); None when no row has
+    hints."""
+    from matplotlib.figure import Figure
+
+    curves: dict[str, list[tuple[int, Mapping[str, Any]]]] = {}
+    for row in rows:
+        if is_number(row.get("hints")):
+            curves.setdefault(row["model"], []).append((int(row["hints"]), row))
+    if not curves:
+        return None
+    figure = Figure(figsize=size, dpi=100, layout="constrained")
+    models = [name for name in curves if name not in REFERENCE_ROWS]
+    for index, y_key in enumerate(y_keys):
+        axes = figure.add_subplot(1, len(y_keys), index + 1)
+        for number, name in enumerate([*models, *(n for n in curves if n in REFERENCE_ROWS)]):
+            points = sorted((count, row[y_key]) for count, row in curves[name] if is_number(row.get(y_key)))
+            if not points:
+                continue
+            style = dict(color="0.45", linestyle="--") if name in REFERENCE_ROWS else dict(color=f"C{number % 10}")
+            axes.plot(*zip(*points), marker="o", markersize=4, linewidth=1.5, label=name, **style)
+        y_field = field(y_key)
+        direction = {True: " (higher is better)", False: " (lower is better)", None: ""}[y_field.better]
+        axes.set_xlabel("simulated hints per photo")
+        axes.set_ylabel(y_field.title + direction)
+        axes.grid(True, color="0.9")
+        axes.legend(fontsize=8)
+    return figure
 
 
 def save_png(figure: Any, path: Path) -> Path:

@@ -74,11 +74,12 @@ def load_results(path: Path) -> Results:
 
 
 def merge_rows(results: Iterable[Results]) -> list[dict[str, Any]]:
-    """One row per model, fields of later files over earlier ones; errors of every file kept, joined."""
-    merged: dict[str, dict[str, Any]] = {}
+    """One row per model (and number of hints, for a hint curve's rows), fields of later files over earlier ones;
+    errors of every file kept, joined."""
+    merged: dict[tuple[str, Any], dict[str, Any]] = {}
     for result in results:
         for row in result.rows:
-            target = merged.setdefault(row["model"], {"model": row["model"], "error": None})
+            target = merged.setdefault((row["model"], row.get("hints")), {"model": row["model"], "error": None})
             target.update({k: v for k, v in row.items() if k not in ("model", "error")})
             if row.get("error"):
                 message = f"{result.kind}: {row['error']}"
@@ -333,6 +334,8 @@ def build_report(results: Sequence[Results], title: str = "colorization-zoo repo
     svgs = quality_speed_svgs(rows)
     plots_html = f'<div class="plots">{"".join(svgs)}</div>' if svgs else \
         '<p class="note">No model has both a speed and a quality field to plot.</p>'
+    curve = plots.hint_curve_plot(rows, size=(2 * PLOT_SIZE[0], PLOT_SIZE[1]))
+    hints_html = "" if curve is None else f"<h2>Quality against hints</h2>\n{plots.to_svg(curve, 'plot-hints')}"
     samples: dict[str, Path] = {}
     for result in results:
         samples.update(result.samples)
@@ -349,6 +352,7 @@ def build_report(results: Sequence[Results], title: str = "colorization-zoo repo
 {_leaderboard(rows, columns)}
 <h2>Quality against speed</h2>
 {plots_html}
+{hints_html}
 <h2>Samples</h2>
 {galleries or '<p class="note">The results name no sample grids.</p>'}
 <h2>Protocol</h2>

@@ -53,6 +53,9 @@ class Field:
 
 BOTH = ("bench", "score", "leaderboard")  # quality fields: every kind of results
 FIELDS: tuple[Field, ...] = (
+    Field("hints", "hints", "run", digits=0, kinds=BOTH,
+          description="simulated colour hints per photo (seeded places, the truth's mean colour over a patch),"
+                      " spread over the model's colours; empty: the automatic row"),
     # quality
     Field("psnr", "PSNR", "quality", unit="dB", better=True, kinds=BOTH, compared=True),
     Field("ssim", "SSIM", "quality", better=True, digits=4, kinds=BOTH, compared=True),

@@ -19,8 +19,9 @@ Lab(L_true, ab_pred) converted to sRGB and clipped to [0, 1]. The truth row scor
 
 from __future__ import annotations
 
+import functools
 import importlib.util
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from torchmetrics import Metric
 from torchmetrics.image import PeakSignalNoiseRatio
 
 from zoo import checkpoint
-from zoo.color import lab_normalized_to_rgb, normalize_lab, rgb_to_lab, rgb_uint8_to_lab_normalized
+from zoo.color import L_SCALE, lab_normalized_to_rgb, normalize_lab, rgb_to_lab, rgb_uint8_to_lab_normalized
 from zoo.colorizer import AtWorkingSize
 from zoo.data import make_loader, resolve_source, scan_images
 from zoo.downloads import cache_root, torch_hub_checkpoints
@@ -47,7 +48,10 @@ from zoo.harness.metrics import (
 )
 from zoo.harness.predictions import check_sizes, match_predictions
 from zoo.harness.protocols import Protocol, ProtocolImages, get_protocol
+from zoo.guided import spread_hints
 from zoo.harness.schema import REFERENCE_ROWS
+from zoo.hints import photo_seed, simulated_hints
+from zoo.propagate import Propagation, PropagationSettings
 from zoo.spec import size_multiple
 
 REFERENCES = REFERENCE_ROWS  # gray (ab = 0) and truth (the truth against itself)
@@ -55,6 +59,7 @@ GRAY, TRUTH = REFERENCES
 METRICS = ("psnr", "ssim", "cf", "cf_truth", "cf_hasler", "dcf", "dcf_per_image", "ciede2000", "fid_effl0", "fid",
            "lpips")
 SCORED_FIELDS = ("images", *METRICS)  # what a score row adds to a bench row
+HINT_PATCH = 6  # side of the square whose mean colour a simulated hint gives (the hints issue's 6 x 6)
 FID_WEIGHTS = "weights-inception-2015-12-05-6726825d.pth"
 FID_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{FID_WEIGHTS}"
 DEFINITIONS = {
@@ -239,6 +244,36 @@ class _Candidate:
     error: str | None = None
 
 
+@dataclass
+class _HintCurve:
+    """One model (or gray: ab = 0) scored with 0, 1, 2 ... simulated hints per photo: its automatic ab spread
+    with each photo's first n hints (:func:`zoo.guided.spread_hints`; a model that takes hints also gets them)."""
+
+    model: nn.Module | None  # an AtWorkingSize predictor; None for gray
+    counts: tuple[int, ...]
+    candidates: dict[int, _Candidate]
+    patch: int
+    settings: PropagationSettings
+    error: str | None = None
+
+    def update(self, batch: _Batch, names: Sequence[str]) -> None:
+        """Score this batch's photos (named ``names``, which seed their hints) at every count."""
+        side = tuple(batch.L.shape[-2:])
+        automatic = torch.zeros_like(batch.ab) if self.model is None else self.model(batch.L).float()
+        for index, name in enumerate(names):
+            lightness = ((batch.L[index, 0].double() + 1) * L_SCALE).cpu().numpy()
+            grid = functools.cache(functools.partial(Propagation, lightness, self.settings))
+            hints = simulated_hints(batch.ab[index].cpu(), max(self.counts), self.patch, photo_seed(name))
+            for count, candidate in self.candidates.items():
+                some = hints[:count]
+                base = automatic[index]
+                if some and self.model is not None and self.model.guided:
+                    base = self.model(batch.L[index:index + 1], [some]).float()[0]
+                ab = spread_hints(base.cpu(), some, (side[1], side[0]), grid).to(batch.L.device)
+                pred = lab_normalized_to_rgb(batch.L[index:index + 1], ab[None].to(batch.L.dtype))
+                _update(candidate.metrics, pred, batch.truth[index:index + 1])
+
+
 def load_images(data: str, image_size: int, echo: Callable[[str], None] = print) -> list[Path]:
     """The usable photos of ``data`` (``heldout``, ``sample``, a folder, a glob ...), scanned with the zoo's cache."""
     cache = cache_root()
@@ -284,10 +319,18 @@ def score_models(
     protocol: str = "zoo",
     fid_weights: Path | None = None,
     predictions: Mapping[str, Path] | None = None,
+    hints: Sequence[int] = (),
+    hint_patch: int = HINT_PATCH,
+    propagation: PropagationSettings | None = None,
 ) -> Scores:
     """Score ``models`` (name: predictor from L to ab, eval mode, on ``device``), the folders of ``predictions``
     (name: folder of another colorizer's output files) and the references on the photos of ``data``, prepared
     by ``protocol`` (:data:`zoo.harness.protocols.PROTOCOLS`; ``image_size`` is the side of ``zoo``).
+
+    With ``hints`` (counts such as 0, 1, 2, 5, 10, 20), every model and gray are also scored with that many hints
+    per photo, simulated as Zhang et al. (2017) evaluate (:func:`zoo.hints.simulated_hints`: seeded by the
+    photo's file name, uniform places, the truth's mean colour over ``hint_patch`` x ``hint_patch`` pixels) and
+    spread by ``propagation`` (:class:`zoo.propagate.PropagationSettings`): rows with ``hints`` set.
 
     With ``fid``, FID-EffL0 (and Inception FID where its weights are on this machine, or at ``fid_weights``);
     with ``lpips``, LPIPS. A model whose forward fails is a row with its error; the others go on. Rows: the
@@ -317,6 +360,12 @@ def score_models(
     candidates[GRAY] = _Candidate(lambda b: lab_normalized_to_rgb(b.L, torch.zeros_like(b.ab)),
                                   _metric_set(backbones, effl0, device), shown=False)
     candidates[TRUTH] = _Candidate(lambda b: b.truth, _metric_set(backbones, effl0, device), shown=False)
+    counts = tuple(sorted(set(hints)))
+    curves = {name: _HintCurve(model, counts, {n: _Candidate(_no_prediction, _metric_set(backbones, effl0, device))
+                                                 for n in counts}, hint_patch, propagation or PropagationSettings())
+              for name, model in ({**models, GRAY: None} if counts else {}).items()}
+    names = [group[0].name for group in groups]
+    seen = 0
     cf_truth = Colorfulness().to(device)
     shown: dict[str, tuple[Tensor, Tensor, Tensor]] = {}
     dataset = ProtocolImages(groups, method, side)
@@ -339,7 +388,18 @@ def score_models(
                 _update(candidate.metrics, pred, batch.truth)
                 if candidate.shown and name not in shown:
                     shown[name] = (L[:show], normalize_lab(rgb_to_lab(pred[:show]))[1], ab[:show])
+            for curve in curves.values():
+                if curve.error is None:
+                    try:
+                        curve.update(batch, names[seen:seen + len(stack)])
+                    except Exception as exc:  # noqa: BLE001 (a broken model is a row with its error)
+                        curve.error = f"{type(exc).__name__}: {exc}"
+            seen += len(stack)
     rows = [_row(name, candidate, len(groups), cf_truth) for name, candidate in candidates.items()]
+    for name, curve in curves.items():
+        for count, candidate in curve.candidates.items():
+            candidate.error = curve.error
+            rows.append(_row(name, candidate, len(groups), cf_truth) | {"hints": count})
     for row in rows:
         if row["model"] in matched and matched[row["model"]]["missing"]:
             row["note"] = f"scored on {len(groups)} photos: {matched[row['model']]['missing']} have no prediction"
@@ -351,6 +411,10 @@ def _model_prediction(model: nn.Module) -> Callable[[_Batch], Tensor]:
         return lab_normalized_to_rgb(batch.L, model(batch.L).float())
 
     return predict
+
+
+def _no_prediction(batch: _Batch) -> Tensor:
+    raise AssertionError("hint curves are scored photo by photo (_HintCurve.update)")
 
 
 def _file_prediction(index: int) -> Callable[[_Batch], Tensor]:

@@ -1,0 +1,336 @@
+"""Colour hints: parsing against scikit-image's Lab, simulation against numpy means, the edge-aware spreading
+against a dense KKT solve and the screened Poisson Green's function, and hints used as a person uses them
+(zoo.colorize, `zoo colorize --hint`, the hint curve of `zoo score`) on real photos."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+from scipy.special import k0
+from skimage.color import rgb2lab
+
+from zoo.cli.inference import colorize as colorize_command
+from zoo.color import AB_SCALE
+from zoo.colorizer import Colorizer
+from zoo.data import resolve_source
+from zoo.guided import GuidedPhoto
+from zoo.hints import (
+    Hint,
+    HintError,
+    HintSampling,
+    colour_ab,
+    hint_cells,
+    hint_channels,
+    parse_hint,
+    random_hint_channels,
+    read_hints,
+    simulated_hints,
+    write_hints,
+)
+from zoo.images import read_source
+from zoo.models.guided_unet import guided_unet
+from zoo.propagate import Propagation, PropagationSettings, system_matrix
+
+FAST = "unet-effnet-lite0-color"  # the fastest shipped model
+
+
+@pytest.fixture(scope="module")
+def colorizer() -> Colorizer:
+    return Colorizer.from_checkpoint(model=FAST, device="cpu")
+
+
+def photo_lab(path: Path) -> np.ndarray:
+    return rgb2lab(np.asarray(Image.open(path).convert("RGB")))
+
+
+# ---------------------------------------------------------------------------------------------------- hints
+
+
+@pytest.mark.parametrize("text", ["#c0392b", "#4A90D9", "00ff00", "#fff", "#808080"])
+def test_a_colour_hint_takes_the_colours_a_star_b_star_as_scikit_image_computes_them(text):
+    digits = text.lstrip("#")
+    digits = "".join(d * 2 for d in digits) if len(digits) == 3 else digits
+    rgb = np.array([[[int(digits[i:i + 2], 16) for i in (0, 2, 4)]]], dtype=np.uint8)
+    expected = rgb2lab(rgb)[0, 0, 1:]
+    assert colour_ab(text) == pytest.approx(tuple(expected), abs=1e-6)
+
+
+def test_hints_parse_from_the_command_line_and_round_trip_through_a_file(tmp_path):
+    hint = parse_hint("120, 80,#c0392b,7")
+    assert (hint.x, hint.y, hint.size) == (120, 80, 7) and hint.ab == pytest.approx(colour_ab("#c0392b"))
+    assert hint.box == (117, 77, 124, 84)
+    path = tmp_path / "h.json"
+    path.write_text(json.dumps([{"x": 3.7, "y": 4, "color": "#00ff00"}, {"x": 1, "y": 2, "ab": [10, -20.5],
+                                                                         "size": 3, "frame": 12}]))
+    first, second = read_hints(path)
+    assert (first.x, first.y, first.size, first.frame) == (3, 4, 1, None)  # a point inside pixel 3
+    assert (second.ab, second.size, second.frame) == ((10.0, -20.5), 3, 12)
+    write_hints(tmp_path / "again.json", [first, second])
+    assert read_hints(tmp_path / "again.json") == [Hint(3, 4, pytest.approx(first.ab, abs=1e-4)), second]
+
+
+@pytest.mark.parametrize(("content", "says"), [
+    ("[{\"x\": 1", "not JSON (Expecting"),
+    ("{\"x\": 1}", "expected a JSON list of hints"),
+    ("[[1, 2]]", "hint 1: expected an object"),
+    ("[{\"x\": 1, \"y\": 2}]", "hint 1: give its colour as either"),
+    ("[{\"x\": 1, \"y\": 2, \"color\": \"#12\"}]", "hint 1: unreadable colour '#12'"),
+    ("[{\"x\": 1, \"y\": 2, \"color\": 5}]", "hint 1: unreadable colour 5"),
+    ("[{\"x\": 1, \"color\": \"#123456\"}]", "hint 1: no 'y'"),
+    ("[{\"x\": \"a\", \"y\": 2, \"color\": \"#123456\"}]", "hint 1: x must be a number"),
+    ("[{\"x\": 1, \"y\": 2, \"ab\": [200, 0]}]", "outside Lab's range"),
+    ("[{\"x\": 1, \"y\": 2, \"ab\": [1]}]", "\"ab\" must be a list [a, b]"),
+    ("[{\"x\": 1, \"y\": 2, \"color\": \"#123456\", \"size\": 2.5}]", "size must be a whole number"),
+    ("[{\"x\": 1, \"y\": 2, \"color\": \"#123456\", \"colour\": 1}]", "unknown key 'colour'"),
+    ("[{\"x\": 1, \"y\": 2, \"color\": \"#123456\"}, {\"x\": 1, \"y\": 2, \"color\": \"#123456\", \"frame\": -1}]",
+     "hint 2: frame must be 0 or more"),
+])
+def test_every_bad_hint_file_is_one_line_naming_the_file_and_the_hint(tmp_path, content, says):
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    with pytest.raises(HintError) as caught:
+        read_hints(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: ") and says in message and "\n" not in message
+
+
+def test_hint_cells_are_every_grid_cell_the_hints_pixels_touch():
+    """Against a brute-force overlap test of each cell's pixel rectangle with the hint's square."""
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        width, height = int(rng.integers(5, 300)), int(rng.integers(5, 300))
+        rows, columns = int(rng.integers(1, height + 1)), int(rng.integers(1, width + 1))
+        hint = Hint(int(rng.integers(0, width)), int(rng.integers(0, height)), (0.0, 0.0), int(rng.integers(1, 12)))
+        left, top, right, bottom = hint.box
+        left, top, right, bottom = max(0, left), max(0, top), min(width, right), min(height, bottom)
+        touched = np.zeros((rows, columns), bool)
+        for r in range(rows):
+            for c in range(columns):  # cell (r, c) spans [c w / C, (c + 1) w / C) x [r h / R, (r + 1) h / R)
+                touched[r, c] = (c * width / columns < right and (c + 1) * width / columns > left
+                                 and r * height / rows < bottom and (r + 1) * height / rows > top)
+        row_slice, column_slice = hint_cells(hint, (width, height), (rows, columns))
+        got = np.zeros_like(touched)
+        got[row_slice, column_slice] = True
+        assert (got == touched).all(), (width, height, rows, columns, hint)
+
+
+def test_simulated_hints_are_the_truths_patch_means_and_grow_by_adding():
+    ab = torch.from_numpy(np.random.default_rng(0).uniform(-0.5, 0.5, (2, 40, 56)))
+    hints = simulated_hints(ab, 20, 6, seed=7)
+    assert simulated_hints(ab, 5, 6, seed=7) == hints[:5] and simulated_hints(ab, 20, 6, seed=8) != hints
+    for hint in hints:
+        left, top, right, bottom = hint.box
+        assert 0 <= left and right <= 56 and 0 <= top and bottom <= 40 and hint.size == 6
+        expected = ab[:, top:bottom, left:right].numpy().mean(axis=(1, 2)) * AB_SCALE
+        assert hint.ab == pytest.approx(tuple(expected), abs=1e-9)
+
+
+def test_training_hints_follow_zhang_et_als_simulation():
+    rng = torch.Generator().manual_seed(0)
+    ab = torch.rand(4000, 2, 12, 12, generator=rng) - 0.5
+    channels = random_hint_channels(ab, torch.Generator().manual_seed(1))
+    assert torch.equal(channels, random_hint_channels(ab, torch.Generator().manual_seed(1)))
+    none = int((channels[:, 2].flatten(1).amax(1) == 0).sum())
+    # geometric with stopping chance 1/8: P(no hint) = 1/8, binomial sd sqrt(4000 / 8 * 7 / 8) = 20.9: +-5 sd
+    assert abs(none - 500) < 105
+    assert set(channels[:, 2].unique().tolist()) == {0.0, 1.0} and channels[:, :2][channels[:, 2:].expand(-1, 2, -1, -1) == 0].abs().max() == 0
+    # every hinted pixel's colour is the truth's mean over some square of side 1 .. 5 that holds it
+    largest = HintSampling().largest
+    for index in range(8):
+        mask = channels[index, 2]
+        for row, column in mask.nonzero().tolist():
+            value = channels[index, :2, row, column]
+            found = False
+            for side in range(1, largest + 1):
+                for top in range(max(0, row - side + 1), min(row, 12 - side) + 1):
+                    for left in range(max(0, column - side + 1), min(column, 12 - side) + 1):
+                        mean = ab[index, :, top:top + side, left:left + side].mean(dim=(1, 2))
+                        found |= bool(torch.allclose(mean, value, atol=1e-6))
+            assert found, (index, row, column)
+
+
+def test_hint_channels_place_each_hint_on_the_grid():
+    hints = [Hint(10, 5, (55.0, -22.0), 3), Hint(99, 49, (-11.0, 33.0))]
+    channels = hint_channels(hints, (100, 50), (25, 50))
+    rows, columns = hint_cells(hints[0], (100, 50), (25, 50))
+    assert channels[2].sum() == (rows.stop - rows.start) * (columns.stop - columns.start) + 1
+    assert channels[:2, rows, columns].flatten(1).unique(dim=1).squeeze(1).tolist() == pytest.approx([0.5, -0.2])
+    assert channels[:, 24, 49].tolist() == pytest.approx([-0.1, 0.3, 1.0])
+
+
+# ---------------------------------------------------------------------------------------------------- spreading
+
+
+def test_the_spread_is_the_constrained_minimum_a_dense_kkt_solve_finds():
+    """min r^T B r subject to each hint's mean over its cells equalling its difference: the KKT system."""
+    rng = np.random.default_rng(5)
+    lightness = rng.uniform(0, 100, (12, 15))
+    settings = PropagationSettings(reach=0.3, edge=20.0)
+    spread = Propagation(lightness, settings)
+    targets = [((slice(2, 4), slice(3, 6)), np.array([0.3, -0.1])), ((slice(9, 10), slice(12, 13)), np.array([-0.2, 0.4]))]
+    got = spread.residual(targets)
+    B = system_matrix(lightness, settings).toarray()  # noqa: N806
+    U = np.zeros((B.shape[0], len(targets)))  # noqa: N806
+    for j, ((rows, columns), _) in enumerate(targets):
+        u = np.zeros(lightness.shape)
+        u[rows, columns] = 1 / u[rows, columns].size
+        U[:, j] = u.ravel()
+    kkt = np.block([[2 * B, U], [U.T, np.zeros((2, 2))]])
+    for channel in range(2):
+        rhs = np.concatenate([np.zeros(B.shape[0]), [d[channel] for _, d in targets]])
+        expected = np.linalg.solve(kkt, rhs)[:B.shape[0]].reshape(lightness.shape)
+        np.testing.assert_allclose(got[channel], expected, atol=1e-6)
+    # the Laplacian part is the sum of w_pq (r_p - r_q)^2 over neighbours, with w from the lightness edges
+    r = rng.normal(size=lightness.shape)
+    w_across = np.exp(-np.diff(lightness, axis=1) ** 2 / (2 * 20.0**2))
+    w_down = np.exp(-np.diff(lightness, axis=0) ** 2 / (2 * 20.0**2))
+    energy = (w_across * np.diff(r, axis=1) ** 2).sum() + (w_down * np.diff(r, axis=0) ** 2).sum()
+    pull = 1 / (0.3 * 12) ** 2
+    assert r.ravel() @ B @ r.ravel() == pytest.approx(energy + pull * (r**2).sum(), rel=1e-12)
+
+
+def test_a_hint_reaches_as_the_screened_poisson_greens_function_k0():
+    side, length = 241, 24.0  # screening length 24 cells: lambda = 1 / 24^2
+    spread = Propagation(np.full((side, side), 50.0), PropagationSettings(reach=length / side))
+    centre = side // 2
+    field = spread.residual([((slice(centre, centre + 1), slice(centre, centre + 1)), np.array([1.0, 0.0]))])[0]
+    distances = np.arange(8, 61, 4)
+    ratio = field[centre, centre + distances] / field[centre, centre + 8]
+    expected = k0(distances / length) / k0(8 / length)
+    np.testing.assert_allclose(ratio, expected, rtol=0.02)  # the lattice's Green's function, far from the boundary
+
+
+def test_colour_stops_at_a_lightness_edge():
+    lightness = np.full((40, 60), 30.0)
+    lightness[:, 30:] = 70.0  # a 40-unit step: exp(-40^2 / 2 5^2) ~ 1e-14 across it at edge 5
+    spread = Propagation(lightness, PropagationSettings(reach=1.0, edge=5.0))
+    field = spread.residual([((slice(20, 21), slice(10, 11)), np.array([0.5, 0.0]))])[0]
+    assert field[:, 29].min() > 0.3 and np.abs(field[:, 30:]).max() < 1e-6
+
+
+# ---------------------------------------------------------------------------------------------------- on photos
+
+
+def test_no_hints_is_the_automatic_colorization_and_hints_set_their_colour(colorizer):
+    path = resolve_source("heldout")[0]
+    truth = photo_lab(path)
+    source = read_source(path)
+    photo = GuidedPhoto(colorizer, source)
+    assert np.array_equal(np.asarray(photo.image([])), np.asarray(colorizer(path)))
+    # a 6 x 6 hint with the truth's colour there (in gamut at the photo's lightness by construction)
+    x, y = 180, 100
+    hint = Hint(x, y, tuple(truth[y - 3:y + 3, x - 3:x + 3, 1:].reshape(-1, 2).mean(0)), 6)
+    automatic = rgb2lab(np.asarray(colorizer(path)))[y - 3:y + 3, x - 3:x + 3, 1:].reshape(-1, 2).mean(0)
+    guided_image = np.asarray(photo.image([hint]))
+    guided = rgb2lab(guided_image)[y - 3:y + 3, x - 3:x + 3, 1:].reshape(-1, 2).mean(0)
+    assert np.abs(guided - np.array(hint.ab)).max() < 1.5 < np.abs(automatic - np.array(hint.ab)).max()
+    # the suggestion at a pixel is the colour written there
+    suggestion = photo.suggest(x, y, [hint])
+    written = guided_image[y, x]
+    assert np.abs(np.array([int(suggestion.hex[i:i + 2], 16) for i in (1, 3, 5)]) - written).max() <= 2
+
+
+def test_a_hint_on_the_command_line_colours_the_output_there(tmp_path):
+    path = resolve_source("heldout")[0]
+    result = CliRunner().invoke(colorize_command, [str(path), "--model", FAST, "--out", str(tmp_path / "out"),
+                                                   "--hint", "180,100,#2a6ad0,8", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    out = rgb2lab(np.asarray(Image.open(tmp_path / "out" / path.name)))
+    wanted = np.array(colour_ab("#2a6ad0"))
+    assert np.abs(out[96:104, 176:184, 1:].reshape(-1, 2).mean(0) - wanted).max() < 3.0
+
+
+def test_zoo_colorize_takes_hint_records_and_checks_them(colorizer):
+    import zoo
+
+    path = resolve_source("heldout")[2]
+    plain = np.asarray(zoo.colorize(path, colorizer))
+    hinted = np.asarray(zoo.colorize(path, colorizer, hints=[{"x": 20, "y": 30, "color": "#ff0000", "size": 5}]))
+    assert not np.array_equal(plain, hinted)
+    with pytest.raises(HintError, match=f"{path}: hint 1 at x=100000"):
+        zoo.colorize(path, colorizer, hints=[{"x": 100000, "y": 3, "color": "#ff0000"}])
+
+
+# ---------------------------------------------------------------------------------------------------- guided-unet
+
+
+def test_guided_unet_without_hints_is_exactly_its_unet_and_hints_move_it():
+    torch.manual_seed(0)
+    model = guided_unet(encoder="tu-mobilenetv3_small_050", decoder_channels=[16, 8, 8, 8, 8]).eval()
+    torch.nn.init.normal_(model.unet.segmentation_head[0].weight, std=0.1)  # the zoo's heads start at zero
+    L = torch.rand(2, 1, 64, 96) * 2 - 1  # noqa: N806
+    none = torch.zeros(2, 3, 64, 96)
+    with torch.no_grad():
+        assert torch.equal(model(torch.cat([L, none], 1)), model.unet(L))
+        for conv in model.hint_convs:
+            torch.nn.init.normal_(conv.weight, std=0.5)
+        assert torch.equal(model(torch.cat([L, none], 1)), model.unet(L))  # no bias: zero hints add nothing
+        hints = none.clone()
+        hints[:, :, 30:34, 40:44] = torch.tensor([0.4, -0.3, 1.0]).view(1, 3, 1, 1)
+        change = (model(torch.cat([L, hints], 1)) - model.unet(L)).abs().sum(1)
+    assert change[:, 30:34, 40:44].mean() > 0.01 and change[:, 30:34, 40:44].mean() > 5 * change[:, :, :8].mean()
+
+
+# ---------------------------------------------------------------------------------------------------- hint curves
+
+
+def test_the_hint_curve_starts_at_the_automatic_row_and_hints_help(tmp_path):
+    from zoo.harness.report import build_report, load_results
+    from zoo.harness.scoring import load_model, score_models
+    from zoo.spec import weights_path
+
+    photos = tmp_path / "photos.txt"
+    photos.write_text("\n".join(str(p) for p in resolve_source("heldout")[:8]))
+    model = load_model(FAST, weights_path(FAST), "cpu")
+    rows = score_models({FAST: model}, str(photos), 128, workers=0, hints=(0, 1, 5, 10), echo=lambda s: None).rows
+    by = {(row["model"], row.get("hints")): row for row in rows}
+    assert set(by) == {(FAST, None), ("gray", None), ("truth", None)} | {(m, n) for m in (FAST, "gray")
+                                                                         for n in (0, 1, 5, 10)}
+    for name in (FAST, "gray"):
+        for key in ("psnr", "ssim", "ciede2000", "cf"):
+            assert by[(name, 0)][key] == pytest.approx(by[(name, None)][key], rel=1e-5), (name, key)
+        assert by[(name, 10)]["psnr"] > by[(name, 5)]["psnr"] > by[(name, 0)]["psnr"]
+        assert by[(name, 10)]["ciede2000"] < by[(name, 5)]["ciede2000"] < by[(name, 0)]["ciede2000"]
+    # the report keeps the curve's rows apart and draws it
+    from zoo.cli import main
+
+    result = CliRunner().invoke(main, ["score", FAST, "--data", str(photos), "--image-size", "64", "--hints", "0,2",
+                                       "--results", str(tmp_path / "results"), "--workers", "0"])
+    assert result.exit_code == 0, result.output
+    [path] = (tmp_path / "results").glob("score-*.json")
+    assert (tmp_path / "results" / "plots" / f"{path.stem}-hints.png").is_file()
+    page = build_report([load_results(path)])
+    assert 'id="plot-hints"' in page and page.count(f">{FAST}<") >= 3
+
+
+def test_a_guided_model_exports_to_onnx_with_its_hint_input(tmp_path):
+    """export_onnx checks onnxruntime against torch with random sparse hints; here the graph's inputs and one more
+    run with a hint, against the predictor."""
+    import onnxruntime
+
+    from zoo.export import export_onnx
+    from zoo.factory import create_predictor
+    from zoo.spec import get_spec
+
+    spec = get_spec("unet-effnet-lite0-guided").with_overrides(generator={"encoder": "tu-mobilenetv3_small_050",
+                                                                          "encoder_weights": None})
+    predictor = create_predictor(spec).eval()
+    for conv in predictor.generator.hint_convs:
+        torch.nn.init.normal_(conv.weight, std=0.3)
+    torch.nn.init.normal_(predictor.generator.unet.segmentation_head[0].weight, std=0.1)
+    report = export_onnx(spec, predictor, tmp_path / "guided.onnx")
+    session = onnxruntime.InferenceSession(str(report.path), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["L", "hints"]
+    L = torch.rand(1, 1, 64, 96) * 2 - 1  # noqa: N806
+    hints = hint_channels([Hint(40, 30, (50.0, -20.0), 4)], (96, 64), (64, 96)).unsqueeze(0)
+    with torch.inference_mode():
+        expected = predictor(L, hints).numpy()
+        automatic = predictor(L).numpy()
+    got = session.run(["ab"], {"L": L.numpy(), "hints": hints.numpy()})[0]
+    assert np.abs(got - expected).max() < 1e-4 and np.abs(expected - automatic).max() > 1e-3

@@ -1,0 +1,147 @@
+"""Colorizing one photo with colour hints, interactively: the model runs once, each hint costs one solve.
+
+One path through it::
+
+    photo = GuidedPhoto(colorizer, source)         # the model's own ab (once), the photo's lightness on a grid
+    photo.suggest(x, y)                            # the colour the model puts at a pixel: what a picker opens on
+    photo.ab(hints)                                # (2, h, w) on the grid: the model's ab + each hint's difference
+                                                   #   from it spread edge-aware (zoo.propagate); exact at hints
+    photo.image(hints) or photo.preview(hints, 1024)   # full resolution, or a quick rendering for a screen
+
+Any model takes hints this way, automatic or not. A model whose generator takes hints itself (``guided-unet``)
+is run again with them (its ab changes with every hint set, a forward pass at the working size), and the
+differences that remain at the hints are spread the same way. The grid is the photo at short side
+``PropagationSettings.grid`` (never more than the photo's own); its ab is resized to full resolution as a
+model's ab always is (:class:`zoo.colorizer.AbResizer`), and the photo keeps its own lightness.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
+
+from zoo.color import AB_SCALE, L_SCALE, lab_normalized_to_rgb
+from zoo.colorizer import Colorizer, lightness_at, render_image
+from zoo.hints import Hint, HintError, check_inside, hex_colour, hint_cells, hint_channels, hint_from_record
+from zoo.images import Source
+from zoo.propagate import Propagation, PropagationSettings, grid_shape
+
+
+@dataclass(frozen=True)
+class Colour:
+    """A colour the model proposes at a pixel: ``hex`` (sRGB, with the photo's own lightness there) and ``ab``
+    (Lab units)."""
+
+    hex: str
+    ab: tuple[float, float]
+
+
+def as_hints(hints: Iterable[Hint | Mapping[str, object]], where: str = "hints") -> list[Hint]:
+    """:class:`Hint` objects from hints or hint-file records (``{"x": 1, "y": 2, "color": "#c0392b"}``)."""
+    out = []
+    for index, hint in enumerate(hints, 1):
+        if isinstance(hint, Hint):
+            out.append(hint)
+            continue
+        try:
+            out.append(hint_from_record(dict(hint)))
+        except (ValueError, TypeError) as err:
+            raise HintError(f"{where}: hint {index}: {err}") from None
+    return out
+
+
+def spread_hints(ab: Tensor, hints: Sequence[Hint], photo_size: tuple[int, int],
+                 propagation: Callable[[], Propagation]) -> Tensor:
+    """Normalised ``ab`` (2, h, w) on a grid over a photo of ``photo_size`` (w, h) with each hint's difference
+    from it spread by ``propagation()`` (asked for only when there are hints): every hint's mean over its cells
+    is then its colour."""
+    if not hints:
+        return ab
+    base = ab.double()
+    targets = []
+    for hint in hints:
+        rows, columns = hint_cells(hint, photo_size, tuple(ab.shape[-2:]))
+        wanted = torch.tensor(hint.ab, dtype=torch.float64) / AB_SCALE
+        targets.append(((rows, columns), (wanted - base[:, rows, columns].mean(dim=(1, 2))).numpy()))
+    return (base + torch.from_numpy(propagation().residual(targets))).to(ab.dtype)
+
+
+class GuidedPhoto:
+    """One decoded photo with its model colours cached, ready for hints (see the module docstring)."""
+
+    def __init__(self, colorizer: Colorizer, source: Source, settings: PropagationSettings | None = None,
+                 automatic: Tensor | None = None) -> None:
+        """``automatic``: the model's ab without hints at the working size (2, h, w), if already predicted."""
+        self.colorizer, self.source = colorizer, source
+        self.size = source.image.size
+        self.settings = settings or PropagationSettings()
+        self.model_input = colorizer.model_input(source)
+        self.grid = grid_shape(self.size, self.settings.grid)
+        self._automatic = automatic
+        self._lightness: np.ndarray | None = None
+        self._propagation: Propagation | None = None
+
+    @property
+    def lightness(self) -> np.ndarray:
+        """The photo's Lab lightness (0 .. 100) on the grid, (h, w) float64."""
+        if self._lightness is None:
+            normalized = lightness_at(self.source, (self.grid[1], self.grid[0]))
+            self._lightness = ((normalized[0].double() + 1) * L_SCALE).numpy()
+        return self._lightness
+
+    @property
+    def propagation(self) -> Propagation:
+        """The factorised spreading system of this photo (built on the first hint)."""
+        if self._propagation is None:
+            self._propagation = Propagation(self.lightness, self.settings)
+        return self._propagation
+
+    def model_ab(self, hints: Sequence[Hint] = ()) -> Tensor:
+        """The model's own ab (2, h, w) at the working size: with ``hints`` for a model that takes them."""
+        if hints and self.colorizer.guided:
+            channels = hint_channels(hints, self.size, tuple(self.model_input.shape[-2:]))
+            return self.colorizer.predict(self.model_input.unsqueeze(0), channels.unsqueeze(0))[0]
+        if self._automatic is None:
+            self._automatic = self.colorizer.predict(self.model_input.unsqueeze(0))[0]
+        return self._automatic
+
+    def ab(self, hints: Sequence[Hint] = ()) -> Tensor:
+        """Normalised ab (2, h, w) on the grid: the model's, then every hint's difference from it spread; with no
+        hints, the model's own ab at its working size (what ``zoo colorize`` renders without hints)."""
+        check_inside(hints, self.size, "hints")
+        if not hints:
+            return self.model_ab()
+        base = F.interpolate(self.model_ab(hints)[None], size=self.grid, mode="bilinear", align_corners=False,
+                             antialias=True)[0]
+        return spread_hints(base, hints, self.size, lambda: self.propagation)
+
+    def suggest(self, x: int, y: int, hints: Sequence[Hint] = ()) -> Colour:
+        """The colour at pixel (``x``, ``y``) of the upright photo with ``hints`` (none: the model's own)."""
+        check_inside([Hint(x, y, (0.0, 0.0))], self.size, "suggest")
+        ab = self.ab(hints)
+        row, column = min(self.grid[0] - 1, y * self.grid[0] // self.size[1]), min(
+            self.grid[1] - 1, x * self.grid[1] // self.size[0])
+        pixel = Source(self.source.image.crop((x, y, x + 1, y + 1)), self.source.format)
+        lightness = lightness_at(pixel, (1, 1))
+        value = ab[:, row, column].view(1, 2, 1, 1)
+        rgb = lab_normalized_to_rgb(lightness.view(1, 1, 1, 1), value)[0, :, 0, 0]
+        return Colour(hex_colour(rgb.tolist()), (float(value[0, 0]) * AB_SCALE, float(value[0, 1]) * AB_SCALE))
+
+    def image(self, hints: Sequence[Hint] = ()) -> Image.Image:
+        """The colour photo at full resolution (as ``zoo colorize`` writes it)."""
+        return render_image(self.source, self.ab(hints))
+
+    def preview(self, hints: Sequence[Hint] = (), longest: int = 1024) -> Image.Image:
+        """The colour photo with its longer side at most ``longest`` pixels: what a page shows while hints change."""
+        scale = longest / max(self.size)
+        if scale >= 1:
+            return self.image(hints)
+        small = self.source.image.resize((max(1, round(self.size[0] * scale)), max(1, round(self.size[1] * scale))),
+                                         Image.Resampling.BILINEAR, reducing_gap=None if self.source.sixteen_bit else 2.0)
+        return render_image(Source(small, self.source.format), self.ab(hints))

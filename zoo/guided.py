@@ -125,8 +125,8 @@ class GuidedPhoto:
         """The colour at pixel (``x``, ``y``) of the upright photo with ``hints`` (none: the model's own)."""
         check_inside([Hint(x, y, (0.0, 0.0))], self.size, "suggest")
         ab = self.ab(hints)
-        row, column = min(self.grid[0] - 1, y * self.grid[0] // self.size[1]), min(
-            self.grid[1] - 1, x * self.grid[1] // self.size[0])
+        rows, columns = ab.shape[-2:]  # the grid, or the working size without hints
+        row, column = min(rows - 1, y * rows // self.size[1]), min(columns - 1, x * columns // self.size[0])
         pixel = Source(self.source.image.crop((x, y, x + 1, y + 1)), self.source.format)
         lightness = lightness_at(pixel, (1, 1))
         value = ab[:, row, column].view(1, 2, 1, 1)

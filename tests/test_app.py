@@ -1,0 +1,157 @@
+"""`zoo app` used as a person and a script use it: the real command serving on a free port, its page driven in
+headless Chromium (playwright on Debian's chromium: upload, a click on the photo, a colour typed into the picker,
+Add hint, Full resolution, the download), and its /colorize endpoint through gradio_client, bad uploads included.
+Colours are checked in the files that come back, against scikit-image's Lab."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage.color import rgb2lab
+
+from zoo.colorizer import colorize
+from zoo.data import resolve_source
+from zoo.hints import colour_ab
+
+pytest.importorskip("gradio")
+CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.access("/usr/bin/chromium", os.X_OK) else None)
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"]
+FAST = "unet-effnet-lite0-color"
+BLUE = "#2a6ad0"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`zoo app` in a process of its own, on 127.0.0.1 and a free port, the fast model offered first after the
+    default; stopped with SIGINT as Ctrl-C stops it."""
+    log = tmp_path_factory.mktemp("app") / "app.log"
+    with log.open("w") as out:
+        process = subprocess.Popen([sys.executable, "-m", "zoo.cli", "app", "--port", str(free_port()),
+                                    "--max-megapixels", "5"], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 180
+        while not (match := re.search(r"zoo app: (http://127\.0\.0\.1:\d+/)", log.read_text())):
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        yield match.group(1)
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def mean_ab(path: Path, x: int, y: int, half: int = 3) -> np.ndarray:
+    lab = rgb2lab(np.asarray(Image.open(path).convert("RGB")))
+    return lab[y - half:y + half, x - half:x + half, 1:].reshape(-1, 2).mean(0)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium (.ci/setup-browser.sh installs Debian's)")
+def test_a_person_places_a_hint_on_the_page_and_downloads_the_colour_photo(app_url, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    photo = resolve_source("heldout")[0]
+    width, height = Image.open(photo).size
+    # the person corrects the model where it is most wrong on a flat, moderately colourful patch, with the
+    # patch's true colour (in gamut at its lightness, which the photo keeps)
+    truth, automatic = (rgb2lab(np.asarray(image.convert("RGB"))) for image in (Image.open(photo), colorize(photo)))
+    patch = 9
+    windows = np.lib.stride_tricks.sliding_window_view
+    error = windows(np.abs(truth[..., 1:] - automatic[..., 1:]).sum(-1), (patch, patch)).mean((-1, -2))
+    flat = windows(truth[..., 0], (patch, patch)).std((-1, -2)) < 3
+    chroma = windows(np.hypot(truth[..., 1], truth[..., 2]), (patch, patch)).mean((-1, -2))
+    top, left = np.unravel_index(np.where(flat & (chroma > 15) & (chroma < 50), error, -1).argmax(), error.shape)
+    spot_x, spot_y = left + patch // 2, top + patch // 2
+    rgb = np.asarray(Image.open(photo).convert("RGB"))[top:top + patch, left:left + patch]
+    colour = "#" + "".join(f"{round(v):02x}" for v in rgb.reshape(-1, 3).mean(0))
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 1100}, accept_downloads=True)
+        page.goto(app_url)
+        page.set_input_files("#photos input[type=file]", str(photo))
+        page.wait_for_selector("#canvas img", timeout=120_000)
+        page.wait_for_function("document.querySelector('#note').innerText.includes('0 hint(s)')", timeout=60_000)
+        # a click on that spot of the shown photo: the page says which pixel of the photo it is
+        box = page.locator("#canvas img").bounding_box()
+        page.mouse.click(box["x"] + (spot_x + 0.5) * box["width"] / width, box["y"] + (spot_y + 0.5) * box["height"] / height)
+        page.wait_for_function("document.querySelector('#note').innerText.includes('Point (')", timeout=60_000)
+        x, y = map(int, re.search(r"Point \((\d+), (\d+)\)", page.inner_text("#note")).groups())
+        assert abs(x - spot_x) <= 1 + width / box["width"] and abs(y - spot_y) <= 1 + height / box["height"]
+        proposed = page.get_attribute("#hint-colour .dialog-button", "style")
+        # the picker opens on the model's colour there; type another into it
+        page.click("#hint-colour .dialog-button")
+        page.fill("#hint-colour input[type=text]", colour)
+        page.keyboard.press("Enter")
+        page.click("h1")  # closes the picker
+        assert page.get_attribute("#hint-colour .dialog-button", "style") != proposed
+        page.click("#add-hint")
+        page.wait_for_function("document.querySelector('#note').innerText.includes('1 hint(s)')", timeout=60_000)
+        page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+        page.click("#full")
+        link = page.wait_for_selector("#result a[download]", timeout=120_000)
+        with page.expect_download() as download:
+            link.click()
+        saved = tmp_path / "download" / download.value.suggested_filename
+        download.value.save_as(saved)
+        browser.close()
+    assert saved.name == photo.name and Image.open(saved).size == (width, height)
+    got, wanted = mean_ab(saved, x, y, half=2), np.array(colour_ab(colour))
+    before = automatic[y - 2:y + 2, x - 2:x + 2, 1:].reshape(-1, 2).mean(0)
+    assert np.abs(got - wanted).max() < 2.0 < 4.0 < np.abs(before - wanted).max()
+    assert (tmp_path / "page.png").stat().st_size > 50_000
+
+
+def test_scripts_colorize_through_the_api_and_bad_uploads_are_messages(app_url, tmp_path):
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    client = Client(app_url, verbose=False)
+    photo = resolve_source("heldout")[1]
+    truth = mean_ab(photo, 60, 50, half=4)  # the photo's own colour there: in gamut at its lightness
+    hints = json.dumps([{"x": 60, "y": 50, "ab": truth.round(3).tolist(), "size": 8}])
+    result = Path(client.predict(handle_file(str(photo)), FAST, hints, api_name="/colorize"))
+    plain = Path(client.predict(handle_file(str(photo)), FAST, "", api_name="/colorize"))
+    assert result.name == photo.name and Image.open(result).size == Image.open(photo).size
+    assert np.abs(mean_ab(result, 60, 50) - truth).max() < 2.0 < np.abs(mean_ab(plain, 60, 50) - truth).max()
+    fake = tmp_path / "fake.jpg"
+    fake.write_text("not a JPEG at all\n")
+    truncated = tmp_path / "cut.jpg"
+    truncated.write_bytes(photo.read_bytes()[: photo.stat().st_size // 3])
+    huge = tmp_path / "huge.png"
+    Image.new("L", (3000, 2000)).save(huge)  # 6 MP, over the 5 MP this app was started with
+    for path, hint_text, says in [
+        (fake, "[]", "fake.jpg: not an image"),
+        (truncated, "[]", "cut.jpg: corrupt"),
+        (huge, "[]", "huge.png: 3000 x 2000 is 6.0 megapixels, over this app's limit of 5"),
+        (photo, "[{\"x\": 1", "hints: not JSON"),
+        (photo, json.dumps([{"x": 100000, "y": 1, "color": BLUE}]), "hint 1 at x=100000, y=1 is outside the photo"),
+        (photo, json.dumps([{"x": 1, "y": 1, "color": "#zz0000"}]), "hint 1: unreadable colour '#zz0000'"),
+    ]:
+        with pytest.raises(AppError, match=re.escape(says)):
+            client.predict(handle_file(str(path)), FAST, hint_text, api_name="/colorize")
+    with pytest.raises(AppError, match="unknown model 'no-such-model'"):
+        client.predict(handle_file(str(photo)), "no-such-model", "[]", api_name="/colorize")
+    # and the app goes on serving
+    again = Path(client.predict(handle_file(str(photo)), FAST, "[]", api_name="/colorize"))
+    assert Image.open(again).size == Image.open(photo).size

@@ -19,7 +19,6 @@ message on the page and an error of the API call; the app goes on serving.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import tempfile
 import threading
@@ -33,7 +32,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before Gradio is i
 import gradio as gr  # noqa: E402 (after the setting above)
 
 from zoo.errors import ZooError, one_line  # noqa: E402
-from zoo.hints import Hint, HintError, check_inside, hint_from_record  # noqa: E402
+from zoo.hints import Hint, HintError, check_inside, hint_from_record, parse_hints  # noqa: E402
 from zoo.images import BadImageError  # noqa: E402
 
 PREVIEW = 1024  # longest side of the images the page shows while hints change
@@ -177,20 +176,9 @@ def colorize_file(sessions: Sessions, path: str, model: str, hints_json: str, fo
     """What ``/colorize`` does: ``path`` colorized by ``model`` with the hints of ``hints_json`` (a JSON list as
     ``--hints`` files hold), written into ``folder``."""
     name = Path(path).name
-    try:
-        records = json.loads(hints_json) if hints_json and hints_json.strip() else []
-    except json.JSONDecodeError as err:
-        raise AppError(f"hints: not JSON ({err.msg} at column {err.colno})") from None
-    if not isinstance(records, list):
-        raise AppError("hints: expected a JSON list like [{\"x\": 120, \"y\": 80, \"color\": \"#c0392b\"}]")
     session = sessions.photo(path, model)
-    hints = []
-    for index, record in enumerate(records, 1):
-        try:
-            hints.append(hint_from_record(record))
-        except ValueError as err:
-            raise AppError(f"hints: hint {index}: {one_line(err)}") from None
     try:
+        hints = parse_hints(hints_json or "[]", "hints")
         check_inside(hints, session.size, "hints")
     except HintError as err:
         raise AppError(str(err)) from None

@@ -158,22 +158,29 @@ def read_hints(path: Path | str) -> list[Hint]:
     """The hints of a JSON hint file; HintError naming the file (and the hint) otherwise."""
     path = Path(path)
     try:
-        records = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise HintError(f"{path}: no such hint file") from None
     except (OSError, UnicodeDecodeError) as err:
         raise HintError(f"{path}: cannot read the hint file ({one_line(err)})") from None
+    return parse_hints(text, str(path))
+
+
+def parse_hints(text: str, where: str) -> list[Hint]:
+    """The hints of a hint file's JSON ``text``; HintError naming ``where`` (and the hint) otherwise."""
+    try:
+        records = json.loads(text)
     except json.JSONDecodeError as err:
-        raise HintError(f"{path}: not JSON ({err.msg} at line {err.lineno}, column {err.colno})") from None
+        raise HintError(f"{where}: not JSON ({err.msg} at line {err.lineno}, column {err.colno})") from None
     if not isinstance(records, list):
-        raise HintError(f"{path}: expected a JSON list of hints like [{{\"x\": 120, \"y\": 80, \"color\": \"#c0392b\"}}],"
+        raise HintError(f"{where}: expected a JSON list of hints like [{{\"x\": 120, \"y\": 80, \"color\": \"#c0392b\"}}],"
                         f" got {type(records).__name__}")
     hints = []
     for index, record in enumerate(records, 1):
         try:
             hints.append(hint_from_record(record))
         except ValueError as err:
-            raise HintError(f"{path}: hint {index}: {one_line(err)}") from None
+            raise HintError(f"{where}: hint {index}: {one_line(err)}") from None
     return hints
 
 

@@ -56,17 +56,18 @@ class ModelChoices:
     @classmethod
     def gather(cls, models: Sequence[str] = (), checkpoints: Sequence[Path] = ()) -> ModelChoices:
         """The default model first, then every other model with shipped weights, ``models`` (registry names or
-        ``hf:OWNER/REPO``) and each checkpoint file (shown as ``model (file)``)."""
+        ``hf:OWNER/REPO``, fetched now) and each checkpoint (a file or a Hub folder, shown as ``model (file)``)."""
         from zoo.checkpoint import read_meta
+        from zoo.hub import fetch, folder_checkpoint, is_hub_name
         from zoo.spec import default_model, model_specs, weights_path
 
         sources: dict[str, tuple[str | None, Path | None]] = {}
         default = default_model()
         shipped = [name for name in model_specs() if weights_path(name) is not None]
         for name in [*([default] if default in shipped else []), *sorted(set(shipped) - {default}), *models]:
-            sources[name] = (name, None)
+            sources[name] = (None, fetch(name)) if is_hub_name(name) else (name, None)
         for path in checkpoints:
-            model = read_meta(Path(path))["model"]
+            model = read_meta(folder_checkpoint(Path(path)) if Path(path).is_dir() else Path(path))["model"]
             sources[f"{model} ({Path(path).name})"] = (model, Path(path))
         return cls(sources)
 

@@ -140,9 +140,14 @@ def load_module(module: nn.Module, path: Path, prefix: str) -> None:
 
 
 def load_generator(path: Path, model: str | None = None, device: str | torch.device = "cpu") -> tuple[ModelSpec, Predictor]:
-    """The spec and the predictor (generator and decoder: L to ab) stored in checkpoint ``path``, in eval mode
-    on ``device``. With ``model``, a checkpoint of another architecture is refused with a message naming both.
+    """The spec and the predictor (generator and decoder: L to ab) stored in checkpoint ``path`` (or the Hub-layout
+    folder ``path``: :func:`zoo.hub.folder_checkpoint`), in eval mode on ``device``. With ``model``, a checkpoint
+    of another architecture is refused with a message naming both.
     """
+    if Path(path).is_dir():
+        from zoo.hub import folder_checkpoint
+
+        path = folder_checkpoint(Path(path))
     meta = read_meta(path)
     try:
         spec = spec_from_dict(meta["model"], meta["spec"])

@@ -5,6 +5,7 @@
     inference.py  zoo colorize, zoo export
     harness.py    zoo bench, zoo score, zoo leaderboard, zoo report
     app.py        zoo app (the browser page)
+    hub.py        zoo push (to the Hugging Face Hub)
     options.py    every option's type and range, checked as it is parsed (a bad value: exit status 2)
     errors.py     the one-line error every command fails with (exit status 1), whatever raised it
 
@@ -18,7 +19,7 @@ import warnings
 
 import click
 
-from zoo.cli import app, harness, inference, models, training
+from zoo.cli import app, harness, hub, inference, models, training
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -40,5 +41,5 @@ def _one_line(message: Warning | str, category: type[Warning], *args: object, **
 
 
 for command in (models.list_command, models.info, training.train, training.ensemble, harness.bench, harness.score,
-                harness.leaderboard, inference.colorize, inference.export, harness.report, app.app):
+                harness.leaderboard, inference.colorize, inference.export, harness.report, app.app, hub.push):
     main.add_command(command)

@@ -15,9 +15,10 @@ from zoo.cli.errors import Command, fail
               help="Address to listen on (0.0.0.0 serves other machines too; there is no login).")
 @click.option("--port", type=click.IntRange(1, 65535), help="Port [default: the first free one from 7860].")
 @click.option("--model", "models", multiple=True,
-              help="Offer this registry model too (repeatable); the shipped ones are always offered.")
-@click.option("--checkpoint", "checkpoints", multiple=True, type=click.Path(path_type=Path, exists=True, dir_okay=False),
-              help="Offer the model of these trained weights (repeatable): RUN/generator.safetensors.")
+              help="Offer this model too (repeatable): a registry name or hf:OWNER/REPO[@REVISION]; the shipped ones"
+                   " are always offered.")
+@click.option("--checkpoint", "checkpoints", multiple=True, type=click.Path(path_type=Path, exists=True),
+              help="Offer the model of these trained weights (repeatable): RUN/generator.safetensors or a Hub folder.")
 @click.option("--max-megapixels", default=50.0, show_default=True, type=click.FloatRange(0.1, 500),
               help="Largest photo the page takes.")
 def app(host: str, port: int | None, models: tuple[str, ...], checkpoints: tuple[Path, ...],
@@ -37,8 +38,10 @@ def app(host: str, port: int | None, models: tuple[str, ...], checkpoints: tuple
     if importlib.util.find_spec("gradio") is None:
         fail("zoo app needs Gradio: pip install 'colorization-zoo[app]'")
     from zoo.app import ModelChoices, serve
+    from zoo.hub import is_hub_name
     from zoo.spec import get_spec
 
     for name in models:
-        get_spec(name)  # an unknown name fails here, with suggestions
+        if not is_hub_name(name):
+            get_spec(name)  # an unknown name fails here, with suggestions
     serve(ModelChoices.gather(models, checkpoints), host, port, max_megapixels, echo=click.echo)

@@ -83,12 +83,14 @@ def _finish(doc: dict[str, Any], scores: Scores | None, results_dir: Path, print
 
 
 def _model_specs(models: tuple[str, ...], all_models: bool) -> list[ModelSpec]:
+    """The specs of registry models and of Hub models (``hf:OWNER/REPO``: their folder's config.json)."""
     from zoo.factory import list_models
+    from zoo.hub import is_hub_name, model_spec
     from zoo.spec import get_spec
 
     if not models and not all_models:
         fail("name the models to benchmark (see `zoo list`) or pass --all")
-    return [get_spec(name) for name in (list_models() if all_models else models)]
+    return [model_spec(name) if is_hub_name(name) else get_spec(name) for name in (list_models() if all_models else models)]
 
 
 def _add_note(row: dict[str, Any], text: str) -> None:
@@ -282,12 +284,14 @@ def score(model: str | None, checkpoint: Path | None, predictions: Path | None, 
       zoo score gray --data sample --protocol resize256 --fid
       zoo score unet-resnet18 --checkpoint runs/unet-resnet18-20261124-101500 --data ~/photos
       zoo score effnet-lite-pair-color --hints 0,1,2,5,10,20   # the hint curve, gray's beside it
+      zoo score hf:OWNER/REPO                                   # a model from the Hugging Face Hub
       zoo score --predictions ddcolor-out/ --name ddcolor --data ~/val5k --protocol crop256
     """
     from zoo import outputs
     from zoo.harness import results as report
     from zoo.harness.protocols import get_protocol
     from zoo.harness.scoring import REFERENCES, MissingWeightsError, load_model, resolve_backbones, score_models
+    from zoo.hub import fetch, is_hub_name
     from zoo.runtime import pick_device
     from zoo.spec import get_spec, weights_path
 
@@ -299,6 +303,8 @@ def score(model: str | None, checkpoint: Path | None, predictions: Path | None, 
         if checkpoint is not None or inference:
             option = "--checkpoint" if checkpoint is not None else "--set"
             fail(f"{model} is a reference row and takes no {option}" if model else f"{option} needs its MODEL")
+    elif is_hub_name(model):
+        checkpoint = checkpoint or fetch(model)
     else:
         get_spec(model).with_inference(dict(inference))  # an unknown key fails before anything slow
         checkpoint = checkpoint or weights_path(model)

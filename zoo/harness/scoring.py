@@ -51,6 +51,7 @@ from zoo.harness.protocols import Protocol, ProtocolImages, get_protocol
 from zoo.guided import spread_hints
 from zoo.harness.schema import REFERENCE_ROWS
 from zoo.hints import photo_seed, simulated_hints
+from zoo.hub import is_hub_name
 from zoo.propagate import Propagation, PropagationSettings
 from zoo.spec import size_multiple
 
@@ -437,8 +438,10 @@ def _row(name: str, candidate: _Candidate, images: int, cf_truth: Colorfulness) 
 
 
 def checkpoint_file(path: Path) -> Path:
-    """``path`` itself, or the inference checkpoint ``generator.safetensors`` of a run folder."""
-    return path / "generator.safetensors" if path.is_dir() else path
+    """``path`` itself (a file, or a Hub-layout folder), or the inference checkpoint ``generator.safetensors`` of
+    a run folder."""
+    run_generator = path / "generator.safetensors"
+    return run_generator if run_generator.is_file() else path
 
 
 def find_checkpoints(folder: Path) -> tuple[dict[str, Path], list[str]]:
@@ -465,6 +468,7 @@ def load_model(name: str, path: Path, device: str | torch.device,
     """The predictor (L to ab) of checkpoint ``path`` (a file or a run folder), refused unless it fits model
     ``name``, run at its working size as ``zoo colorize`` runs it; ``settings`` replace its inference settings
     (:meth:`zoo.spec.ModelSpec.with_inference`: a variant of the same weights)."""
-    spec, predictor = checkpoint.load_generator(checkpoint_file(path), model=name, device=device)
+    spec, predictor = checkpoint.load_generator(checkpoint_file(path), model=None if is_hub_name(name) else name,
+                                                device=device)
     spec, predictor = run_otherwise(spec, predictor, settings or {})
     return AtWorkingSize(predictor, spec.working_size, size_multiple(spec))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import sys
 import textwrap
 import warnings
@@ -50,6 +52,92 @@ def test_pix2pix_linear_lr_decay_over_the_second_half():
     short = zoo.get_spec("pix2pix-unet-gan").with_overrides(epochs=2).stages[0]
     assert [short.lr_factor(e) for e in range(2)] == pytest.approx([2 / 3, 1 / 3])
     assert zoo.get_spec("unet-resnet18-gan").stages[1].lr_factor(19) == 1.0  # no decay unless asked
+
+
+def test_the_registry_resolves_every_model_as_before_extends_shortened_it():
+    """registry.toml was rewritten with extends, every_stage and named ensemble members: every model still
+    resolves to the spec the longhand file gave (tests/data/resolved_specs.json), its description aside."""
+    committed = json.loads((Path(__file__).parent / "data" / "resolved_specs.json").read_text())["specs"]
+    for name, expected in committed.items():
+        got = {k: v for k, v in zoo.get_spec(name).to_dict().items() if k != "description"}
+        assert json.loads(json.dumps(got)) == expected, name
+
+
+def test_descriptions_are_one_line_and_hold_no_figures():
+    for name in zoo.list_models():
+        text = zoo.get_spec(name).description
+        assert 0 < len(text) <= 120 and "\n" not in text, name
+        assert not re.search(r"\d+(\.\d+)? ?(minutes?|min|s|seconds?|dB|%|steps|photos)\b|CIEDE2000 \d", text), name
+
+
+EXTENDED = """
+[defaults]
+image_size = 64
+every_stage = { optimizer = { lr = 1e-3, betas = [0.9, 0.999] } }
+
+[models.base]
+description = "a base"
+generator = { arch = "simple-cnn", width = 8, depth = 2 }
+weights = "weights/base.safetensors"
+chroma_knee = 5.0
+every_stage = { crop_scale = [0.5, 1.0] }
+stages = [
+  { name = "first", loss = { l1 = 1, mse = 1 }, epochs = 3 },
+  { name = "second", loss = { mse = 1 }, epochs = 4, optimizer = { lr = 2e-4 } },
+]
+
+[models.child]
+extends = "base"
+description = "a child"
+generator = { width = 16 }
+every_stage = { batch_size = 4 }
+stages = [
+  { name = "first", loss = { l1 = 1 } },
+  { name = "second", drop = true },
+  { name = "third", loss = { l1 = 2 }, epochs = 5 },
+]
+
+[models.grandchild]
+extends = "child"
+description = "replaces a stage and the architecture"
+generator = { arch = "pix2pix-unet", ngf = 8, num_downs = 5 }
+stages = [{ name = "first", replace = true, loss = { mse = 1 }, epochs = 9 }]
+
+[models.pair]
+description = "an ensemble naming its members"
+generator = { arch = "ensemble", members = ["base", "grandchild"] }
+stages = [{ name = "only", loss = { l1 = 1 }, epochs = 1 }]
+"""
+
+
+def test_extends_every_stage_and_named_members_resolve_as_documented(tmp_path):
+    path = tmp_path / "registry.toml"
+    path.write_text(EXTENDED)
+    specs = load_registry_file(path)
+    base, child, grandchild, pair = (specs[n] for n in ("base", "child", "grandchild", "pair"))
+    assert [(s.name, dict(s.loss), s.epochs, s.optimizer.lr, s.crop_scale, s.image_size) for s in base.stages] == [
+        ("first", {"l1": 1.0, "mse": 1.0}, 3, 1e-3, (0.5, 1.0), 64), ("second", {"mse": 1.0}, 4, 2e-4, (0.5, 1.0), 64)]
+    assert (base.weights, child.weights, child.description, child.chroma_knee) == (
+        "weights/base.safetensors", None, "a child", 5.0)  # weights and description are never inherited
+    assert child.generator.settings == {"width": 16, "depth": 2}
+    # the stage's loss is replaced whole; a dropped stage is gone; a new one comes after
+    assert [(s.name, dict(s.loss), s.epochs, s.batch_size, s.crop_scale) for s in child.stages] == [
+        ("first", {"l1": 1.0}, 3, 4, (0.5, 1.0)), ("third", {"l1": 2.0}, 5, 4, (0.5, 1.0))]
+    assert grandchild.generator.arch == "pix2pix-unet" and "width" not in grandchild.generator.settings
+    assert [(s.name, dict(s.loss), s.epochs, s.batch_size) for s in grandchild.stages] == [
+        ("first", {"mse": 1.0}, 9, 4), ("third", {"l1": 2.0}, 5, 4)]  # replaced: every_stage still applies
+    assert [m["arch"] for m in pair.generator.settings["members"]] == ["simple-cnn", "pix2pix-unet"]
+    for bad, message in [
+        (EXTENDED.replace('extends = "base"', 'extends = "bsae"'), r"model 'child'.extends: unknown model 'bsae'"),
+        (EXTENDED + '[models.base2]\nextends = "loop"\n[models.loop]\nextends = "base2"\n',
+         r"base2 -> loop -> base2 goes round in a circle"),
+        (EXTENDED.replace('{ name = "second", drop = true }', '{ name = "fourth", drop = true }'),
+         r"drops stage 'fourth', which the model it extends does not have"),
+        (EXTENDED.replace('["base", "grandchild"]', '["base", "grandkid"]'), r"unknown model 'grandkid'"),
+    ]:
+        path.write_text(bad)
+        with pytest.raises(SpecError, match=message):
+            load_registry_file(path)
 
 
 def test_spec_round_trips_through_a_plain_dict():

@@ -19,7 +19,7 @@ import zoo
 from zoo import checkpoint
 from zoo.cli import main
 from zoo.data import resolve_source
-from zoo.spec import default_model, get_spec, weights_path
+from zoo.spec import default_model, get_spec, registry_path, weights_path
 
 DEFAULT = "effnet-lite-pair-color"
 SHIPPED = (DEFAULT, "unet-effnet-lite0-color", "unet-effnet-lite2-color")  # every registry model with shipped weights
@@ -104,6 +104,33 @@ def test_inference_settings_are_the_plain_predictions_mirror_averaged_faded_and_
     chroma = np.hypot(mean[:, 0], mean[:, 1])[:, None] * 110  # normalised ab is Lab ab / 110
     assert 0.05 < (chroma < 11).mean() < 0.95  # these weights' chromas on noise straddle the knee (88% below it)
     np.testing.assert_allclose(got, 1.2 * mean * chroma / (chroma + 11), rtol=1e-5, atol=1e-6)
+
+
+def test_shipped_weights_run_with_the_registrys_settings_and_say_where_their_header_differs(tmp_path, monkeypatch):
+    """One source per setting: change a model's chroma_scale in the registry and its shipped weights run with it
+    (the header's value is not a silent winner: a one-line warning names both)."""
+    from conftest import reset_discovery
+
+    name, path = "unet-effnet-lite0-color", weights_path("unet-effnet-lite0-color")
+    text = registry_path().read_text()
+    head, _, tail = text.partition(f"[models.{name}]")
+    assert "chroma_scale = 1.0\n" in tail
+    (tmp_path / "registry.toml").write_text(head + f"[models.{name}]" + tail.replace("chroma_scale = 1.0\n",
+                                                                                      "chroma_scale = 0.5\n", 1))
+    L = torch.rand(1, 1, 64, 96) * 2 - 1  # noqa: N806
+    _, full = checkpoint.load_generator(path)
+    monkeypatch.setenv("ZOO_REGISTRY", str(tmp_path / "registry.toml"))
+    reset_discovery()
+    try:
+        with pytest.warns(UserWarning, match=rf"run with the registry's settings for {name}, not its header's"
+                                             r" \(chroma_scale 1.0 -> 0.5\)"):
+            spec, half = checkpoint.load_generator(path)
+    finally:
+        monkeypatch.undo()
+        reset_discovery()
+    assert spec.chroma_scale == 0.5 and half.chroma_scale == 0.5
+    with torch.inference_mode():
+        assert torch.allclose(half(L), 0.5 * full(L), atol=1e-7)
 
 
 def test_python_api_uses_the_default_too():

@@ -39,7 +39,8 @@ from torch import nn
 from zoo.errors import ZooError, one_line
 from zoo.factory import Predictor, create_predictor, named_pretrained_weights
 from zoo.files import atomic_write
-from zoo.spec import ModelSpec, SpecError, building, get_spec, spec_from_dict
+from zoo.registry import OBJECTIVES
+from zoo.spec import INFERENCE_KEYS, ModelSpec, SpecError, building, get_spec, model_specs, spec_from_dict
 
 FORMAT = "colorization-zoo/1"
 REQUIRED_KEYS = ("model", "spec")  # what every header names: the model and its resolved spec
@@ -153,6 +154,7 @@ def load_generator(path: Path, model: str | None = None, device: str | torch.dev
         spec = spec_from_dict(meta["model"], meta["spec"])
     except SpecError as exc:
         raise CheckpointError(f"{path}: holds a spec that does not validate: {exc}") from None
+    spec = registry_settings(spec, path)
     if model is not None and model != spec.name:
         wanted = get_spec(model)
         if wanted.generator != spec.generator:
@@ -180,6 +182,29 @@ def load_generator(path: Path, model: str | None = None, device: str | torch.dev
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: does not fit the model: {str(exc).splitlines()[0]}") from None
     return spec, predictor.eval()
+
+
+def registry_settings(header: ModelSpec, path: Path) -> ModelSpec:
+    """The spec to run weights with: the header's, with the registry's inference settings (and its output
+    objective's decoding settings) for a model it names with the same generator, the one source of those; the
+    header's alone for a model the registry does not (or no longer) name, or a run of other generator settings.
+    Where the registry's settings differ from the header's, a one-line warning names them."""
+    named = model_specs().get(header.name)
+    if named is None or (named.generator, named.output_channels) != (header.generator, header.output_channels):
+        return header
+    output = header.output_objective
+    decoding = [key for key in (OBJECTIVES.get(output).decoding_settings if output else ())
+                if key in named.objectives.get(output, {})]
+    wanted = {key: getattr(named, key) for key in INFERENCE_KEYS} | {key: named.objectives[output][key]
+                                                                      for key in decoding}
+    held = {key: getattr(header, key) for key in INFERENCE_KEYS} | {key: header.objectives.get(output, {}).get(key)
+                                                                     for key in decoding}
+    differ = [f"{key} {held[key]!r} -> {wanted[key]!r}" for key in wanted if held[key] != wanted[key]]
+    if not differ:
+        return header
+    warnings.warn(f"{path}: run with the registry's settings for {header.name}, not its header's ({', '.join(differ)})",
+                  UserWarning, stacklevel=3)
+    return header.with_inference(wanted)
 
 
 def _digest(tensors: Mapping[str, torch.Tensor]) -> str:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
 
 from zoo.cli import main
 from zoo.cli.options import parse_duration
@@ -80,3 +82,19 @@ def test_durations():
     assert [parse_duration(t) for t in ("90", "90s", "15m", "1h30m", "2.5h")] == [90, 90, 900, 5400, 9000]
     with pytest.raises(ValueError, match="not a duration"):
         parse_duration("15 minutes")
+
+
+@given(st.lists(st.text(alphabet="abcdefghij()'=:.", min_size=1, max_size=15), min_size=1, max_size=80),
+       st.integers(60, 300))
+def test_a_shortened_message_keeps_whole_words_from_its_start_and_its_cause_at_the_end(words, limit):
+    from zoo.errors import one_line
+
+    text = " ".join(words)
+    short = one_line(text, limit)
+    if len(text) <= limit:
+        assert short == text
+        return
+    head, _, tail = short.partition(" ... ")
+    assert len(short) <= limit and head and tail
+    assert text.startswith(head) and text[len(head)] == " "  # cut after a whole word
+    assert text.endswith(tail) and text[-len(tail) - 1] == " "  # the last words, whole

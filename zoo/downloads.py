@@ -304,6 +304,6 @@ def fetch_weights(name: str, cache_dir: Path | str | None = None) -> Path:
             return Path(pooch.retrieve(spec.url, known_hash=f"sha256:{spec.sha256}", fname=spec.filename,
                                        path=folder, progressbar=False))
     except Exception as err:  # noqa: BLE001 - requests, OS and pooch's hash errors alike: one line
-        detail = one_line(err)[:200]
+        detail = one_line(err, 200)
         raise DatasetError(f"could not download {spec.url} ({detail}); download it on a machine with internet"
                            f" and save it as {folder / spec.filename}") from err

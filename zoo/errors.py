@@ -14,6 +14,14 @@ class ZooError(Exception):
     """A problem with the zoo's inputs, options or outputs; the message is one line naming the file."""
 
 
-def one_line(err: BaseException) -> str:
-    """An exception's message on one line (its type's name if it has none)."""
-    return " ".join(str(err).split()) or type(err).__name__
+def one_line(err: BaseException | str, limit: int | None = None) -> str:
+    """An exception's message (or a text) on one line, its type's name if it has none; with ``limit``, at most
+    that many characters: the start (what failed) and the end (its innermost cause) kept whole, cut at word
+    boundaries around `` ... ``."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    if limit is None or len(text) <= limit:
+        return text
+    head_room, tail_room = (limit - 5) * 3 // 5, (limit - 5) * 2 // 5
+    head = text[:head_room + 1].rsplit(" ", 1)[0] if " " in text[:head_room + 1] else text[:head_room]
+    tail = text[-tail_room - 1:].split(" ", 1)[-1] if " " in text[-tail_room - 1:] else text[-tail_room:]
+    return f"{head} ... {tail}"

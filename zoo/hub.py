@@ -61,7 +61,7 @@ def fetch(name: str) -> Path:
         raise HubError(f"{name}: not in the Hugging Face cache, and it cannot be downloaded here (offline, or"
                        f" HF_HUB_OFFLINE=1): download it once on a machine that can reach the Hub") from None
     except (HfHubHTTPError, OSError, ValueError) as err:
-        raise HubError(f"{name}: cannot be downloaded ({one_line(err)[:300]})") from None
+        raise HubError(f"{name}: cannot be downloaded ({one_line(err, 300)})") from None
     return Path(folder)
 
 
@@ -165,5 +165,5 @@ def push(folder: Path, repo: str, private: bool = False) -> str:
         info = api.upload_folder(folder_path=str(folder), repo_id=repo, repo_type="model",
                                  allow_patterns=[WEIGHTS, CONFIG, CARD], commit_message=f"{LIBRARY}: upload {folder.name}")
     except (HfHubHTTPError, OSError, ValueError) as err:
-        raise HubError(f"{repo}: upload failed ({one_line(err)[:300]})") from None
+        raise HubError(f"{repo}: upload failed ({one_line(err, 300)})") from None
     return str(getattr(info, "repo_url", None) or f"https://huggingface.co/{repo}")

@@ -85,7 +85,7 @@ def _imagenet_unet(encoder: str, build: dict[str, object]) -> smp.Unet | None:
         # timm encoders take a flag (the pretrained tag is part of the name), smp ones the weights' name
         return smp.Unet(encoder_weights=True if encoder.startswith("tu-") else "imagenet", **build)
     except (DatasetError, OSError) as exc:  # offline: huggingface_hub, urllib and pooch failures
-        reason = one_line(exc)[:300]
+        reason = one_line(exc, 300)
         warnings.warn(f"no ImageNet weights for encoder {encoder!r} ({reason}); training it from random"
                       " initialisation (give a local file with --set encoder_weights=PATH)", UserWarning, stacklevel=3)
         return None

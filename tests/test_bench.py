@@ -183,6 +183,14 @@ def test_gflops_per_image_do_not_depend_on_the_batch(measured):
     assert harness.count_flops(generator, (3, 1, 64, 64)) == 3 * one
 
 
+def test_a_flip_averaged_model_counts_the_two_passes_it_runs():
+    """FLOPs are what inference runs: the mirrored view is a second forward pass (share of peak follows)."""
+    spec = tiny_cnn().with_inference({"flip_average": True})
+    [row], _ = bench_models([spec], SMALL, echo=lambda message: None)
+    generator, _ = create_models(spec)
+    assert row["gflops"] == pytest.approx(2 * harness.count_flops(generator, (1, 1, 64, 64)) / 1e9)
+
+
 def test_out_of_memory_halves_the_batch_and_is_recorded(monkeypatch):
     tried = []
 

@@ -31,13 +31,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from zoo.factory import input_channels
+from zoo.factory import Predictor
 from zoo.harness.cost import count_flops, count_parameters
 from zoo.runtime import AmpMode, Runtime, amp_dtype, pick_device, synchronize, unwrap
 from zoo.spec import ModelSpec, StageSpec, adapt_to_image_size
 from zoo.trainable import Trainable
 
-AMP_CHOICES = ("no", "bf16", "fp16")
 MATMUL_SIZE = 2048
 _MIB = 2**20
 
@@ -296,8 +295,9 @@ def measure(spec: ModelSpec, settings: BenchSettings, runtime: Runtime, batch: i
     row: dict[str, Any] = {
         "params": count_parameters(work.generator),
         "d_params": None if discriminator is None else count_parameters(discriminator),
-        "gflops": count_flops(unwrap(work.generator),
-                              (1, input_channels(spec.generator.arch), settings.image_size, settings.image_size)) / 1e9,
+        # what inference runs: the predictor with the model's settings (a flip-averaged model runs two passes)
+        "gflops": count_flops(Predictor.of(spec, unwrap(work.generator), work.model.decode),
+                              (1, 1, settings.image_size, settings.image_size)) / 1e9,
     }
     inference, memory = _timed(work.infer, settings, device, batch)
     row |= {"infer_img_s": inference.images_per_s, "latency_ms_median": inference.median_ms,

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
 import random
+import shutil
+import tempfile
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +17,7 @@ import pytest
 import torch
 
 from zoo import spec
+from zoo.data import SAMPLE_DIR
 from zoo.registry import clear_caches
 
 TESTS = Path(__file__).resolve().parent
@@ -24,17 +29,30 @@ os.environ["ZOO_OFFLINE"] = "1"
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 
+SHARED_PHOTOS = TESTS.parents[1] / "shared" / "data" / "photos"
+GRAY_PHOTO = "gnome-control-center-data--guitar2.jpg"  # the shared set's one gray photo (tests/data holds a copy)
+
+
+@functools.cache
 def photos_path() -> Path:
-    """The shared real photos: ``$ZOO_PHOTOS`` or ``../shared/data/photos`` beside the checkout."""
-    return Path(os.environ.get("ZOO_PHOTOS", TESTS.parents[1] / "shared" / "data" / "photos"))
+    """The real photos the tests read: ``$ZOO_PHOTOS``, else ``../shared/data/photos`` beside the checkout, else
+    the same photos as the package embeds them (the first 119 of zoo/sample_photos, byte for byte the shared
+    ones) with the shared set's one gray photo from tests/data, linked into a folder of this test session, so
+    that a fresh clone runs every photo test."""
+    if "ZOO_PHOTOS" in os.environ:
+        return Path(os.environ["ZOO_PHOTOS"])
+    if any(SHARED_PHOTOS.glob("*.jpg")):
+        return SHARED_PHOTOS
+    folder = Path(tempfile.mkdtemp(prefix="zoo-photos-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    for photo in [*SAMPLE_DIR.glob("*.jpg"), TESTS / "data" / GRAY_PHOTO]:
+        (folder / photo.name).symlink_to(photo)
+    return folder
 
 
 @pytest.fixture(scope="session")
 def photos_dir() -> Path:
-    path = photos_path()
-    if not any(path.glob("*.jpg")):
-        pytest.skip(f"no shared photos at {path} (set ZOO_PHOTOS)")
-    return path
+    return photos_path()
 
 
 def reset_discovery() -> None:

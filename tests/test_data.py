@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import photos_path
 import torch
 from PIL import Image, ImageFile, ImageOps
 
@@ -35,14 +36,11 @@ from zoo.data import (
     split_paths,
 )
 
-PHOTOS = Path(os.environ.get("ZOO_PHOTOS") or Path(__file__).resolve().parents[2] / "shared" / "data" / "photos")
+PHOTOS = photos_path()
 GRAY_PHOTO = "gnome-control-center-data--guitar2.jpg"
 DOG = "darknet--dog.jpg"  # 427x320 colour photo
 GIRAFFE = "darknet--giraffe.jpg"  # 320x320 colour photo
 
-needs_photos = pytest.mark.skipif(
-    not (PHOTOS / DOG).exists(), reason=f"shared photos not found at {PHOTOS} (set ZOO_PHOTOS)"
-)
 
 
 def rgb_array(name: str) -> np.ndarray:
@@ -85,8 +83,6 @@ BOMB_LIMIT = 500_000  # max_pixels for the scan: bomb.png has 600,000 pixels, ev
 
 @pytest.fixture(scope="module")
 def bad_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not (PHOTOS / DOG).exists():
-        pytest.skip(f"shared photos not found at {PHOTOS} (set ZOO_PHOTOS)")
     d = tmp_path_factory.mktemp("bad")
     dog = Image.open(PHOTOS / DOG).convert("RGB")
     raw = (PHOTOS / DOG).read_bytes()
@@ -237,7 +233,6 @@ def test_tiny_image_is_upscaled_by_the_dataset(bad_dir):
 # ---------------------------------------------------------------------------------------------------- grayscale
 
 
-@needs_photos
 def test_mean_chroma_matches_skimage_and_is_next_to_zero_for_gray():
     from skimage.color import rgb2lab
 
@@ -252,7 +247,6 @@ def test_mean_chroma_matches_skimage_and_is_next_to_zero_for_gray():
     assert mean_chroma(grays) < 0.01 * MIN_CHROMA
 
 
-@needs_photos
 def test_threshold_separates_the_gray_photo_from_all_colour_photos():
     report = scan_images(resolve_source(str(PHOTOS)))
     assert [(p.name, r.partition(":")[0]) for p, r in report.skipped] == [(GRAY_PHOTO, "grayscale")]
@@ -471,7 +465,6 @@ def test_sampler_start_skips_consumed_samples():
 # ---------------------------------------------------------------------------------------------------- dataset
 
 
-@needs_photos
 def test_val_items_are_the_deterministic_centre_crop():
     dataset = ColorizationDataset([PHOTOS / DOG], 128, train=False)
     item = dataset[(0, 1)]
@@ -488,7 +481,6 @@ def test_val_items_are_the_deterministic_centre_crop():
     assert min(distance(0.45), distance(0.55)) > 2.5 * distance(0.5)  # windows 5% off centre are far worse
 
 
-@needs_photos
 def test_train_items_are_reproducible_random_crops_and_flips():
     size = 64
     load = round(size * 286 / 256)  # 72
@@ -536,7 +528,6 @@ def test_random_resized_boxes_follow_torchvisions_rule():
     assert data.random_resized_box((1000, 100), (1.0, 1.0), generator) == (433, 0, 566, 100)
 
 
-@needs_photos
 def test_random_resized_crops_are_the_box_resized(tmp_path):
     """The item equals PIL's crop of the drawn box, resized to S (bicubic), flipped when drawn so."""
     size, scale = 48, (0.3, 0.9)
@@ -559,7 +550,6 @@ def test_random_resized_crops_are_the_box_resized(tmp_path):
         ColorizationDataset([path], size, train=True, crop_scale=(0.5, 0.2))
 
 
-@needs_photos
 def test_file_broken_after_scan_is_replaced_by_the_next(tmp_path):
     broken = tmp_path / "broken.jpg"
     raw = (PHOTOS / DOG).read_bytes()
@@ -571,7 +561,6 @@ def test_file_broken_after_scan_is_replaced_by_the_next(tmp_path):
     assert dataset.failed == {broken}
 
 
-@needs_photos
 def test_loader_batches_match_the_items_in_sampler_order():
     paths = resolve_source("sample")[:10]
     dataset = ColorizationDataset(paths, 48, train=True)

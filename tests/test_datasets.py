@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import socket
 import tarfile
 import threading
@@ -15,20 +14,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import photos_path
 
 from zoo import downloads
 from zoo.data import resolve_source
 from zoo.downloads import DatasetError, NamedDataset, Selection, cache_root, download, extract, verify
 
-PHOTOS = Path(os.environ.get("ZOO_PHOTOS") or Path(__file__).resolve().parents[2] / "shared" / "data" / "photos")
+PHOTOS = photos_path()
 NAMES = ["darknet--dog.jpg", "darknet--eagle.jpg", "darknet--giraffe.jpg", "darknet--horses.jpg", "darknet--kite.jpg"]
 
 
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """coco_sample.tgz laid out like fastai's: coco_sample/train_sample/*.jpg plus annotations."""
-    if not all((PHOTOS / name).exists() for name in NAMES):
-        pytest.skip(f"shared photos not found at {PHOTOS} (set ZOO_PHOTOS)")
     path = tmp_path_factory.mktemp("archive") / "coco_sample.tgz"
     with tarfile.open(path, "w:gz") as tar:
         for name in NAMES:

@@ -98,3 +98,23 @@ def test_a_shortened_message_keeps_whole_words_from_its_start_and_its_cause_at_t
     assert len(short) <= limit and head and tail
     assert text.startswith(head) and text[len(head)] == " "  # cut after a whole word
     assert text.endswith(tail) and text[-len(tail) - 1] == " "  # the last words, whole
+
+
+def test_markdown_tables_hold_the_results_figures(tmp_path):
+    """The README's tables are made with --format markdown: the same rows and figures as the results file."""
+    from zoo.data import resolve_source
+
+    photos = tmp_path / "photos.txt"
+    photos.write_text("\n".join(str(p) for p in resolve_source("heldout")[:3]))
+    result = CliRunner().invoke(main, ["score", "gray", "--data", str(photos), "--image-size", "64", "--workers", "0",
+                                       "--results", str(tmp_path / "r"), "--format", "markdown"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.strip().splitlines()
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    assert lines[1].replace(" ", "").strip("|").split("|") == ["---"] * len(header)
+    rows = {cells[0]: dict(zip(header, cells)) for cells in
+            ([cell.strip() for cell in line.strip("|").split("|")] for line in lines[2:])}
+    saved = {row["model"]: row for row in json.loads(next((tmp_path / "r").glob("*.json")).read_text())["rows"]}
+    assert set(rows) == {"gray", "truth"}
+    assert float(rows["gray"]["PSNR (dB)"]) == pytest.approx(saved["gray"]["psnr"], abs=0.005)
+    assert float(rows["gray"]["CIEDE2000"]) == pytest.approx(saved["gray"]["ciede2000"], abs=0.005)

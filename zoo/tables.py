@@ -6,7 +6,8 @@ error in red, a ratio in green). :func:`print_table` writes it in one of :data:`
 * ``table``: drawn with rich. On a terminal it fits the width, folding long cells onto more lines but never
   cutting one, and the first column (the names) keeps its full width; written anywhere else (``zoo list |
   cat``, ``> log``) it takes its natural width, whatever ``$COLUMNS`` says, so every value is whole;
-* ``csv`` and ``json`` (a list of one object per row): the cells' text, styles dropped.
+* ``csv``, ``json`` (a list of one object per row) and ``markdown`` (a GitHub table, what the README's tables
+  are made with): the cells' text, styles dropped.
 
 :func:`console` is the rich console the commands print their other lines with, on the same terms.
 """
@@ -19,7 +20,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-FORMATS = ("table", "csv", "json")
+FORMATS = ("table", "csv", "json", "markdown")
 PIPE_WIDTH = 100_000  # a console that is not a terminal never wraps: lines and tables keep their natural width
 
 
@@ -70,6 +71,9 @@ def print_table(table: Table, fmt: str = "table", file: IO[str] | None = None) -
         out.write(json.dumps(table.records(), indent=2) + "\n")
     elif fmt == "csv":
         csv.writer(out, lineterminator="\n").writerows([table.columns, *([text(c) for c in row] for row in table.rows)])
+    elif fmt == "markdown":
+        lines = [table.columns, ["---"] * len(table.columns), *([text(c) for c in row] for row in table.rows)]
+        out.write("".join("| " + " | ".join(cell.replace("|", "\\|") for cell in line) + " |\n" for line in lines))
     elif fmt == "table":
         console(out).print(_rich(table), crop=False)  # wider than a narrow terminal: wrapped there, not cut
     else:

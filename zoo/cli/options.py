@@ -139,9 +139,9 @@ def device_option(default: str = "auto") -> Callable[[Callable[..., Any]], Calla
 
 
 def format_option(what: str = "the table") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """``--format table|csv|json`` for a command that prints a table."""
+    """``--format table|csv|json|markdown`` for a command that prints a table."""
     return click.option(
         "--format", "table_format", type=click.Choice(FORMATS), default="table", show_default=True,
-        help=f"How to print {what}: table (drawn; whole when not on a terminal), csv or json (the table alone on"
-             " stdout, other lines on stderr).",
+        help=f"How to print {what}: table (drawn; whole when not on a terminal), csv, json or markdown (the table"
+             " alone on stdout, other lines on stderr).",
     )

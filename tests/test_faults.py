@@ -24,8 +24,10 @@ import sys
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 import torch
@@ -38,6 +40,7 @@ from safetensors.torch import load_file, save_file
 from zoo import checkpoint
 from zoo.cli import main
 from zoo.factory import create_predictor
+from zoo.harness.video import AUDIO_RATE, write_clip
 from zoo.spec import get_spec
 
 TRAIN = "train simple-cnn --data photos --max-steps 2 --image-size 32 --set width=4 --set depth=2 --no-progress --workers 0"
@@ -210,7 +213,34 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
         Path("hints/outside-in-folder/p1.json").write_text('[{"x": 5, "y": 40, "color": "#2040c0"}]')
         Path("cache/downloads").mkdir(parents=True)
         Path("cache/downloads/coco_sample.tgz").write_bytes(b"an interrupted download" * 10)
+        video_world(rng)
     return root
+
+
+def video_world(rng: np.random.Generator) -> None:
+    """Clips (gray, 48 x 40 unless said): good ones, bad ones, and a folder of a photo and both."""
+    frames = [np.asarray(colour_photo(rng).convert("L").convert("RGB")) for _ in range(8)]
+    tone = np.sin(np.linspace(0, 2 * np.pi * 440 / 3, AUDIO_RATE // 3))  # 1/3 s of sound for 8 frames at 24/s
+    Path("clips").mkdir()
+    write_clip(Path("clips/good.mp4"), frames, 24, audio=tone)
+    write_clip(Path("clips/vfr.mp4"), frames[:6], 24, pts=[0, 1, 3, 4, 9, 10])  # frame times 0, 1/24, 1/8, ...
+    odd = np.asarray(colour_photo(rng, 241, 321).convert("L").convert("RGB"))
+    write_clip(Path("clips/odd.mp4"), [odd] * 4, 24, pix_fmt="yuv444p")  # 4:2:0 needs even sides
+    Path("badclips").mkdir()
+    with av.open("badclips/audio-only.mp4", "w") as container:  # an .mp4 with sound alone
+        sound = container.add_stream("aac", rate=AUDIO_RATE, layout="mono")
+        frame = av.AudioFrame.from_ndarray(tone[None].astype(np.float32), format="fltp", layout="mono")
+        frame.sample_rate, frame.pts = AUDIO_RATE, 0
+        container.mux(sound.encode(frame))
+        container.mux(sound.encode(None))
+    good = Path("clips/good.mp4").read_bytes()
+    Path("badclips/truncated.mp4").write_bytes(good[: len(good) // 2])  # its index (moov) comes last: lost
+    write_clip(Path("badclips/empty.avi"), [], 24)  # a video stream without a frame
+    Path("badclips/still.mp4").write_bytes(Path("photos/p0.png").read_bytes())
+    Path("mixed").mkdir()
+    shutil.copy("photos/p0.png", "mixed/p0.png")
+    shutil.copy("clips/good.mp4", "mixed/good.mp4")
+    shutil.copy("badclips/truncated.mp4", "mixed/broken.mp4")
 
 
 def snapshot(root: Path) -> dict[str, str]:
@@ -343,6 +373,16 @@ def upright(world: Path, result: Result) -> None:
 def same_size(name: str) -> Callable[[Path, Result], None]:
     def check(world: Path, result: Result) -> None:
         assert Image.open(world / "out" / name).size == Image.open(world / "odd" / name).size
+    return check
+
+
+def same_frames(name: str) -> Callable[[Path, Result], None]:
+    """The colour clip has the gray clip's frame times (seconds, exact) and size."""
+    def check(world: Path, result: Result) -> None:
+        def frames(path: Path) -> list[tuple[Fraction, int, int]]:
+            with av.open(str(path)) as container:
+                return [(f.pts * f.time_base, f.width, f.height) for f in container.decode(video=0)]
+        assert frames(world / "out" / name) == frames(world / "clips" / name)
     return check
 
 
@@ -528,6 +568,23 @@ CASES = [
     Case("colorize-named-dataset-offline", f"{COLORIZE} coco-10k --out out", 1, "coco-10k",
          "ZOO_OFFLINE forbids downloading", writes=("out",)),
     Case("colorize-size-huge", f"{COLORIZE} photos --out out --size 100000", 2, None, "Invalid value for '--size'"),
+    # zoo colorize: videos
+    Case("colorize-video-no-video-stream", f"{COLORIZE} badclips/audio-only.mp4 clips/good.mp4 --out out", 1,
+         "badclips/audio-only.mp4", "no video stream", writes=("out",), check=outputs_are("good.mp4")),
+    Case("colorize-video-truncated", f"{COLORIZE} badclips/truncated.mp4 --out out", 1, "badclips/truncated.mp4",
+         "corrupt or truncated", writes=("out",), check=outputs_are()),
+    Case("colorize-video-zero-frames", f"{COLORIZE} badclips/empty.avi --out out", 1, "badclips/empty.avi",
+         "no frames", writes=("out",), check=outputs_are()),
+    Case("colorize-video-still-image", f"{COLORIZE} badclips/still.mp4 --out out", 1, "badclips/still.mp4",
+         "a still image (png_pipe), not a video", writes=("out",), check=outputs_are()),
+    Case("colorize-video-variable-frame-rate", f"{COLORIZE} clips/vfr.mp4 --out out", 0, None,
+         "1 video(s) (6 frames)", writes=("out",), check=same_frames("vfr.mp4")),
+    Case("colorize-video-odd-size", f"{COLORIZE} clips/odd.mp4 --out out", 0, None, "1 video(s) (4 frames)",
+         writes=("out",), check=same_frames("odd.mp4")),
+    Case("colorize-video-folder-goes-on", f"{COLORIZE} mixed --out out", 1, "mixed/broken.mp4",
+         "corrupt or truncated", writes=("out",), check=outputs_are("good.mp4", "p0.png")),
+    Case("colorize-video-hint-without-frame", f"{COLORIZE} clips/good.mp4 --out out --hint 4,5,#c0392b", 1,
+         "--hint", "hint 1 has no \"frame\""),
     # zoo colorize: hints
     Case("colorize-hint-outside", f"{COLORIZE} photos/p0.png --out out --hint 48,5,#c0392b", 1, "--hint",
          "hint 1 at x=48, y=5 is outside the photo (48 x 40 pixels"),

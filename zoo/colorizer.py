@@ -16,6 +16,9 @@ The output's L is the input's own L (from all 16 bits of a 16-bit gray image); o
 EXIF orientation is applied, so outputs are upright and carry no orientation tag; the other EXIF tags of
 JPEG, PNG and WebP files are kept (16-bit PNGs carry none). ICC profiles are dropped: pixels are taken as sRGB.
 
+Video files (:data:`zoo.images.VIDEO_EXTENSIONS`, alone or among the photos of a folder or glob) go to
+:mod:`zoo.video`, one after another once the photos are done.
+
 Outputs follow :mod:`zoo.outputs`: an output that would replace one of the inputs is refused, an existing one is
 skipped unless ``overwrite``, and an output folder inside an input folder is left out of that folder's photos.
 A file that cannot be read, colorized or written is one line naming it; the others go on.
@@ -28,7 +31,7 @@ import functools
 import glob
 import itertools
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +48,16 @@ from zoo.color import lab_normalized_to_rgb, normalize_lab, rgb_to_lab, rgb_uint
 from zoo.data import SourceError, default_workers, resolve_source
 from zoo.errors import ZooError, one_line
 from zoo.hints import Hint, assign_hints, check_inside, hint_channels
-from zoo.images import BadImageError, Source, as_source, read_source, upright_size, write_image, write_png16
+from zoo.images import (
+    BadImageError,
+    Source,
+    as_source,
+    is_video_name,
+    read_source,
+    upright_size,
+    write_image,
+    write_png16,
+)
 from zoo.runtime import pick_device, use_channels_last
 from zoo.spec import ModelSpec, default_model, size_multiple, weights_path
 
@@ -258,8 +270,9 @@ class Job:
 
 
 def collect_inputs(inputs: Sequence[str | Path], out_dir: Path | None = None) -> tuple[list[Job], list[tuple[str, str]]]:
-    """Jobs for files, folders (recursive: their layout is kept), globs and ``sample``; and the inputs that
-    gave nothing, with why. Two inputs with the same output name: the first wins, the second is a problem.
+    """Jobs for files, folders (recursive: their layout is kept), globs and ``sample``, photos and videos; and
+    the inputs that gave nothing, with why. Two inputs with the same output name: the first wins, the second is
+    a problem.
     An ``out_dir`` that lies inside a folder walked (a folder input, or a glob's fixed part) is left out of it."""
     jobs: list[Job] = []
     problems: list[tuple[str, str]] = []
@@ -271,7 +284,7 @@ def collect_inputs(inputs: Sequence[str | Path], out_dir: Path | None = None) ->
             found = [Job(path, Path(path.name))]
         else:
             try:
-                paths = resolve_source(text)
+                paths = sorted(resolve_source(text) + _videos(text))
             except (ZooError, OSError) as err:
                 unknown = isinstance(err, SourceError) and not path.exists()
                 problems.append((text, "missing" if unknown else one_line(err)))
@@ -282,7 +295,7 @@ def collect_inputs(inputs: Sequence[str | Path], out_dir: Path | None = None) ->
             base = path if path.is_dir() else None
             found = [Job(p, p.relative_to(base) if base else Path(p.name)) for p in paths]
             if not found:
-                problems.append((text, "no image files found"))
+                problems.append((text, "no image or video files found"))
         for job in found:
             if job.output in taken:
                 problems.append((str(job.path), f"same output name as {taken[job.output]}, skipped"))
@@ -290,6 +303,18 @@ def collect_inputs(inputs: Sequence[str | Path], out_dir: Path | None = None) ->
                 taken[job.output] = job.path
                 jobs.append(job)
     return jobs, problems
+
+
+def _videos(source: str) -> list[Path]:
+    """The video files of a folder (recursive) or a glob: what :func:`zoo.data.resolve_source` leaves out."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        found: Iterable[Path] = path.rglob("*")
+    elif glob.has_magic(source):
+        found = (Path(p) for p in glob.glob(str(path), recursive=True))
+    else:
+        return []
+    return [p for p in found if is_video_name(p) and p.is_file()]
 
 
 def _walked_folder(source: str) -> Path | None:
@@ -318,11 +343,17 @@ class ColorizeSummary:
     existing: list[Path] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (input, reason)
     seconds: float = 0.0
-    pixels: int = 0  # full-resolution pixels written
+    pixels: int = 0  # full-resolution pixels of the photos written
+    videos: int = 0  # how many of the outputs written are videos
+    frames: int = 0  # their frames
+
+    @property
+    def images(self) -> int:
+        return len(self.written) - self.videos
 
     @property
     def images_per_second(self) -> float:
-        return len(self.written) / self.seconds if self.seconds else 0.0
+        return self.images / self.seconds if self.seconds else 0.0
 
     def fail(self, where: str, why: str, echo: Callable[[str], None]) -> None:
         """Record a failed input and say so in one line."""
@@ -416,14 +447,17 @@ class Colorizer:
         progress: bool = False,
         echo: Callable[[str], None] = print,
         hints: Sequence[Hint] | Path | None = None,
+        temporal: str = "flow",
     ) -> ColorizeSummary:
-        """Colorize files, folders and globs into ``out_dir``, in batches of one working shape.
+        """Colorize files, folders and globs into ``out_dir``, in batches of one working shape; then the videos
+        among them (:func:`zoo.video.colorize_video`, ``temporal`` ``"flow"`` or ``"none"``).
 
         Each problem is one ``echo`` line naming the file; the rest go on. Existing outputs are kept unless
         ``overwrite``; an output that would replace an input is refused (:mod:`zoo.outputs`). ``hints`` are
         colour hints for the one photo given, or a hint file, or a folder of ``STEM.json`` hint files
         (:func:`zoo.hints.assign_hints`): every hint file is read and checked against its photo's size before
-        anything is written, and a problem with one is a :class:`zoo.hints.HintError`.
+        anything is written, and a problem with one is a :class:`zoo.hints.HintError` (a video's hints name
+        their ``frame``).
         """
         start = time.perf_counter()
         summary = ColorizeSummary()
@@ -432,7 +466,7 @@ class Colorizer:
         photo_hints = _checked_hints(jobs, hints) if hints is not None else {}
         for where, why in problems:
             summary.fail(where, why, echo)
-        planned = self._plan(jobs, out_dir, overwrite, summary, echo)
+        planned, videos = self._plan(jobs, out_dir, overwrite, summary, echo)
         with _progress(progress, len(planned)) as advance, ThreadPoolExecutor(default_workers()) as pool:
             batches = _batches(planned, batch_size)
             pending = self._submit(pool, next(batches, []))
@@ -440,14 +474,17 @@ class Colorizer:
                 current, pending = pending, self._submit(pool, batch)
                 self._finish(current, summary, echo, advance, photo_hints)
             self._finish(pending, summary, echo, advance, photo_hints)
+        for job, target in videos:
+            self._colorize_video(job.path, target, summary, echo, photo_hints.get(job.path, ()), temporal, progress)
         summary.seconds = time.perf_counter() - start
         return summary
 
     def _plan(
         self, jobs: list[Job], out_dir: Path, overwrite: bool, summary: ColorizeSummary, echo: Callable[[str], None]
-    ) -> list[_Planned]:
-        """The jobs to run, ordered by working shape, from the files' headers; the rest reported."""
-        planned = []
+    ) -> tuple[list[_Planned], list[tuple[Job, Path]]]:
+        """The photos to colorize, ordered by working shape, from the files' headers, and the videos with their
+        targets; the rest reported."""
+        planned, videos = [], []
         inputs = {outputs.identity(job.path) for job in jobs} - {None}
         for job in jobs:
             target = out_dir / job.output
@@ -458,6 +495,9 @@ class Colorizer:
             if target.exists() and not overwrite:
                 summary.existing.append(target)
                 continue
+            if is_video_name(job.path):
+                videos.append((job, target))
+                continue
             try:
                 size = upright_size(job.path)
             except BadImageError as err:
@@ -465,7 +505,27 @@ class Colorizer:
                 continue
             planned.append(_Planned(job, target, self.working_shape(size), size[0] * size[1]))
         first_seen = {shape: i for i, shape in reversed(list(enumerate(p.shape for p in planned)))}
-        return sorted(planned, key=lambda p: first_seen[p.shape])
+        return sorted(planned, key=lambda p: first_seen[p.shape]), videos
+
+    def _colorize_video(self, path: Path, target: Path, summary: ColorizeSummary, echo: Callable[[str], None],
+                        hints: Sequence[Hint], temporal: str, progress: bool) -> None:
+        """Colorize one video into ``target``; a problem with it is one line, and the next file goes on."""
+        try:
+            from zoo.video import colorize_video
+        except ImportError as err:
+            summary.fail(str(path), f"videos need the video extra (pip install 'colorization-zoo[video]'):"
+                         f" {one_line(err)}", echo)
+            return
+        try:
+            frames = colorize_video(self, path, target, temporal=temporal, hints=hints, progress=progress, echo=echo)
+        except ZooError as err:
+            summary.fail(str(path), one_line(err).removeprefix(f"{path}: "), echo)
+        except OSError as err:
+            summary.fail(str(path), f"cannot write {target}: {one_line(err)}", echo)
+        else:
+            summary.written.append((path, target))
+            summary.videos += 1
+            summary.frames += frames
 
     def _submit(self, pool: ThreadPoolExecutor, batch: list[_Planned]) -> list[tuple[_Planned, Future]]:
         return [(item, pool.submit(self.load, item.job.path)) for item in batch]
@@ -517,12 +577,26 @@ def _checked_hints(jobs: list[Job], given: Sequence[Hint] | Path) -> dict[Path, 
     photo's header, upright); HintError naming the hint file (or --hint) otherwise."""
     assigned = assign_hints([(job.path, job.output) for job in jobs], given)
     for photo, (hints, where) in assigned.items():
+        if is_video_name(photo):
+            _check_video_hints(photo, hints, where)
+            continue
         try:
             size = upright_size(photo)
         except BadImageError:
             continue  # the photo's own problem, reported as it is colorized
         check_inside(hints, size, where)
     return {photo: hints for photo, (hints, _) in assigned.items()}
+
+
+def _check_video_hints(video: Path, hints: list[Hint], where: str) -> None:
+    """:func:`zoo.video.check_video_hints` against the video's frame size (its first frame, decoded)."""
+    try:
+        from zoo.video import VideoError, check_video_hints, video_frame_size
+
+        size = video_frame_size(video)
+    except (ImportError, VideoError):
+        return  # the video's own problem, reported as it is colorized
+    check_video_hints(hints, size, where)
 
 
 def _batches(planned: list[_Planned], batch_size: int) -> Iterator[list[_Planned]]:

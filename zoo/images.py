@@ -26,6 +26,8 @@ from zoo.errors import ZooError, one_line
 from zoo.files import atomic_write
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"})
+VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".m2ts",
+                              ".wmv", ".flv", ".ogv", ".3gp"})  # colorized by zoo.video, frame by frame
 MAX_PIXELS = 89_478_485  # PIL's own decompression-bomb limit
 ORIENTATION = 0x0112  # the EXIF orientation tag
 SWAPS_AXES = frozenset({5, 6, 7, 8})  # EXIF orientations that turn the image a quarter
@@ -60,6 +62,11 @@ class BadImageError(ZooError, ValueError):
 def is_image_name(path: Path) -> bool:
     """Whether ``path`` has one of the :data:`IMAGE_EXTENSIONS` (any case)."""
     return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def is_video_name(path: Path) -> bool:
+    """Whether ``path`` has one of the :data:`VIDEO_EXTENSIONS` (any case)."""
+    return path.suffix.lower() in VIDEO_EXTENSIONS
 
 
 @contextlib.contextmanager

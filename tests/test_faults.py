@@ -640,6 +640,12 @@ CASES = [
          "holds a 'simple-cnn' generator (simple-cnn), not one of model 'unet-resnet18'"),
     Case("colorize-no-weights", "colorize photos --out out --model simple-cnn", 1, None,
          "model 'simple-cnn' needs trained weights"),
+    Case("colorize-unknown-model", "colorize photos --out out --model simple-cnm", 1, None,
+         "unknown model 'simple-cnm'; did you mean simple-cnn"),
+    Case("colorize-hub-name-offline", "colorize photos --out out --model hf:someone/nothing", 1, "hf:someone/nothing",
+         "not in the Hugging Face cache"),
+    Case("export-hub-into-a-full-folder", "export simple-cnn --checkpoint run/generator.safetensors --format hub"
+         " --out photos", 1, "photos", "is not empty"),
     Case("colorize-checkpoint-names-a-weights-file", "colorize photos/p0.png --out out --checkpoint"
          " ckpt/trap.safetensors --no-progress", 0, None, "colorized 1 image(s)", writes=("out",)),
     # zoo export

@@ -79,10 +79,34 @@ def test_an_hf_name_loads_from_the_cache_offline(folder, tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     rows = json.loads(next((tmp_path / "results").glob("score-*.json")).read_text())["rows"]
     assert rows[0]["model"] == "hf:someone/lite0" and rows[0]["error"] is None
+    for model, folder in (("hf:someone/lite0", "hub"), (SHIPPED, "shipped")):
+        result = CliRunner().invoke(main, ["colorize", str(photo), "--model", model, "--out", str(tmp_path / folder),
+                                           "--no-progress"])
+        assert result.exit_code == 0, result.output
+    assert (tmp_path / "hub" / photo.name).read_bytes() == (tmp_path / "shipped" / photo.name).read_bytes()
     with pytest.raises(hub.HubError, match=r"^hf:someone/missing: not in the Hugging Face cache"):
         hub.fetch("hf:someone/missing")
     with pytest.raises(hub.HubError, match=r"hf:nobody: not a Hub model name"):
         hub.fetch("hf:nobody")
+
+
+def test_zoo_export_writes_the_folder_with_the_held_out_scores_of_zoo_score(tmp_path):
+    out = tmp_path / "hub"
+    result = CliRunner().invoke(main, ["export", SHIPPED, "--format", "hub", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    scored = CliRunner().invoke(main, ["score", SHIPPED, "--results", str(tmp_path / "r"), "--workers", "0"])
+    assert scored.exit_code == 0, scored.output
+    rows = {r["model"]: r for r in json.loads(next((tmp_path / "r").glob("score-*.json")).read_text())["rows"]}
+    card = (out / "README.md").read_text()
+    for name in (SHIPPED, "gray"):
+        row = rows[name]
+        assert f"| {name} | {row['psnr']:.4g} | {row['ssim']:.4g} | {row['ciede2000']:.4g} | {row['dcf']:.4g} |" in card
+    photo = resolve_source("heldout")[7]
+    for args, folder in ((["--checkpoint", str(out)], "from-folder"), (["--model", SHIPPED], "shipped")):
+        colour = CliRunner().invoke(main, ["colorize", str(photo), *args, "--out", str(tmp_path / folder),
+                                           "--no-progress"])
+        assert colour.exit_code == 0, colour.output
+    assert (tmp_path / "from-folder" / photo.name).read_bytes() == (tmp_path / "shipped" / photo.name).read_bytes()
 
 
 def test_loading_is_strict_and_never_unpickles(folder, tmp_path):

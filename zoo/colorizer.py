@@ -59,7 +59,7 @@ from zoo.images import (
     write_png16,
 )
 from zoo.runtime import pick_device, use_channels_last
-from zoo.spec import ModelSpec, default_model, size_multiple, weights_path
+from zoo.spec import ModelSpec, default_model, get_spec, size_multiple, weights_path
 
 STRIP_PIXELS = 1 << 18  # pixels per strip of the full-resolution Lab -> RGB pass (cache-sized temporaries)
 MAX_BATCH_PIXELS = 48_000_000  # full-resolution pixels decoded at once (two 24 MP photos)
@@ -70,12 +70,19 @@ class NoCheckpointError(checkpoint.CheckpointError):
 
 
 def trained_weights(model: str | None = None, checkpoint_path: Path | str | None = None) -> tuple[Path, str | None]:
-    """The checkpoint to colorize with and the model it must hold: ``checkpoint_path`` if given; else the
-    weights ``model`` ships with; else those of the registry's default model. Raises :class:`NoCheckpointError`
-    saying how to get weights when there are none."""
+    """The checkpoint to colorize with and the model it must hold: ``checkpoint_path`` if given (a file or a Hub
+    folder); else a Hub model's folder (``hf:OWNER/REPO``, :func:`zoo.hub.fetch`); else the weights ``model``
+    ships with; else those of the registry's default model. An unknown model is an error with suggestions;
+    :class:`NoCheckpointError` says how to get weights for one that ships none."""
+    from zoo.hub import fetch, is_hub_name
+
+    if is_hub_name(model):
+        return (Path(checkpoint_path) if checkpoint_path is not None else fetch(model)), None
     if checkpoint_path is not None:
         return Path(checkpoint_path), model
     name = model or default_model()
+    if name is not None:
+        get_spec(name)  # an unknown name: did you mean ...
     shipped = weights_path(name) if name is not None else None
     if shipped is None:
         raise NoCheckpointError(missing_checkpoint_message(name or "NAME"))

@@ -105,7 +105,7 @@ def export_folder(checkpoint: Path, out: Path, scores: list[Mapping[str, Any]] |
     meta = {"model": spec.name, "spec": spec.to_dict()}
     staging = out.with_name(f".{out.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    staging.mkdir(parents=True)  # then renamed onto ``out`` (new, or an empty folder) when whole
     try:
         save(staging / WEIGHTS, predictor.state_dict(), meta)
         files.write_text(staging / CONFIG, json.dumps({"library_name": LIBRARY, **meta}, indent=1) + "\n")
@@ -115,6 +115,17 @@ def export_folder(checkpoint: Path, out: Path, scores: list[Mapping[str, Any]] |
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return out
+
+
+def score_for_card(model: str | None, checkpoint: Path) -> list[dict[str, Any]]:
+    """``zoo score``'s rows (the model's, gray's, the truth's) of ``checkpoint`` on the held-out photos, for the
+    card."""
+    from zoo.checkpoint import load_generator
+    from zoo.harness.scoring import load_model, score_models
+
+    name = model or load_generator(Path(checkpoint))[0].name
+    predictor = load_model(name, Path(checkpoint), "cpu")
+    return score_models({name: predictor}, "heldout", 256, echo=lambda line: None).rows
 
 
 def model_card(spec: Any, scores: list[Mapping[str, Any]], data: str) -> str:

@@ -79,6 +79,18 @@ def output_folder(folder: Path | str) -> Path:
     return folder
 
 
+def new_folder(folder: Path | str, inputs: Iterable[Path | str] = ()) -> Path:
+    """``folder`` approved as a folder a command makes whole (``zoo export --format hub``): makeable, new or
+    empty (nothing there is replaced), and holding none of ``inputs``."""
+    folder = Path(folder)
+    creatable(folder, folder=True)
+    if folder.is_dir() and any(folder.iterdir()):
+        raise OutputError(f"{folder}: is not empty; give a new --out (a Hub folder is written whole)")
+    if any(inside(path, folder) for path in inputs):
+        raise OutputError(f"{folder}: holds an input of this command (choose another --out)")
+    return folder
+
+
 def run_folder(folder: Path | str, inputs: Iterable[Path | str] = (), resume: bool = False) -> Path:
     """``folder`` approved as a training run's folder: new or empty, outside every input folder; with
     ``resume``, a folder holding a run. Its stale temporaries, at any depth, are removed."""

@@ -12,11 +12,11 @@ from zoo.cli.options import COUNT, SETTING, device_option, image_size_type
 
 @click.command(cls=Command)
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
-@click.option("--model", help="Model name (see `zoo list`); a checkpoint of another architecture is refused"
-                             " [default: the pretrained default model].")
-@click.option("--checkpoint", type=click.Path(path_type=Path, dir_okay=False),
-              help="Trained weights: RUN/generator.safetensors from `zoo train` [default: the weights the model"
-                   " ships with].")
+@click.option("--model", help="Model name (see `zoo list`) or hf:OWNER/REPO[@REVISION] (the Hugging Face Hub); a"
+                             " checkpoint of another architecture is refused [default: the pretrained default model].")
+@click.option("--checkpoint", type=click.Path(path_type=Path),
+              help="Trained weights: RUN/generator.safetensors from `zoo train`, or a Hub folder [default: the weights"
+                   " the model ships with].")
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="Output folder (inside an input folder, it is left out of that input).")
 @click.option("--overwrite", is_flag=True,
@@ -97,14 +97,17 @@ def colorize(inputs: tuple[str, ...], model: str | None, checkpoint: Path | None
 
 @click.command(cls=Command)
 @click.argument("name")
-@click.option("--checkpoint", type=click.Path(path_type=Path, dir_okay=False),
-              help="Trained weights: RUN/generator.safetensors from `zoo train` [default: the model's shipped weights].")
-@click.option("--format", "format_", type=click.Choice(["onnx", "safetensors"]), default="onnx", show_default=True,
+@click.option("--checkpoint", type=click.Path(path_type=Path),
+              help="Trained weights: RUN/generator.safetensors from `zoo train`, or a Hub folder [default: the"
+                   " model's shipped weights].")
+@click.option("--format", "format_", type=click.Choice(["onnx", "safetensors", "hub"]), default="onnx",
+              show_default=True,
               help="onnx: a graph for onnxruntime; safetensors: the zoo's shipped form (float16, a frozen pretrained"
-                   " encoder left to its source).")
+                   " encoder left to its source); hub: a Hugging Face Hub folder (model.safetensors, config.json and a"
+                   " README.md card with the held-out scores) for `zoo push`.")
 @click.option("--out", type=click.Path(path_type=Path),
-              help="Output file [default: beside the checkpoint, CHECKPOINT.onnx or NAME.safetensors; NAME.FORMAT"
-                   " here for shipped weights].")
+              help="Output file, or folder for --format hub [default: beside the checkpoint, CHECKPOINT.onnx,"
+                   " NAME.safetensors or NAME-hub/; here for shipped weights].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file (never the checkpoint).")
 @click.option("--opset", type=click.IntRange(min=13), help="ONNX opset [default: 17].")
 @click.option("--set", "settings", multiple=True, type=SETTING,
@@ -127,16 +130,30 @@ def export(name: str, checkpoint: Path | None, format_: str, out: Path | None, o
       zoo export unet-resnet18 --checkpoint runs/unet-resnet18-20261124-101500/generator.safetensors
       zoo export simple-cnn --checkpoint generator.safetensors --out simple-cnn.onnx --opset 18
       zoo export unet-effnet-lite0-color --checkpoint runs/default/generator.safetensors --format safetensors
+      zoo export effnet-lite-pair-color --format hub --out pair-hub/   # then: zoo push pair-hub/ --repo me/pair
     """
     from zoo import checkpoint as checkpoints
     from zoo import outputs
     from zoo.colorizer import trained_weights
     from zoo.export import DEFAULT_OPSET, export_onnx
     from zoo.factory import run_otherwise
+    from zoo.hub import export_folder, is_hub_name, score_for_card
 
     path, _ = trained_weights(name, checkpoint)
-    beside = {"onnx": lambda c: c.with_suffix(".onnx"), "safetensors": lambda c: c.with_name(f"{name}.safetensors")}
-    target = out or (beside[format_](checkpoint) if checkpoint else Path(f"{name}.{format_}"))
+    model = None if is_hub_name(name) else name
+    stem = name.removeprefix("hf:").replace("/", "--")
+    beside = {"onnx": lambda c: c.with_suffix(".onnx"), "safetensors": lambda c: c.with_name(f"{stem}.safetensors"),
+              "hub": lambda c: c.with_name(f"{stem}-hub")}
+    here = {"onnx": Path(f"{stem}.onnx"), "safetensors": Path(f"{stem}.safetensors"), "hub": Path(f"{stem}-hub")}
+    target = out or (beside[format_](checkpoint) if checkpoint else here[format_])
+    if format_ == "hub":
+        outputs.new_folder(target, inputs=[path])
+        scores = score_for_card(model, path)
+        folder = export_folder(path, target, scores, model=model)
+        click.echo(f"wrote {folder}/: model.safetensors, config.json, README.md (held-out scores:"
+                   f" CIEDE2000 {scores[0]['ciede2000']:.2f}, gray {scores[-2]['ciede2000']:.2f}); `zoo push {folder}"
+                   " --repo OWNER/REPO` uploads it")
+        return
     outputs.output_file(target, inputs=[path], overwrite=overwrite)
     if format_ == "safetensors":
         packed = checkpoints.pack(path, target, dict(settings))
@@ -144,7 +161,7 @@ def export(name: str, checkpoint: Path | None, format_: str, out: Path | None, o
                    f" tensors ({packed.stored_values / 1e6:.2f}M values) stored, {packed.rebuilt}"
                    f" ({packed.rebuilt_values / 1e6:.2f}M) left to the pretrained weights")
         return
-    spec, predictor = checkpoints.load_generator(path, model=name)
+    spec, predictor = checkpoints.load_generator(path, model=model)
     spec, predictor = run_otherwise(spec, predictor, dict(settings))
     try:
         report = export_onnx(spec, predictor, target, opset or DEFAULT_OPSET)

@@ -292,6 +292,10 @@ def colorized_once(world: Path) -> None:
         assert invoke(f"{COLORIZE} nest --out nest/colour").exit_code == 0
 
 
+def a_gif_among_the_photos(world: Path) -> None:
+    colour_photo(np.random.default_rng(3)).save(world / "photos" / "anim.gif")
+
+
 def existing_file(name: str) -> Callable[[Path], None]:
     def make(world: Path) -> None:
         (world / name).write_text("an earlier export\n")
@@ -640,6 +644,8 @@ CASES = [
          "holds a 'simple-cnn' generator (simple-cnn), not one of model 'unet-resnet18'"),
     Case("colorize-no-weights", "colorize photos --out out --model simple-cnn", 1, None,
          "model 'simple-cnn' needs trained weights"),
+    Case("colorize-gif-listed-as-skipped", f"{COLORIZE} photos --out out", 0, "anim.gif",
+         "skipped 1 file(s) of image types the zoo does not read", writes=("out",), prepare=a_gif_among_the_photos),
     Case("colorize-unknown-model", "colorize photos --out out --model simple-cnm", 1, None,
          "unknown model 'simple-cnm'; did you mean simple-cnn"),
     Case("colorize-hub-name-offline", "colorize photos --out out --model hf:someone/nothing", 1, "hf:someone/nothing",

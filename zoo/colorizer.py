@@ -49,6 +49,7 @@ from zoo.data import SourceError, default_workers, resolve_source
 from zoo.errors import ZooError, one_line
 from zoo.hints import Hint, assign_hints, check_inside, hint_channels
 from zoo.images import (
+    UNREAD_IMAGE_EXTENSIONS,
     BadImageError,
     Source,
     as_source,
@@ -276,13 +277,16 @@ class Job:
     output: Path
 
 
-def collect_inputs(inputs: Sequence[str | Path], out_dir: Path | None = None) -> tuple[list[Job], list[tuple[str, str]]]:
-    """Jobs for files, folders (recursive: their layout is kept), globs and ``sample``, photos and videos; and
-    the inputs that gave nothing, with why. Two inputs with the same output name: the first wins, the second is
-    a problem.
+def collect_inputs(inputs: Sequence[str | Path], out_dir: Path | None = None
+                   ) -> tuple[list[Job], list[tuple[str, str]], list[Path]]:
+    """Jobs for files, folders (recursive: their layout is kept), globs and ``sample``, photos and videos; the
+    inputs that gave nothing, with why; and the files of folders and globs of an image type the zoo does not
+    read (:data:`zoo.images.UNREAD_IMAGE_EXTENSIONS`: GIF, HEIC, raw ...). Two inputs with the same output name:
+    the first wins, the second is a problem.
     An ``out_dir`` that lies inside a folder walked (a folder input, or a glob's fixed part) is left out of it."""
     jobs: list[Job] = []
     problems: list[tuple[str, str]] = []
+    unread: list[Path] = []
     taken: dict[Path, Path] = {}
     for item in inputs:
         text = str(item)
@@ -291,7 +295,9 @@ def collect_inputs(inputs: Sequence[str | Path], out_dir: Path | None = None) ->
             found = [Job(path, Path(path.name))]
         else:
             try:
-                paths = sorted(resolve_source(text) + _videos(text))
+                walked_files = _walked_files(text)
+                paths = sorted(resolve_source(text) + [p for p in walked_files if is_video_name(p)])
+                unread += sorted(p for p in walked_files if p.suffix.lower() in UNREAD_IMAGE_EXTENSIONS)
             except (ZooError, OSError) as err:
                 unknown = isinstance(err, SourceError) and not path.exists()
                 problems.append((text, "missing" if unknown else one_line(err)))
@@ -309,11 +315,12 @@ def collect_inputs(inputs: Sequence[str | Path], out_dir: Path | None = None) ->
             else:
                 taken[job.output] = job.path
                 jobs.append(job)
-    return jobs, problems
+    return jobs, problems, unread
 
 
-def _videos(source: str) -> list[Path]:
-    """The video files of a folder (recursive) or a glob: what :func:`zoo.data.resolve_source` leaves out."""
+def _walked_files(source: str) -> list[Path]:
+    """Every file of a folder (recursive) or a glob, whatever its type (:func:`zoo.data.resolve_source` keeps
+    the photos): where the videos and the unread image types are found."""
     path = Path(source).expanduser()
     if path.is_dir():
         found: Iterable[Path] = path.rglob("*")
@@ -321,7 +328,7 @@ def _videos(source: str) -> list[Path]:
         found = (Path(p) for p in glob.glob(str(path), recursive=True))
     else:
         return []
-    return [p for p in found if is_video_name(p) and p.is_file()]
+    return [p for p in found if p.is_file()]
 
 
 def _walked_folder(source: str) -> Path | None:
@@ -348,6 +355,7 @@ class ColorizeSummary:
 
     written: list[tuple[Path, Path]] = field(default_factory=list)
     existing: list[Path] = field(default_factory=list)
+    unread: list[Path] = field(default_factory=list)  # files of image types the zoo does not read, skipped
     failed: list[tuple[str, str]] = field(default_factory=list)  # (input, reason)
     seconds: float = 0.0
     pixels: int = 0  # full-resolution pixels of the photos written
@@ -469,7 +477,7 @@ class Colorizer:
         start = time.perf_counter()
         summary = ColorizeSummary()
         out_dir = outputs.output_folder(out_dir)
-        jobs, problems = collect_inputs(inputs, out_dir)
+        jobs, problems, summary.unread = collect_inputs(inputs, out_dir)
         photo_hints = _checked_hints(jobs, hints) if hints is not None else {}
         for where, why in problems:
             summary.fail(where, why, echo)

@@ -26,6 +26,9 @@ from zoo.errors import ZooError, one_line
 from zoo.files import atomic_write
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"})
+# image types a folder may hold that the zoo does not read: listed as skipped, not passed over in silence
+UNREAD_IMAGE_EXTENSIONS = frozenset({".gif", ".heic", ".heif", ".avif", ".jxl", ".jp2", ".ico", ".svg", ".psd",
+                                     ".xcf", ".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf"})
 VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".m2ts",
                               ".wmv", ".flv", ".ogv", ".3gp"})  # colorized by zoo.video, frame by frame
 MAX_PIXELS = 89_478_485  # PIL's own decompression-bomb limit

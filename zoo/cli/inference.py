@@ -68,6 +68,7 @@ def colorize(inputs: tuple[str, ...], model: str | None, checkpoint: Path | None
     from zoo import outputs
     from zoo.colorizer import Colorizer
     from zoo.hints import parse_hint
+    from zoo.images import IMAGE_EXTENSIONS
 
     if hint_list and hint_path is not None:
         fail("give hints with --hint or with --hints, not both")
@@ -80,6 +81,10 @@ def colorize(inputs: tuple[str, ...], model: str | None, checkpoint: Path | None
         inputs, out, overwrite=overwrite, batch_size=batch_size, progress=not no_progress,
         echo=lambda line: click.echo(line, err=True), hints=hints, temporal=temporal,
     )
+    if summary.unread:
+        shown = ", ".join(p.name for p in summary.unread[:5]) + (" ..." if len(summary.unread) > 5 else "")
+        click.echo(f"skipped {len(summary.unread)} file(s) of image types the zoo does not read (it reads"
+                   f" {', '.join(sorted(e.lstrip('.') for e in IMAGE_EXTENSIONS))}; convert them first): {shown}")
     if summary.existing:
         shown = ", ".join(p.name for p in summary.existing[:5]) + (" ..." if len(summary.existing) > 5 else "")
         click.echo(f"skipped {len(summary.existing)} existing output(s) (--overwrite replaces them): {shown}")

@@ -27,7 +27,7 @@ from zoo.harness.timing import BenchSettings, Timing, bench_model, bench_models,
 from zoo.spec import adapt_to_image_size
 
 SMALL = BenchSettings(device="cpu", batch_size=2, image_size=64, iters=2, warmup=1)
-TOP_KEYS = {"kind", "created", "machine", "settings", "rows", "samples"}
+TOP_KEYS = {"kind", "created", "machine", "settings", "rows", "samples", "grids"}
 
 
 def tiny_cnn():

@@ -138,7 +138,7 @@ class RandomColour(torch.nn.Module):
 
 def test_gray_scores_between_the_truth_and_random_colour(tmp_path):
     """FID-EffL0 through the scoring protocol, offline: truth (0) < gray < random colour."""
-    scores = score_models({"random": RandomColour()}, "heldout", 128, workers=0, fid=True, echo=lambda line: None)
+    scores = score_models({"random": RandomColour()}, data="heldout", image_size=128, workers=0, fid=True, echo=lambda line: None)
     rows = {row["model"]: row for row in scores.rows}
     assert rows["truth"]["fid_effl0"] < 1e-3 < rows["gray"]["fid_effl0"] < rows["random"]["fid_effl0"]
     assert rows["gray"]["fid"] is None  # Inception FID needs weights this machine does not have

@@ -289,7 +289,7 @@ def test_the_hint_curve_starts_at_the_automatic_row_and_hints_help(tmp_path):
     photos = tmp_path / "photos.txt"
     photos.write_text("\n".join(str(p) for p in resolve_source("heldout")[:8]))
     model = load_model(FAST, weights_path(FAST), "cpu")
-    rows = score_models({FAST: model}, str(photos), 128, workers=0, hints=(0, 1, 5, 10), echo=lambda s: None).rows
+    rows = score_models({FAST: model}, data=str(photos), image_size=128, workers=0, hints=(0, 1, 5, 10), echo=lambda s: None).rows
     by = {(row["model"], row.get("hints")): row for row in rows}
     assert set(by) == {(FAST, None), ("gray", None), ("truth", None)} | {(m, n) for m in (FAST, "gray")
                                                                          for n in (0, 1, 5, 10)}

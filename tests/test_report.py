@@ -27,7 +27,7 @@ from zoo.color import rgb_uint8_to_lab_normalized
 from zoo.harness import schema
 from zoo.harness.report import ReportError, load_results, merge_rows, split_grid, write_report
 from zoo.harness.schema import numeric_keys
-from zoo.images import write_sample_grid
+from zoo.images import GRID_PADDING, write_sample_grid
 
 PHOTOS = ("darknet--dog.jpg", "darknet--giraffe.jpg", "darknet--eagle.jpg")
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -214,6 +214,7 @@ def results(photos_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> list[
             {"model": "truth", "error": None, "checkpoint": None, "psnr": None, "ssim": 1.0, "ciede2000": 0.0},
         ],
         "samples": {"unet-resnet18": "grids/unet.png", "simple-cnn": "grids/cnn.png"},
+        "grids": {"columns": 3, "padding": GRID_PADDING},
     }
     paths = [root / "bench.json", root / "score.json"]
     for path, data in zip(paths, (bench, score)):
@@ -248,7 +249,7 @@ def below_gray_page(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     def values(kind: str) -> dict[str, float]:
         return {f.key: value(f.unit) for f in schema.FIELDS
-                if kind in f.kinds and f.key not in ("checkpoint", "generator", "registry_model", "predictions")}
+                if kind in f.kinds and f.key not in ("checkpoint", "generator", "registry_model", "predictions", "hints")}
 
     bench = [{"model": m, "error": None, **values("bench")} for m in MODELS]
     bench[1]["error"] = "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.15 GiB total capacity)"
@@ -283,13 +284,14 @@ def test_rows_merge_by_model_and_every_numeric_field_is_a_column(results):
 def test_sample_grids_split_into_their_panels(tmp_path, photos_dir):
     sample_grid(tmp_path / "grid.png", photos_dir, size=40)
     grid = Image.open(tmp_path / "grid.png")
-    rows = split_grid(grid)
+    rows = split_grid(grid, {"columns": 3, "padding": GRID_PADDING})
     assert len(rows) == len(PHOTOS) and all(len(row) == 3 and row[0].size == (40, 40) for row in rows)
     truth = np.asarray(Image.open(photos_dir / PHOTOS[1]).convert("RGB").resize((40, 40)), dtype=float)
     assert np.abs(np.asarray(rows[1][2], dtype=float) - truth).mean() < 2  # the truth panel is the photo
     gray = np.asarray(rows[1][0], dtype=int)
     assert (gray.max(-1) - gray.min(-1)).max() <= 1  # the gray panel has no colour
-    assert split_grid(Image.open(photos_dir / PHOTOS[0])) == []  # a photo is no grid
+    assert split_grid(Image.open(photos_dir / PHOTOS[0]), {"columns": 3, "padding": GRID_PADDING}) == []  # no grid
+    assert split_grid(grid, None) == []  # results that do not say how their grids are laid out: shown whole
 
 
 def test_page_is_self_contained(page):

@@ -99,7 +99,7 @@ def test_gray_reference_matches_numpy_and_skimage(tmp_path, size):
     assert truth["cf"] == truth["cf_truth"] == pytest.approx(expected["cf_truth"], abs=1e-3)
     assert doc["protocol"]["image_size"] == size and doc["protocol"]["images"] == 310
     assert doc["protocol"]["protocol"] == doc["settings"]["protocol"] == "zoo"
-    assert set(doc) == {"kind", "created", "machine", "settings", "protocol", "rows", "samples"}
+    assert set(doc) == {"kind", "created", "machine", "settings", "protocol", "rows", "samples", "grids"}
     assert doc["kind"] == "score"
 
 
@@ -132,7 +132,7 @@ def current_gray_scores() -> dict[str, dict[str, dict[str, float]]]:
     """The references on the held-out photos under every protocol at 256 px, with FID-EffL0."""
     table = {}
     for protocol in PROTOCOLS:
-        rows = score_models({}, "heldout", 256, workers=0, fid=True, protocol=protocol, echo=lambda line: None).rows
+        rows = score_models({}, data="heldout", image_size=256, workers=0, fid=True, protocol=protocol, echo=lambda line: None).rows
         by_model = {row["model"]: row for row in rows}
         table[protocol] = {"gray": {k: by_model["gray"][k] for k in (*SCORED, "fid_effl0") if k != "cf_truth"},
                            "truth": {k: by_model["truth"][k] for k in ("cf", "cf_hasler")}}
@@ -143,7 +143,7 @@ def test_gray_on_the_sample_folds_scores_what_the_model_cards_quote():
     """The cards' fold figures are means over `sample-fold0` .. `2`, scored with protocol zoo at 256 px; gray's row
     there (PSNR 20.94, SSIM 0.9189, CIEDE2000 12.39, dCF 44.2, and dCF limits 22.3 / 22.2 / 21.9 at 0.5x) ties
     these sources to those figures, to the cards' printed digits."""
-    rows = [{r["model"]: r for r in score_models({}, f"sample-fold{i}", 256, workers=0, echo=lambda line: None).rows}
+    rows = [{r["model"]: r for r in score_models({}, data=f"sample-fold{i}", image_size=256, workers=0, echo=lambda line: None).rows}
             ["gray"] for i in range(3)]
     mean = {k: sum(r[k] for r in rows) / 3 for k in ("psnr", "ssim", "ciede2000", "dcf")}
     assert round(mean["psnr"], 2) == 20.94 and round(mean["ssim"], 4) == 0.9189

@@ -125,7 +125,7 @@ def score_for_card(model: str | None, checkpoint: Path) -> list[dict[str, Any]]:
 
     name = model or load_generator(Path(checkpoint))[0].name
     predictor = load_model(name, Path(checkpoint), "cpu")
-    return score_models({name: predictor}, "heldout", 256, echo=lambda line: None).rows
+    return score_models({name: predictor}, data="heldout", image_size=256, echo=lambda line: None).rows
 
 
 def model_card(spec: Any, scores: list[Mapping[str, Any]], data: str) -> str:

@@ -24,7 +24,6 @@ from zoo import runs
 from zoo.harness import plots
 from zoo.harness import results as results_files
 from zoo.harness.scoring import load_model, score_models
-from zoo.images import write_sample_grid
 from zoo.runtime import pick_device
 from zoo.train import TrainOptions, train
 
@@ -79,38 +78,22 @@ def run_leaderboard(models: Sequence[str], budgets: Sequence[float], out: Path, 
     scored = {r["model"]: r for r in rows if r["error"] is None}
     echo(f"scoring {len(scored)} runs on {score_data} ...")
     predictors = {key: load_model(r["registry_model"], Path(r["checkpoint"]), torch_device) for key, r in scored.items()}
-    scores = score_models(predictors, score_data, image_size, torch_device, echo=echo, hints=hints)
-    references = []
-    for score in scores.rows:
-        row = scored.get(score["model"])
-        quality = {k: v for k, v in score.items() if k not in ("model", "error")}
-        if score.get("hints") is not None:
-            run = {k: row[k] for k in ("registry_model", "budget_s", "steps", "checkpoint")} if row else {}
-            references.append(score | run)
-        elif row is None:
-            references.append(score)
-        elif score["error"]:
-            row["error"] = score["error"]
-        else:
-            row |= quality
+    scores = score_models(predictors, data=score_data, image_size=image_size, device=torch_device, echo=echo,
+                          hints=hints)
+    added = results_files.merge_scores(rows, scores.rows, run_keys=("registry_model", "budget_s", "steps", "checkpoint"))
     doc = results_files.document(
         "leaderboard", results_files.machine_info(torch_device),
         {"budgets_s": list(budgets), "data": data, "score_data": score_data, "seed": seed,
          "device": str(torch_device), "image_size": image_size, "hints": list(hints)},
-        rows + references, protocol=scores.protocol,
+        rows + added, protocol=scores.protocol,
     )
-    stem = results_files.run_stem(doc)
-    doc["samples"] = {}
-    for key, shown in scores.shown.items():
-        grid = out / "samples" / stem / f"{key.replace('@', '-')}.png"
-        write_sample_grid(grid, *shown)
-        doc["samples"][key] = grid.relative_to(out).as_posix()
+    doc |= results_files.write_sample_grids(scores.shown, out, results_files.run_stem(doc))
     path = results_files.write_results(doc, out)
-    figure = plots.quality_plot(rows + references, "budget_s", "psnr", "quality at equal training time",
+    figure = plots.quality_plot(rows + added, "budget_s", "psnr", "quality at equal training time",
                                 log_x=False, series="registry_model")
     if figure is not None:
         plots.save_png(figure, out / "plots" / f"{path.stem}-quality-vs-budget.png")
-    curve = plots.hint_curve_plot(rows + references)
+    curve = plots.hint_curve_plot(rows + added)
     if curve is not None:
         plots.save_png(curve, out / "plots" / f"{path.stem}-hints.png")
     return path

@@ -57,27 +57,15 @@ class _Printer:
         self.lines.print(text)
 
 
-def _write_grids(scores: Scores, results_dir: Path, stem: str) -> dict[str, str]:
-    """A gray | model | truth grid per scored model under ``samples/<stem>/``; paths relative to ``results_dir``."""
-    from zoo.images import write_sample_grid
-
-    samples = {}
-    for name, shown in scores.shown.items():
-        path = results_dir / "samples" / stem / f"{re.sub(r'[^A-Za-z0-9._=-]+', '_', name).strip('_')}.png"
-        write_sample_grid(path, *shown)
-        samples[name] = path.relative_to(results_dir).as_posix()
-    return samples
-
-
 def _finish(doc: dict[str, Any], scores: Scores | None, results_dir: Path, printer: _Printer) -> Path:
     """Write the grids and the results files, print the table; returns the JSON path."""
-    from zoo.harness import results as report
+    from zoo.harness import results
 
     if scores is not None:
-        doc["samples"] = _write_grids(scores, results_dir, report.run_stem(doc))
-    path = report.write_results(doc, results_dir)
-    printer.table(report.results_table(doc))
-    printer.line(report.settings_line(doc))
+        doc |= results.write_sample_grids(scores.shown, results_dir, results.run_stem(doc))
+    path = results.write_results(doc, results_dir)
+    printer.table(results.results_table(doc))
+    printer.line(results.settings_line(doc))
     printer.line(f"results: {path} (and {path.with_suffix('.csv').name})")
     return path
 
@@ -103,6 +91,7 @@ def _score_checkpoints(
     """Score the benchmarked models that have a checkpoint in ``folder``; quality fields go into their rows and
     the reference rows are appended. None when no checkpoint matches."""
     from zoo.checkpoint import CheckpointError
+    from zoo.harness.results import merge_scores
     from zoo.harness.scoring import SCORED_FIELDS, find_checkpoints, load_model, score_models
 
     found, notes = find_checkpoints(folder)
@@ -125,16 +114,8 @@ def _score_checkpoints(
         _progress(f"no checkpoint in {folder} fits the benchmarked models: no quality scores")
         return None
     _progress(f"scoring {', '.join(generators)} on {data} at {image_size} px ...")
-    scores = score_models(generators, data, image_size, device, echo=_progress)
-    for scored in scores.rows:
-        row = by_name.get(scored["model"])
-        quality = {k: scored[k] for k in SCORED_FIELDS}
-        if row is None:
-            rows.append({"model": scored["model"], "error": scored["error"], **quality})
-        elif scored["error"]:
-            _add_note(row, f"not scored: {scored['error']}")
-        else:
-            row |= quality
+    scores = score_models(generators, data=data, image_size=image_size, device=device, echo=_progress)
+    rows += merge_scores(rows, scores.rows, keys=SCORED_FIELDS, errors_as_notes=True)
     return scores
 
 
@@ -199,18 +180,18 @@ def bench(models: tuple[str, ...], all_models: bool, checkpoints: Path | None, d
 
     from zoo import outputs
     from zoo.harness import plots
-    from zoo.harness import results as report
+    from zoo.harness import results
     from zoo.harness.timing import BenchSettings, bench_models
 
     specs = _model_specs(models, all_models)
     outputs.output_folder(results_dir)  # before anything is measured
-    old = report.read_results(compare_with) if compare_with else None
+    old = results.read_results(compare_with) if compare_with else None
     settings = BenchSettings(compile=compile_, **options)
     rows, used = bench_models(specs, settings, echo=_progress)
     device = torch.device(used["device"])
     scores = _score_checkpoints(rows, checkpoints, data, settings.image_size, device) if checkpoints else None
     protocol = scores.protocol if scores else None
-    doc = report.document("bench", report.machine_info(device), used, rows, protocol=protocol)
+    doc = results.document("bench", results.machine_info(device), used, rows, protocol=protocol)
     printer = _Printer(table_format)
     path = _finish(doc, scores, results_dir, printer)
     plot = plots.quality_speed_plot(rows, results_dir / "plots" / f"{path.stem}-quality-vs-speed.png")
@@ -218,9 +199,9 @@ def bench(models: tuple[str, ...], all_models: bool, checkpoints: Path | None, d
     cards = _write_cards(doc, results_dir)
     printer.line(f"model cards: {results_dir / 'cards'} ({len(cards)})")
     if old is not None:
-        ratios, differ = report.compare(old, doc)
+        ratios, differ = results.compare(old, doc)
         printer.line(f"compared with {compare_with}:")
-        printer.table(report.compare_table(ratios), main=False)
+        printer.table(results.compare_table(ratios), main=False)
         if differ:
             printer.line("[yellow]settings differ, so the ratios mix causes:[/yellow] " + "; ".join(differ))
 
@@ -288,7 +269,7 @@ def score(model: str | None, checkpoint: Path | None, predictions: Path | None, 
       zoo score --predictions ddcolor-out/ --name ddcolor --data ~/val5k --protocol crop256
     """
     from zoo import outputs
-    from zoo.harness import results as report
+    from zoo.harness import results
     from zoo.harness.protocols import get_protocol
     from zoo.harness.scoring import REFERENCES, MissingWeightsError, load_model, resolve_backbones, score_models
     from zoo.hub import fetch, is_hub_name
@@ -325,9 +306,9 @@ def score(model: str | None, checkpoint: Path | None, predictions: Path | None, 
         resolve_backbones(fid, lpips, fid_weights)  # before anything slow
         row = model if not inference else f"{model} ({', '.join(f'{k}={v}' for k, v in inference)})"
         generators = {} if checkpoint is None else {row: load_model(model, checkpoint, torch_device, dict(inference))}
-        scores = score_models(generators, data, side, torch_device, batch_size, workers, fid, lpips, echo=_progress,
-                              protocol=protocol.name, fid_weights=fid_weights, predictions=folders,
-                              hints=hint_counts, hint_patch=hint_patch)
+        scores = score_models(generators, data=data, image_size=side, device=torch_device, batch_size=batch_size,
+                              workers=workers, fid=fid, lpips=lpips, echo=_progress, protocol=protocol.name,
+                              fid_weights=fid_weights, predictions=folders, hints=hint_counts, hint_patch=hint_patch)
     except (MissingWeightsError, ValueError) as exc:  # the harness's own: weights not here, predictions unfit
         fail(str(exc))
     for row in scores.rows:
@@ -338,7 +319,7 @@ def score(model: str | None, checkpoint: Path | None, predictions: Path | None, 
                 "fid_weights": None if fid_weights is None else str(fid_weights), "lpips": lpips,
                 "predictions": None if predictions is None else str(predictions), "set": dict(inference),
                 "hints": list(hint_counts), "hint_patch": hint_patch if hint_counts else None}
-    doc = report.document("score", report.machine_info(torch_device), settings, scores.rows, protocol=scores.protocol)
+    doc = results.document("score", results.machine_info(torch_device), settings, scores.rows, protocol=scores.protocol)
     printer = _Printer(table_format)
     path = _finish(doc, scores, results_dir, printer)
     if hint_counts:
@@ -397,7 +378,7 @@ def leaderboard(models: tuple[str, ...], budgets: tuple[float, ...], data: str, 
     """
     from zoo import outputs
     from zoo.factory import list_models
-    from zoo.harness import results as report
+    from zoo.harness import results
     from zoo.leaderboard import run_leaderboard
     from zoo.spec import get_spec
 
@@ -408,5 +389,5 @@ def leaderboard(models: tuple[str, ...], budgets: tuple[float, ...], data: str, 
     path = run_leaderboard(names, list(budgets), out, data, score_data, image_size, seed, device, echo=_progress,
                            hints=hint_counts)
     printer = _Printer(table_format)
-    printer.table(report.results_table(report.read_results(path)))
+    printer.table(results.results_table(results.read_results(path)))
     printer.line(f"results: {path} (and {path.with_suffix('.csv').name}); plot and grids under {out}")

@@ -34,7 +34,6 @@ from zoo.files import write_text
 from zoo.harness import plots, schema
 from zoo.harness.schema import REFERENCE_ROWS, is_number, numeric_keys
 
-GRID_COLUMNS = 3  # gray | model | truth
 PANEL_NAMES = ("gray", "model", "truth")
 GRAY = REFERENCE_ROWS[0]
 PLOT_SIZE = (6.4, 4.0)  # inches at 100 dpi: two plots side by side on a wide page
@@ -54,6 +53,7 @@ class Results:
     rows: list[dict[str, Any]]
     sections: dict[str, Mapping[str, Any]] = field(default_factory=dict)  # protocol, settings, machine
     samples: dict[str, Path] = field(default_factory=dict)  # model -> grid PNG (absolute)
+    grids: Mapping[str, Any] | None = None  # how the grids are laid out (columns, padding)
 
 
 def load_results(path: Path) -> Results:
@@ -70,7 +70,9 @@ def load_results(path: Path) -> Results:
         raise ReportError(f"{path}: every row needs a 'model' name")
     sections = {key: data[key] for key in ("protocol", "settings", "machine") if isinstance(data.get(key), dict)}
     samples = {model: path.parent / grid for model, grid in (data.get("samples") or {}).items()}
-    return Results(path, str(data.get("kind", "results")), str(data.get("created", "")), rows, sections, samples)
+    grids = data.get("grids") if isinstance(data.get("grids"), dict) else None
+    return Results(path, str(data.get("kind", "results")), str(data.get("created", "")), rows, sections, samples,
+                   grids)
 
 
 def merge_rows(results: Iterable[Results]) -> list[dict[str, Any]]:
@@ -105,23 +107,20 @@ def quality_speed_svgs(rows: Sequence[Mapping[str, Any]]) -> list[str]:
 # ------------------------------------------------------------------------------------------- galleries
 
 
-def split_grid(grid: Image.Image, columns: int = GRID_COLUMNS) -> list[list[Image.Image]]:
-    """Cut a grid of square panels (as torchvision's ``make_grid`` lays them out, any padding) into rows.
-
-    Returns ``[]`` when the image is not such a grid.
-    """
+def split_grid(grid: Image.Image, geometry: Mapping[str, Any] | None) -> list[list[Image.Image]]:
+    """Cut a sample grid of square panels into its rows by the ``geometry`` its results file records (``columns``
+    and ``padding``: :func:`zoo.harness.results.write_sample_grids`); ``[]`` without one, or for an image that is
+    not such a grid."""
+    columns, pad = (geometry or {}).get("columns"), (geometry or {}).get("padding")
+    if not isinstance(columns, int) or not isinstance(pad, int) or columns < 1 or pad < 0:
+        return []
     width, height = grid.size
-    for pad in (2, 0, 1, 3, 4, 5, 6, 8, 10):
-        side = (width - pad) // columns - pad
-        if side <= 0 or (width - pad) % columns or (height - pad) % (side + pad):
-            continue
-        rows = (height - pad) // (side + pad)
-        return [
-            [grid.crop((pad + c * (side + pad), pad + r * (side + pad), pad + c * (side + pad) + side,
+    side = (width - pad) // columns - pad
+    if side <= 0 or (width - pad) % columns or (height - pad) % (side + pad):
+        return []
+    return [[grid.crop((pad + c * (side + pad), pad + r * (side + pad), pad + c * (side + pad) + side,
                         pad + r * (side + pad) + side)) for c in range(columns)]
-            for r in range(rows)
-        ]
-    return []
+            for r in range((height - pad) // (side + pad))]
 
 
 def data_uri(image: Image.Image, quality: int = 90) -> str:
@@ -131,12 +130,12 @@ def data_uri(image: Image.Image, quality: int = 90) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _gallery(model: str, grid_path: Path, max_rows: int) -> str:
+def _gallery(model: str, grid_path: Path, geometry: Mapping[str, Any] | None, max_rows: int) -> str:
     name = html.escape(model)
     try:
         with Image.open(grid_path) as grid:
             grid.load()
-            rows = split_grid(grid)
+            rows = split_grid(grid, geometry)
             whole = data_uri(grid) if not rows else ""
     except OSError as exc:
         return f'<section class="gallery"><h3>{name}</h3><p class="note">sample grid unreadable: ' \
@@ -336,10 +335,10 @@ def build_report(results: Sequence[Results], title: str = "colorization-zoo repo
         '<p class="note">No model has both a speed and a quality field to plot.</p>'
     curve = plots.hint_curve_plot(rows, size=(2 * PLOT_SIZE[0], PLOT_SIZE[1]))
     hints_html = "" if curve is None else f"<h2>Quality against hints</h2>\n{plots.to_svg(curve, 'plot-hints')}"
-    samples: dict[str, Path] = {}
+    samples: dict[str, tuple[Path, Mapping[str, Any] | None]] = {}
     for result in results:
-        samples.update(result.samples)
-    galleries = "".join(_gallery(model, path, max_rows) for model, path in samples.items())
+        samples.update({model: (path, result.grids) for model, path in result.samples.items()})
+    galleries = "".join(_gallery(model, path, grids, max_rows) for model, (path, grids) in samples.items())
     sources = ", ".join(html.escape(r.path.name) for r in results)
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return f"""<!DOCTYPE html>

@@ -15,7 +15,11 @@ with the same stem) has exactly these top-level keys::
                           # published tables it compares with, each metric's definition; score runs, and bench
                           # runs that scored
      "rows": [{"model": str, "error": str | null, ...}],
-     "samples": {model: grid PNG path relative to the JSON's folder}}
+     "samples": {model: grid PNG path relative to the JSON's folder},
+     "grids": {"columns": 3, "padding": px}}   # how every sample grid is laid out (null: no grids)
+
+A sample grid (:func:`write_sample_grids`) has one row of square panels per photo, gray | model | truth, with
+``padding`` pixels between and around them: what the HTML report cuts them by.
 
 Non-finite numbers are written as ``null``: a ``psnr`` of null with ``error`` null means infinite (the
 prediction equals the truth; only the ``truth`` reference row has it).
@@ -68,6 +72,7 @@ import json
 import math
 import os
 import platform
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -113,8 +118,9 @@ def machine_info(device: torch.device) -> dict[str, Any]:
 
 
 def document(kind: str, machine: Mapping[str, Any], settings: Mapping[str, Any], rows: list[dict[str, Any]],
-             protocol: Mapping[str, Any] | None = None, samples: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """A results document (see the module docstring); ``protocol`` is left out when None."""
+             protocol: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A results document (see the module docstring) without its sample grids yet; ``protocol`` is left out
+    when None."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
     doc: dict[str, Any] = {
@@ -125,8 +131,43 @@ def document(kind: str, machine: Mapping[str, Any], settings: Mapping[str, Any],
     }
     if protocol is not None:
         doc["protocol"] = dict(protocol)
-    doc |= {"rows": rows, "samples": dict(samples or {})}
+    doc |= {"rows": rows, "samples": {}, "grids": None}
     return doc
+
+
+def write_sample_grids(shown: Mapping[str, tuple[Any, Any, Any]], folder: Path, stem: str) -> dict[str, Any]:
+    """A gray | model | truth grid per model of ``shown`` (normalised (L, ab_pred, ab_true) batches) under
+    ``folder/samples/<stem>/``; returns the document's ``samples`` (paths relative to ``folder``) and ``grids``."""
+    from zoo.images import GRID_PADDING, write_sample_grid
+
+    samples = {}
+    for name, images in shown.items():
+        path = folder / "samples" / stem / f"{re.sub(r'[^A-Za-z0-9._=-]+', '_', name).strip('_')}.png"
+        write_sample_grid(path, *images)
+        samples[name] = path.relative_to(folder).as_posix()
+    return {"samples": samples, "grids": {"columns": 3, "padding": GRID_PADDING}}
+
+
+def merge_scores(rows: list[dict[str, Any]], scored: list[dict[str, Any]], *, keys: tuple[str, ...] | None = None,
+                 run_keys: tuple[str, ...] = (), errors_as_notes: bool = False) -> list[dict[str, Any]]:
+    """``scored`` rows (:func:`zoo.harness.scoring.score_models`) merged into the ``rows`` of the models they score
+    (``keys`` of each, all but model and error by default; a scoring error becomes the row's error, or with
+    ``errors_as_notes`` a note beside the row's other figures); returns the rows they add: the references, and hint
+    curves' rows, which take ``run_keys`` from their model's row."""
+    by_name = {row["model"]: row for row in rows}
+    added = []
+    for score in scored:
+        row = by_name.get(score["model"])
+        quality = {k: v for k, v in score.items() if k not in ("model", "error") and (keys is None or k in keys)}
+        if score.get("hints") is not None or row is None:
+            added.append(score | ({k: row[k] for k in run_keys if k in row} if row else {}))
+        elif score["error"] and errors_as_notes:
+            row["note"] = "; ".join(filter(None, [row.get("note"), f"not scored: {score['error']}"]))
+        elif score["error"]:
+            row["error"] = score["error"]
+        else:
+            row |= quality
+    return added
 
 
 def _finite(value: Any) -> Any:

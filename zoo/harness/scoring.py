@@ -3,8 +3,8 @@ against real photos, of the zoo's checkpoints and of any colorizer's output file
 
 One path through it::
 
-    score_models({name: predictor L -> ab}, data, image_size, protocol="zoo" | "crop256" | "resize256",
-                 predictions={name: folder of another tool's outputs})
+    score_models({name: predictor L -> ab}, data=..., image_size=..., protocol="zoo" | "crop256" | "resize256",
+                 predictions={name: folder of another tool's outputs}, hints=(0, 1, 5, ...))
       photos of ``data`` (scanned) -> paired with the prediction files (zoo.harness.predictions)
       -> prepared by the protocol (zoo.harness.protocols): truth RGB (B, 3, S, S)
       -> each candidate's prediction in sRGB [0, 1]: a model's Lab(L_true, ab_model); a prediction file as written;
@@ -308,6 +308,7 @@ def _file_groups(truths: list[Path], predictions: Mapping[str, Path], echo: Call
 
 def score_models(
     models: Mapping[str, nn.Module],
+    *,
     data: str = "sample",
     image_size: int | None = 256,
     device: str | torch.device = "cpu",

@@ -65,7 +65,7 @@ def plain_torch(batch: Tensor) -> tuple[Tensor, Tensor]:
     xyz = torch.einsum("ij,bjhw->bihw", _XYZ_FROM_RGB, linear) / _WHITE
     f = torch.where(xyz > 0.008856, xyz ** (1 / 3), 7.787 * xyz + 16.0 / 116.0)
     fx, fy, fz = f[:, :1], f[:, 1:2], f[:, 2:]
-    L = 116.0 * fy - 16.0  # noqa: N806
+    L = 116.0 * fy - 16.0
     ab = torch.cat((500.0 * (fx - fy), 200.0 * (fy - fz)), dim=1)
     return L / L_SCALE - 1.0, ab / AB_SCALE
 
@@ -78,13 +78,13 @@ def test_skimage_per_image(benchmark: BenchmarkFixture, images: Tensor) -> None:
 
 
 def test_plain_torch(benchmark: BenchmarkFixture, images: Tensor) -> None:
-    L, ab = benchmark(plain_torch, images)  # noqa: N806
+    L, ab = benchmark(plain_torch, images)
     torch.testing.assert_close(L, rgb_uint8_to_lab_normalized(images)[0], rtol=0, atol=1e-4)
     record_rate(benchmark)
 
 
 def test_zoo_fast_path(benchmark: BenchmarkFixture, images: Tensor) -> None:
-    L, ab = benchmark(rgb_uint8_to_lab_normalized, images)  # noqa: N806
+    L, ab = benchmark(rgb_uint8_to_lab_normalized, images)
     expected = plain_torch(images)
     torch.testing.assert_close(L, expected[0], rtol=0, atol=1e-4)
     torch.testing.assert_close(ab, expected[1], rtol=0, atol=1e-4)
@@ -93,6 +93,6 @@ def test_zoo_fast_path(benchmark: BenchmarkFixture, images: Tensor) -> None:
 
 def test_zoo_fast_path_compiled(benchmark: BenchmarkFixture, images: Tensor) -> None:
     rgb_uint8_to_lab_normalized(images, compile=True)  # compile outside the timing
-    L, ab = benchmark(rgb_uint8_to_lab_normalized, images, compile=True)  # noqa: N806
+    L, ab = benchmark(rgb_uint8_to_lab_normalized, images, compile=True)
     torch.testing.assert_close(ab, plain_torch(images)[1], rtol=0, atol=1e-4)
     record_rate(benchmark)

@@ -73,7 +73,7 @@ uint8_batches = arrays(np.uint8, st.tuples(st.integers(1, 3), st.just(3), st.int
 def lab_images(draw: st.DrawFn, lightness: float, chroma: float) -> np.ndarray:
     """(H, W, 3) Lab with L in [-lightness, lightness] and a, b in [-chroma, chroma]."""
     h, w = draw(st.integers(1, 5)), draw(st.integers(1, 5))
-    L = draw(arrays(np.float64, (h, w, 1), elements=st.floats(-lightness, lightness)))  # noqa: N806
+    L = draw(arrays(np.float64, (h, w, 1), elements=st.floats(-lightness, lightness)))
     ab = draw(arrays(np.float64, (h, w, 2), elements=st.floats(-chroma, chroma)))
     return np.concatenate([L, ab], axis=-1)
 
@@ -144,7 +144,7 @@ def test_lab_to_rgb_extremes(lab: tuple[float, ...], rgb: tuple[float, ...], dty
 @given(uint8_batches)
 def test_fast_path_matches_float_path_and_skimage(images: np.ndarray) -> None:
     batch = torch.from_numpy(images)
-    L, ab = rgb_uint8_to_lab_normalized(batch)  # noqa: N806
+    L, ab = rgb_uint8_to_lab_normalized(batch)
     assert L.dtype == ab.dtype == torch.float32
     assert L.shape == (batch.shape[0], 1, *batch.shape[2:]) and ab.shape == (batch.shape[0], 2, *batch.shape[2:])
     lab = denormalize_lab(L, ab)
@@ -170,14 +170,14 @@ def test_whole_8bit_cube_matches_skimage() -> None:
 def test_fast_path_in_bands_matches_the_float_path() -> None:
     """A batch big enough to be split into uneven bands of rows, converted side by side on a thread pool."""
     images = torch.randint(0, 256, (3, 3, 300, 200), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
-    L, ab = rgb_uint8_to_lab_normalized(images)  # noqa: N806
+    L, ab = rgb_uint8_to_lab_normalized(images)
     assert L.shape == (3, 1, 300, 200) and ab.shape == (3, 2, 300, 200)
     assert max_abs(denormalize_lab(L, ab), rgb_to_lab(images / 255.0)) < LAB_TOL
 
 
 def test_fast_path_accepts_unbatched_and_rejects_other_dtypes() -> None:
     image = torch.randint(0, 256, (3, 5, 7), dtype=torch.uint8)
-    L, ab = rgb_uint8_to_lab_normalized(image)  # noqa: N806
+    L, ab = rgb_uint8_to_lab_normalized(image)
     batched = rgb_uint8_to_lab_normalized(image[None])
     assert L.shape == (1, 5, 7) and ab.shape == (2, 5, 7)
     torch.testing.assert_close(L, batched[0][0], rtol=0, atol=1e-6)
@@ -259,7 +259,7 @@ def test_photos_match_skimage(photos: list[np.ndarray]) -> None:
 
 def test_photo_batch_round_trips_through_normalised_lab(photos: list[np.ndarray]) -> None:
     batch = torch.stack([chw(p[:64, :64], torch.uint8) for p in photos])
-    L, ab = rgb_uint8_to_lab_normalized(batch)  # noqa: N806
+    L, ab = rgb_uint8_to_lab_normalized(batch)
     assert L.min() >= -1 and L.max() <= 1 and ab.abs().max() <= 1
     assert max_abs(lab_normalized_to_rgb(L, ab), batch / 255.0) < RGB_TOL
 
@@ -270,7 +270,7 @@ def test_photo_batch_round_trips_through_normalised_lab(photos: list[np.ndarray]
 @FLOATS
 def test_normalize_lab_scales_and_inverts(dtype: torch.dtype) -> None:
     lab = torch.tensor([[0.0, 100.0, 50.0], [-110.0, 110.0, 0.0], [110.0, -110.0, 0.0]], dtype=dtype).view(1, 3, 1, 3)
-    L, ab = normalize_lab(lab)  # noqa: N806
+    L, ab = normalize_lab(lab)
     assert L_SCALE == 50 and AB_SCALE == 110
     assert L.shape == (1, 1, 1, 3) and ab.shape == (1, 2, 1, 3) and L.dtype == ab.dtype == dtype
     assert L.flatten().tolist() == [-1.0, 1.0, 0.0]

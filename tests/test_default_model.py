@@ -97,7 +97,7 @@ def test_inference_settings_are_the_plain_predictions_mirror_averaged_faded_and_
     plain_spec = dataclasses.replace(spec, chroma_scale=1.0, flip_average=False, chroma_knee=0.0)
     plain = zoo.factory.create_predictor(plain_spec, pretrained=False)
     plain.load_state_dict(predictor.state_dict())
-    L = torch.rand(2, 1, 96, 128, generator=torch.Generator().manual_seed(0)) * 2 - 1  # noqa: N806
+    L = torch.rand(2, 1, 96, 128, generator=torch.Generator().manual_seed(0)) * 2 - 1
     with torch.no_grad():
         mean = ((plain.eval()(L) + plain(L.flip(-1)).flip(-1)) / 2).double().numpy()
         got = predictor.eval()(L).double().numpy()
@@ -117,7 +117,7 @@ def test_shipped_weights_run_with_the_registrys_settings_and_say_where_their_hea
     assert "chroma_scale = 1.0\n" in tail
     (tmp_path / "registry.toml").write_text(head + f"[models.{name}]" + tail.replace("chroma_scale = 1.0\n",
                                                                                       "chroma_scale = 0.5\n", 1))
-    L = torch.rand(1, 1, 64, 96) * 2 - 1  # noqa: N806
+    L = torch.rand(1, 1, 64, 96) * 2 - 1
     _, full = checkpoint.load_generator(path)
     monkeypatch.setenv("ZOO_REGISTRY", str(tmp_path / "registry.toml"))
     reset_discovery()

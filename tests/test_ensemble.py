@@ -45,7 +45,7 @@ def test_an_ensemble_of_members_trained_apart_predicts_the_mean_of_their_predict
     spec, pair = checkpoint.load_generator(out, model=PAIR)
     assert spec.name == PAIR and spec.generator.arch == "ensemble"
     _, pair = run_otherwise(spec, pair, PLAIN)
-    L = lightness()  # noqa: N806
+    L = lightness()
     with torch.inference_mode():
         each = []
         for path in members:
@@ -87,7 +87,7 @@ def test_the_packed_ensemble_leaves_every_members_frozen_encoder_to_its_source(t
     assert packed.stat().st_size < 12 * 2**20  # a shipped file's limit (the two members' files are 4.6 + 4.8 MB)
     _, whole = checkpoint.load_generator(assembled)
     _, rebuilt = checkpoint.load_generator(packed)
-    L = lightness()  # noqa: N806
+    L = lightness()
     with torch.inference_mode():  # the members' weights were float16 already: packing changes nothing
         assert torch.equal(whole(L), rebuilt(L))
 

@@ -62,7 +62,7 @@ def test_onnx_reproduces_torch_at_other_batch_and_spatial_sizes(tmp_path, model)
     assert [i.name for i in session.get_inputs()] == ["L"] and [o.name for o in session.get_outputs()] == ["ab"]
     assert [d if isinstance(d, int) else "dynamic" for d in session.get_inputs()[0].shape] == ["dynamic", 1, "dynamic", "dynamic"]
     # A shape the export did not check: batch 2, 3 x 5 multiples.
-    L = torch.rand(2, 1, 3 * multiple, 5 * multiple, generator=torch.Generator().manual_seed(3)) * 2 - 1  # noqa: N806
+    L = torch.rand(2, 1, 3 * multiple, 5 * multiple, generator=torch.Generator().manual_seed(3)) * 2 - 1
     with torch.inference_mode():
         expected = generator(L).numpy()
     got = session.run(None, {"L": L.numpy()})[0]
@@ -83,7 +83,7 @@ def test_inference_settings_export_inside_the_graph(tmp_path):
             parameter.normal_(0, 0.1)
     out = tmp_path / "m.onnx"
     export_onnx(spec, predictor, out)
-    L = torch.rand(3, 1, 32, 96, generator=torch.Generator().manual_seed(4)) * 2 - 1  # noqa: N806
+    L = torch.rand(3, 1, 32, 96, generator=torch.Generator().manual_seed(4)) * 2 - 1
     with torch.inference_mode():
         plain = dataclasses.replace(spec, flip_average=False, chroma_scale=1.0, chroma_knee=0.0)
         unscaled = create_predictor(plain).eval()
@@ -176,7 +176,7 @@ def test_safetensors_export_leaves_the_frozen_encoder_to_its_source_and_loads_to
         expected[name] = tensor.float() if tensor.is_floating_point() else tensor
     trained.load_state_dict(expected)
     _, loaded = checkpoint.load_generator(packed, model=PACKED_MODEL)
-    L = torch.rand(2, 1, 64, 96, generator=torch.Generator().manual_seed(6)) * 2 - 1  # noqa: N806
+    L = torch.rand(2, 1, 64, 96, generator=torch.Generator().manual_seed(6)) * 2 - 1
     with torch.inference_mode():
         assert torch.equal(loaded(L), trained(L))
     # packing a packed file gives the same file's tensors
@@ -272,7 +272,7 @@ def test_export_set_ships_the_weights_with_other_inference_settings(tmp_path):
     spec, shipped = checkpoint.load_generator(out)
     _, plain = checkpoint.load_generator(source)
     assert (spec.chroma_scale, spec.flip_average) == (0.5, True)
-    L = torch.rand(1, 1, 32, 48, generator=torch.Generator().manual_seed(0)) * 2 - 1  # noqa: N806
+    L = torch.rand(1, 1, 32, 48, generator=torch.Generator().manual_seed(0)) * 2 - 1
     with torch.no_grad():
         plain = plain.half().float()  # the shipped tensors are float16
         expected = 0.5 * (plain(L) + plain(L.flip(-1)).flip(-1)) / 2

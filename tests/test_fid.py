@@ -130,7 +130,7 @@ def test_a_colour_shifted_set_is_further_than_the_original(features, heldout):
 class RandomColour(torch.nn.Module):
     """A colorizer that paints seeded random blotches: ab drawn uniformly on an 8 x 8 grid, upsampled."""
 
-    def forward(self, L: torch.Tensor) -> torch.Tensor:  # noqa: N803
+    def forward(self, L: torch.Tensor) -> torch.Tensor:
         generator = torch.Generator().manual_seed(0)
         coarse = torch.empty(L.shape[0], 2, 8, 8).uniform_(-0.6, 0.6, generator=generator)
         return torch.nn.functional.interpolate(coarse, size=L.shape[-2:], mode="bilinear", align_corners=False)

@@ -175,8 +175,8 @@ def test_the_spread_is_the_constrained_minimum_a_dense_kkt_solve_finds():
     spread = Propagation(lightness, settings)
     targets = [((slice(2, 4), slice(3, 6)), np.array([0.3, -0.1])), ((slice(9, 10), slice(12, 13)), np.array([-0.2, 0.4]))]
     got = spread.residual(targets)
-    B = system_matrix(lightness, settings).toarray()  # noqa: N806
-    U = np.zeros((B.shape[0], len(targets)))  # noqa: N806
+    B = system_matrix(lightness, settings).toarray()
+    U = np.zeros((B.shape[0], len(targets)))
     for j, ((rows, columns), _) in enumerate(targets):
         u = np.zeros(lightness.shape)
         u[rows, columns] = 1 / u[rows, columns].size
@@ -265,7 +265,7 @@ def test_guided_unet_without_hints_is_exactly_its_unet_and_hints_move_it():
     torch.manual_seed(0)
     model = guided_unet(encoder="tu-mobilenetv3_small_050", decoder_channels=[16, 8, 8, 8, 8]).eval()
     torch.nn.init.normal_(model.unet.segmentation_head[0].weight, std=0.1)  # the zoo's heads start at zero
-    L = torch.rand(2, 1, 64, 96) * 2 - 1  # noqa: N806
+    L = torch.rand(2, 1, 64, 96) * 2 - 1
     none = torch.zeros(2, 3, 64, 96)
     with torch.no_grad():
         assert torch.equal(model(torch.cat([L, none], 1)), model.unet(L))
@@ -328,7 +328,7 @@ def test_a_guided_model_exports_to_onnx_with_its_hint_input(tmp_path):
     report = export_onnx(spec, predictor, tmp_path / "guided.onnx")
     session = onnxruntime.InferenceSession(str(report.path), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["L", "hints"]
-    L = torch.rand(1, 1, 64, 96) * 2 - 1  # noqa: N806
+    L = torch.rand(1, 1, 64, 96) * 2 - 1
     hints = hint_channels([Hint(40, 30, (50.0, -20.0), 4)], (96, 64), (64, 96)).unsqueeze(0)
     with torch.inference_mode():
         expected = predictor(L, hints).numpy()

@@ -79,8 +79,8 @@ def test_an_hf_name_loads_from_the_cache_offline(folder, tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     rows = json.loads(next((tmp_path / "results").glob("score-*.json")).read_text())["rows"]
     assert rows[0]["model"] == "hf:someone/lite0" and rows[0]["error"] is None
-    for model, folder in (("hf:someone/lite0", "hub"), (SHIPPED, "shipped")):
-        result = CliRunner().invoke(main, ["colorize", str(photo), "--model", model, "--out", str(tmp_path / folder),
+    for model, written in (("hf:someone/lite0", "hub"), (SHIPPED, "shipped")):
+        result = CliRunner().invoke(main, ["colorize", str(photo), "--model", model, "--out", str(tmp_path / written),
                                            "--no-progress"])
         assert result.exit_code == 0, result.output
     assert (tmp_path / "hub" / photo.name).read_bytes() == (tmp_path / "shipped" / photo.name).read_bytes()
@@ -102,8 +102,8 @@ def test_zoo_export_writes_the_folder_with_the_held_out_scores_of_zoo_score(tmp_
         row = rows[name]
         assert f"| {name} | {row['psnr']:.4g} | {row['ssim']:.4g} | {row['ciede2000']:.4g} | {row['dcf']:.4g} |" in card
     photo = resolve_source("heldout")[7]
-    for args, folder in ((["--checkpoint", str(out)], "from-folder"), (["--model", SHIPPED], "shipped")):
-        colour = CliRunner().invoke(main, ["colorize", str(photo), *args, "--out", str(tmp_path / folder),
+    for args, written in ((["--checkpoint", str(out)], "from-folder"), (["--model", SHIPPED], "shipped")):
+        colour = CliRunner().invoke(main, ["colorize", str(photo), *args, "--out", str(tmp_path / written),
                                            "--no-progress"])
         assert colour.exit_code == 0, colour.output
     assert (tmp_path / "from-folder" / photo.name).read_bytes() == (tmp_path / "shipped" / photo.name).read_bytes()

@@ -287,7 +287,7 @@ def test_ciede2000_term_is_the_mean_skimage_difference_and_descends_towards_the_
     """The term is scikit-image's mean CIEDE2000 between (L, predicted ab) and (L, true ab) of real photos (to the
     eps it adds: 3 sqrt(1e-4) a pixel at most); at the truth it is 0.03 at most with finite gradients (gray pixels
     and equal colours), and gradient steps from a wrong prediction (another photo's colours) halve it at least."""
-    L, ab = photo_lab  # noqa: N806
+    L, ab = photo_lab
     torch.manual_seed(2)
     wrong = (ab.roll(1, dims=0) * 0.8 + 0.05 * torch.randn_like(ab)).clamp(-1, 1)  # another photo's colours
     term = CIEDE2000Loss()
@@ -316,7 +316,7 @@ def test_ciede2000_term_is_the_mean_skimage_difference_and_descends_towards_the_
 
 def test_perceptual_term_is_zero_for_the_truth_and_pulls_towards_it(photo_ab):
     term = Perceptual(levels=(1, 2))
-    L = torch.zeros(3, 1, 64, 64)  # noqa: N806
+    L = torch.zeros(3, 1, 64, 64)
     assert float(term(Batch(L, photo_ab, photo_ab))) == 0.0
     ab = torch.zeros_like(photo_ab, requires_grad=True)
     value = term(Batch(L, photo_ab, ab))
@@ -334,7 +334,7 @@ def test_perceptual_features_are_the_imagenet_networks(photo_ab):
     from zoo.pretrained import efficientnet_lite_imagenet
 
     term = Perceptual(levels=(3,))
-    L = torch.zeros(3, 1, 64, 64)  # noqa: N806
+    L = torch.zeros(3, 1, 64, 64)
     rgb = lab_normalized_to_rgb(L, photo_ab)
     reference = timm.create_model("tf_efficientnet_lite0", pretrained=False)
     reference.load_state_dict(efficientnet_lite_imagenet(0))
@@ -365,7 +365,7 @@ def test_gan_warm_up_trains_the_discriminator_alone_first(photo_ab):
     discriminator = DISCRIMINATORS.create("patchgan", ndf=8, n_layers=1, spectral_norm=True)
     critic = Critic(discriminator, torch.optim.Adam(discriminator.parameters(), 1e-3), torch.amp.GradScaler("cpu", enabled=False))
     gan = ConditionalGAN(mode="hinge", warmup_steps=2)
-    L = torch.zeros(3, 1, 64, 64)  # noqa: N806
+    L = torch.zeros(3, 1, 64, 64)
     values = []
     for _ in range(4):
         batch = Batch(L, photo_ab, torch.zeros_like(photo_ab, requires_grad=True))

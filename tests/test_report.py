@@ -180,7 +180,7 @@ def sample_grid(path: Path, photos_dir: Path, size: int = 64) -> None:
     """A gray | model | truth grid as training writes it, from real photos; "model" has half the true chroma."""
     images = [Image.open(photos_dir / name).convert("RGB").resize((size, size)) for name in PHOTOS]
     batch = torch.from_numpy(np.stack([np.asarray(i) for i in images])).permute(0, 3, 1, 2).contiguous()
-    L, ab = rgb_uint8_to_lab_normalized(batch)  # noqa: N806
+    L, ab = rgb_uint8_to_lab_normalized(batch)
     write_sample_grid(path, L, ab * 0.5, ab)
 
 

@@ -29,11 +29,11 @@ from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before Gradio is imported: it reads it then
-import gradio as gr  # noqa: E402 (after the setting above)
+import gradio as gr
 
-from zoo.errors import ZooError, one_line  # noqa: E402
-from zoo.hints import Hint, HintError, check_inside, hint_from_record, parse_hints  # noqa: E402
-from zoo.images import BadImageError  # noqa: E402
+from zoo.errors import ZooError, one_line
+from zoo.hints import Hint, HintError, check_inside, hint_from_record, parse_hints
+from zoo.images import BadImageError
 
 PREVIEW = 1024  # longest side of the images the page shows while hints change
 KEPT_PHOTOS = 4  # photos whose model colours stay in memory at once (a 12 MP photo's session is ~100 MB)
@@ -292,7 +292,7 @@ def build_app(models: ModelChoices, max_pixels: int, work: Path) -> Any:
         hidden_result = gr.File(visible=False)
         hidden_button = gr.Button(visible=False)
 
-        redraw = dict(fn=guarded(show), inputs=[chosen, model, table], outputs=[canvas, slider, note])
+        redraw = {"fn": guarded(show), "inputs": [chosen, model, table], "outputs": [canvas, slider, note]}
         photos.upload(names, photos, chosen, api_visibility="private")
         chosen.change(**redraw, api_visibility="private")
         model.change(**redraw, api_visibility="private")

@@ -188,7 +188,7 @@ def normalize_lab(lab: Tensor) -> tuple[Tensor, Tensor]:
     return lab[..., :1, :, :] / L_SCALE - 1.0, lab[..., 1:, :, :] / AB_SCALE
 
 
-def denormalize_lab(L: Tensor, ab: Tensor) -> Tensor:  # noqa: N803 (L is the channel's name)
+def denormalize_lab(L: Tensor, ab: Tensor) -> Tensor:
     """Inverse of :func:`normalize_lab`: Lab of shape (B, 3, H, W)."""
     return torch.cat(((L + 1.0) * L_SCALE, ab * AB_SCALE), dim=-3)
 
@@ -249,11 +249,11 @@ def rgb_uint8_to_lab_normalized(images: Tensor, compile: bool = False) -> tuple[
         return _uint8_to_lab_normalized(images, c)
     convert = functools.partial(_uint8_to_lab_normalized, c=c)
     with ThreadPoolExecutor(min(torch.get_num_interop_threads(), len(bands))) as pool:
-        L, ab = (torch.cat(parts, dim=-2) for parts in zip(*pool.map(convert, bands), strict=True))  # noqa: N806
+        L, ab = (torch.cat(parts, dim=-2) for parts in zip(*pool.map(convert, bands), strict=True))
     return L, ab
 
 
-def lab_normalized_to_rgb(L: Tensor, ab: Tensor) -> Tensor:  # noqa: N803 (L is the channel's name)
+def lab_normalized_to_rgb(L: Tensor, ab: Tensor) -> Tensor:
     """Normalised ``(L, ab)`` to sRGB in [0, 1]: the inverse of the fast path, for metrics and outputs."""
     return lab_to_rgb(denormalize_lab(L, ab))
 

@@ -107,7 +107,7 @@ def missing_checkpoint_message(model: str) -> str:
 def _gray_lightness_table(levels: int) -> Tensor:
     """Normalised L of every gray level 0 .. levels - 1 (float32), computed in float64."""
     gray = torch.arange(levels, dtype=torch.float64) / (levels - 1)
-    L, _ = normalize_lab(rgb_to_lab(gray.expand(3, 1, levels)))  # noqa: N806
+    L, _ = normalize_lab(rgb_to_lab(gray.expand(3, 1, levels)))
     return L.reshape(levels).float()
 
 
@@ -116,7 +116,7 @@ def normalized_lightness(pixels: np.ndarray) -> Tensor:
     if pixels.ndim == 2:
         table = _gray_lightness_table(65536 if pixels.dtype == np.uint16 else 256)
         return table[torch.from_numpy(pixels.astype(np.int32))].unsqueeze(0)
-    L, _ = rgb_uint8_to_lab_normalized(torch.from_numpy(pixels).permute(2, 0, 1))  # noqa: N806
+    L, _ = rgb_uint8_to_lab_normalized(torch.from_numpy(pixels).permute(2, 0, 1))
     return L
 
 
@@ -214,7 +214,7 @@ class AtWorkingSize(nn.Module):
     def guided(self) -> bool:
         return getattr(self.predictor, "guided", False)
 
-    def forward(self, L: Tensor, hints: Sequence[Sequence[Hint]] | None = None) -> Tensor:  # noqa: N803
+    def forward(self, L: Tensor, hints: Sequence[Sequence[Hint]] | None = None) -> Tensor:
         height, width = L.shape[-2:]
         w, h = working_shape((width, height), self.size, self.multiple)
         small = L if (h, w) == (height, width) else _resize(L, h, w, mode="bicubic").clamp(-1, 1)
@@ -234,7 +234,7 @@ def render_strips(source: Source, ab: Tensor) -> Iterator[tuple[int, Tensor]]:
     resizer = AbResizer(ab.float().cpu(), height, width)
     for top, bottom in _strips(height, width):
         pixels = np.array(source.image.crop((0, top, width, bottom)))
-        L = normalized_lightness(_color_pixels(pixels))  # noqa: N806
+        L = normalized_lightness(_color_pixels(pixels))
         rgb = lab_normalized_to_rgb(L.unsqueeze(0), resizer.strip(top, bottom).unsqueeze(0))[0]
         yield top, rgb.permute(1, 2, 0)
 
@@ -423,12 +423,12 @@ class Colorizer:
         """Normalised L (1, h, w) of ``source`` resized (bicubic, as in training) to its working shape."""
         return lightness_at(source, self.working_shape(source.image.size))
 
-    def predict(self, L: Tensor, hints: Tensor | None = None) -> Tensor:  # noqa: N803
+    def predict(self, L: Tensor, hints: Tensor | None = None) -> Tensor:
         """ab (B, 2, h, w) on the CPU for normalised L (B, 1, h, w) and, for a model that takes them, hint
         channels (B, 3, h, w) (:func:`zoo.hints.hint_channels`; none if not given)."""
-        L = L.to(self.device)  # noqa: N806
+        L = L.to(self.device)
         if self.channels_last:
-            L = L.contiguous(memory_format=torch.channels_last)  # noqa: N806
+            L = L.contiguous(memory_format=torch.channels_last)
         extra = () if hints is None or not self.guided else (hints.to(self.device),)
         with torch.inference_mode():
             return self.predictor(L, *extra).float().cpu().contiguous()
@@ -566,7 +566,7 @@ class Colorizer:
                 summary.fail(str(item.job.path), f"cannot colorize: {type(err).__name__}: {one_line(err)}", echo)
                 advance()
         by_shape: dict[torch.Size, list[int]] = {}
-        for index, (_, _, L) in enumerate(ready):  # noqa: N806
+        for index, (_, _, L) in enumerate(ready):
             by_shape.setdefault(L.shape, []).append(index)  # one shape unless a header misstated the size
         predicted: dict[int, Tensor] = {}
         for indices in by_shape.values():

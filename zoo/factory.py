@@ -141,7 +141,7 @@ class Predictor(nn.Module):
         self.chroma_scale, self.flip_average, self.chroma_knee = chroma_scale, flip_average, chroma_knee
         self.guided = guided
 
-    def forward(self, L: Tensor, hints: Tensor | None = None) -> Tensor:  # noqa: N803 (L is the channel's name)
+    def forward(self, L: Tensor, hints: Tensor | None = None) -> Tensor:
         x = L
         if self.guided:
             x = torch.cat([L, hints if hints is not None else L.new_zeros(L.shape[0], HINT_CHANNELS, *L.shape[2:])], 1)

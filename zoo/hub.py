@@ -143,15 +143,15 @@ def model_card(spec: Any, scores: list[Mapping[str, Any]], data: str) -> str:
                   "    dataset: {type: colorization-zoo-heldout, name: colorization-zoo held-out photos}", "    metrics:"]
         lines += [f"    - {{type: {key}, value: {ours[key]:.4g}, name: {label}}}" for key, label in metrics
                   if ours.get(key) is not None]
+    weights = spec.generator.settings.get("encoder_weights") or "random"
     lines += ["---", "", f"# {spec.name}", "", spec.description or "A colorization-zoo model.", "",
-              f"- generator: `{spec.generator.arch}`, encoder `{encoder}`"
-              f" ({spec.generator.settings.get('encoder_weights') or 'random'} initial weights)",
+              f"- generator: `{spec.generator.arch}`, encoder `{encoder}` ({weights} initial weights)",
               f"- trained on: {data}",
-              f"- inference: short side {spec.working_size} px, flip average {spec.flip_average},"
-              f" chroma knee {spec.chroma_knee:g}, chroma scale {spec.chroma_scale:g}",
-              "- licence: the weights are derived from photos under their own licences (public domain, CC0, CC-BY,"
-              " CC-BY-SA, GPL, ...), listed per photo in colorization-zoo's zoo/sample_photos/",
-              "", "```", f"pip install {LIBRARY}", f"zoo colorize photo.jpg --model hf:OWNER/REPO --out colour/", "```"]
+              (f"- inference: short side {spec.working_size} px, flip average {spec.flip_average},"
+               f" chroma knee {spec.chroma_knee:g}, chroma scale {spec.chroma_scale:g}"),
+              ("- licence: the weights are derived from photos under their own licences (public domain, CC0, CC-BY,"
+               " CC-BY-SA, GPL, ...), listed per photo in colorization-zoo's zoo/sample_photos/"),
+              "", "```", f"pip install {LIBRARY}", "zoo colorize photo.jpg --model hf:OWNER/REPO --out colour/", "```"]
     if ours is not None and gray is not None:
         lines += ["", f"Held-out photos ({ours.get('images')}, `zoo score`, 256 px), gray (ab = 0) beside it:", "",
                   "| | " + " | ".join(label for _, label in metrics) + " |", "|---" * (len(metrics) + 1) + "|"]

@@ -295,8 +295,8 @@ def to_uint8(rgb: torch.Tensor) -> np.ndarray:
     return (rgb.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
 
-def write_sample_grid(path: Path, L: torch.Tensor, ab_pred: torch.Tensor, ab_true: torch.Tensor) -> Path:  # noqa: N803
+def write_sample_grid(path: Path, L: torch.Tensor, ab_pred: torch.Tensor, ab_true: torch.Tensor) -> Path:
     """A PNG with one row per image of normalised (L, ab) batches: gray (ab = 0) | predicted | truth."""
-    L = L.float()  # noqa: N806
+    L = L.float()
     panels = [lab_normalized_to_rgb(L, ab) for ab in (torch.zeros_like(ab_true), ab_pred.float(), ab_true.float())]
     return write_grid(path, ([to_uint8(p[i]) for p in panels] for i in range(L.shape[0])))

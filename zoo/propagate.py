@@ -25,8 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sparse
-import scipy.sparse.linalg as sparse_linalg
+from scipy import sparse
+from scipy.sparse import linalg as sparse_linalg
 
 Cells = tuple[slice, slice]  # (rows, columns) of the grid a hint covers
 _CONFLICT = 1e-6  # added to the constraint system's diagonal, relative to it: hints on the same cells average

@@ -292,7 +292,7 @@ class Trainer:
         self.load_inference(soup)
         data = self.stage_data(index, stage, train_paths, val_paths)
         grid = self.run_dir / "samples" / f"{index}-{stage.name}-soup.png"
-        return {"branches": stage.branches, "val_l1": self.check(data, grid, {"stage": stage.name, "branch": "soup"})}
+        return {"branches": stage.branches, "val_l1": self.validate_and_record(data, grid, {"stage": stage.name, "branch": "soup"})}
 
     def load_inference(self, path: Path) -> None:
         """Load the generator, decoder and objective state of ``path``, a checkpoint this run wrote (its training
@@ -421,19 +421,19 @@ class Trainer:
         """Validate (with a sample grid), log and checkpoint; returns the validation L1 (None: no val photos)."""
         branch = f"-branch{self.position.branch}" if stage.branches > 1 else ""
         grid = self.run_dir / "samples" / f"{index}-{stage.name}{branch}-epoch{epoch:03d}.png"
-        val_l1 = self.check(data, grid, {"stage": stage.name, "epoch": epoch})
+        val_l1 = self.validate_and_record(data, grid, {"stage": stage.name, "epoch": epoch})
         self.validated_at = self.position.step
         self.save(optimizers)
         return val_l1
 
-    def check(self, data: StageData, grid: Path, record: dict[str, Any]) -> float | None:
+    def validate_and_record(self, data: StageData, grid: Path, record: dict[str, Any]) -> float | None:
         """Validate, log the val L1 with ``record`` and keep track of the best (and, with ``keep_best``, its
         weights); with no validation photos (``val_fraction`` 0), only the sample grid, of training photos, and
         None (their L1 would be no validation)."""
         if data.val_loader is None:
-            self.validate(data.preview_loader, grid)
+            self.val_l1(data.preview_loader, grid)
             return None
-        val_l1 = self.validate(data.val_loader, grid)
+        val_l1 = self.val_l1(data.val_loader, grid)
         self.write_log({"kind": "val", **record, "step": self.position.step, "val_l1": val_l1})
         if val_l1 < self.best[0]:
             self.best = (val_l1, self.position.step)
@@ -444,17 +444,17 @@ class Trainer:
     def batches(self, loader: torch.utils.data.DataLoader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """(L, ab) normalised batches on the device: the colour conversion runs here, batched."""
         for rgb in loader:
-            L, ab = rgb_uint8_to_lab_normalized(rgb.to(self.rt.device, non_blocking=True))  # noqa: N806
+            L, ab = rgb_uint8_to_lab_normalized(rgb.to(self.rt.device, non_blocking=True))
             if self.channels_last:
-                L, ab = L.contiguous(memory_format=torch.channels_last), ab.contiguous(memory_format=torch.channels_last)  # noqa: N806
+                L, ab = L.contiguous(memory_format=torch.channels_last), ab.contiguous(memory_format=torch.channels_last)
             yield L, ab
 
     @torch.no_grad()
-    def validate(self, loader: torch.utils.data.DataLoader, grid_path: Path | None) -> float:
+    def val_l1(self, loader: torch.utils.data.DataLoader, grid_path: Path | None) -> float:
         """Mean L1 of predicted vs true ab (normalised units) over the validation set; writes a sample grid."""
         self.model.generator.eval()
         total, count, shown = torch.zeros((), device=self.rt.device), 0, None
-        for L, ab in self.batches(loader):  # noqa: N806
+        for L, ab in self.batches(loader):
             ab_pred = self.model.predict(L)
             total += (ab_pred - ab).abs().mean(dim=(1, 2, 3)).sum()
             count += L.shape[0]

@@ -78,7 +78,7 @@ class Trainable:
     def stage_loss(self, stage: StageSpec) -> StageLoss:
         return StageLoss(self.objectives, stage.loss)
 
-    def step(self, stage_loss: StageLoss, L: torch.Tensor, ab: torch.Tensor, optimizers: Optimizers) -> dict[str, float]:  # noqa: N803
+    def step(self, stage_loss: StageLoss, L: torch.Tensor, ab: torch.Tensor, optimizers: Optimizers) -> dict[str, float]:
         """One optimiser step of the generator, after the objectives' own steps; returns the logged values."""
         opt_g, opt_d = optimizers
         critic = None if opt_d is None else Critic(self.discriminator, opt_d, self.scaler, self.rt.autocast)
@@ -94,7 +94,7 @@ class Trainable:
         self.scaler.update()
         return logs | terms
 
-    def predict(self, L: torch.Tensor) -> torch.Tensor:  # noqa: N803
+    def predict(self, L: torch.Tensor) -> torch.Tensor:
         """Normalised ab (float32) for normalised L, in the generator's current mode, under the autocast dtype,
         with the model's inference settings (as :class:`zoo.factory.Predictor` colours)."""
 

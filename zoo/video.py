@@ -175,7 +175,7 @@ class FlowCarry:
         self._base: np.ndarray | None = None  # the colour carried, (h, w, 2) normalised ab
         self._hinted: np.ndarray | None = None  # the hints' part of it, carried undiminished
 
-    def step(self, L: Tensor, ab: Tensor, hints: Sequence[Hint] = ()) -> Tensor:  # noqa: N803
+    def step(self, L: Tensor, ab: Tensor, hints: Sequence[Hint] = ()) -> Tensor:
         """The colour (2, h, w) of the next frame, from its normalised L (1, h, w) and own ab (2, h, w) at the
         working size; ``hints`` are those given for this frame."""
         lightness = ((L[0] + 1) * L_SCALE).numpy().astype(np.float32)
@@ -446,7 +446,7 @@ def colorize_video(
                 for frame, source in zip(batch, sources, strict=True):
                     if source.image.size != colour.frame_size:
                         raise VideoError(path, f"its frame size changes at frame {frame.index}")
-                L = torch.stack([colorizer.model_input(source) for source in sources])  # noqa: N806
+                L = torch.stack([colorizer.model_input(source) for source in sources])
                 for frame, source, lightness, ab in zip(batch, sources, L, colorizer.predict(L), strict=True):
                     writer.write(render_image(source, colour.step(lightness, ab, by_frame.get(frame.index, ()))), frame)
                 count += len(batch)

@@ -35,7 +35,8 @@ if TYPE_CHECKING:
 RESULTS_DIR = click.Path(path_type=Path)
 
 
-def _progress(message: str) -> None:
+def _say(message: str) -> None:
+    """A line of progress, on stderr (so that a --format csv/json/markdown table is alone on stdout)."""
     click.echo(message, err=True)
 
 
@@ -96,13 +97,13 @@ def _score_checkpoints(
 
     found, notes = find_checkpoints(folder)
     for note in notes:
-        _progress(note)
+        _say(note)
     by_name = {row["model"]: row for row in rows}
     generators = {}
     for name, path in found.items():
         row = by_name.get(name)
         if row is None:
-            _progress(f"{path}: a {name} checkpoint, but {name} is not benchmarked here")
+            _say(f"{path}: a {name} checkpoint, but {name} is not benchmarked here")
             continue
         try:
             generators[name] = load_model(name, path, device)
@@ -111,10 +112,10 @@ def _score_checkpoints(
             continue
         row["checkpoint"] = str(path)
     if not generators:
-        _progress(f"no checkpoint in {folder} fits the benchmarked models: no quality scores")
+        _say(f"no checkpoint in {folder} fits the benchmarked models: no quality scores")
         return None
-    _progress(f"scoring {', '.join(generators)} on {data} at {image_size} px ...")
-    scores = score_models(generators, data=data, image_size=image_size, device=device, echo=_progress)
+    _say(f"scoring {', '.join(generators)} on {data} at {image_size} px ...")
+    scores = score_models(generators, data=data, image_size=image_size, device=device, echo=_say)
     rows += merge_scores(rows, scores.rows, keys=SCORED_FIELDS, errors_as_notes=True)
     return scores
 
@@ -187,7 +188,7 @@ def bench(models: tuple[str, ...], all_models: bool, checkpoints: Path | None, d
     outputs.output_folder(results_dir)  # before anything is measured
     old = results.read_results(compare_with) if compare_with else None
     settings = BenchSettings(compile=compile_, **options)
-    rows, used = bench_models(specs, settings, echo=_progress)
+    rows, used = bench_models(specs, settings, echo=_say)
     device = torch.device(used["device"])
     scores = _score_checkpoints(rows, checkpoints, data, settings.image_size, device) if checkpoints else None
     protocol = scores.protocol if scores else None
@@ -307,7 +308,7 @@ def score(model: str | None, checkpoint: Path | None, predictions: Path | None, 
         row = model if not inference else f"{model} ({', '.join(f'{k}={v}' for k, v in inference)})"
         generators = {} if checkpoint is None else {row: load_model(model, checkpoint, torch_device, dict(inference))}
         scores = score_models(generators, data=data, image_size=side, device=torch_device, batch_size=batch_size,
-                              workers=workers, fid=fid, lpips=lpips, echo=_progress, protocol=protocol.name,
+                              workers=workers, fid=fid, lpips=lpips, echo=_say, protocol=protocol.name,
                               fid_weights=fid_weights, predictions=folders, hints=hint_counts, hint_patch=hint_patch)
     except (MissingWeightsError, ValueError) as exc:  # the harness's own: weights not here, predictions unfit
         fail(str(exc))
@@ -386,7 +387,7 @@ def leaderboard(models: tuple[str, ...], budgets: tuple[float, ...], data: str, 
     for name in names:
         get_spec(name)
     outputs.output_folder(out)
-    path = run_leaderboard(names, list(budgets), out, data, score_data, image_size, seed, device, echo=_progress,
+    path = run_leaderboard(names, list(budgets), out, data, score_data, image_size, seed, device, echo=_say,
                            hints=hint_counts)
     printer = _Printer(table_format)
     printer.table(results.results_table(results.read_results(path)))

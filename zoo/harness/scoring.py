@@ -231,7 +231,7 @@ class _Batch:
     """One batch as the candidates see it: normalised L and ab of the truth, the truth RGB in [0, 1], and the
     prediction files' RGB in [0, 1] (B, k, 3, S, S), one per folder."""
 
-    L: Tensor  # noqa: N815 (the channel's name)
+    L: Tensor
     ab: Tensor
     truth: Tensor
     files: Tensor
@@ -376,7 +376,7 @@ def score_models(
     with torch.inference_mode():
         for stack in loader:
             stack = stack.to(device)
-            L, ab = rgb_uint8_to_lab_normalized(stack[:, 0])  # noqa: N806 (L is the channel's name)
+            L, ab = rgb_uint8_to_lab_normalized(stack[:, 0])
             batch = _Batch(L, ab, stack[:, 0].float() / 255, stack[:, 1:].float() / 255)
             cf_truth.update(batch.truth)
             for name, candidate in candidates.items():

@@ -240,7 +240,7 @@ class Workload:
         self.spec, self.runtime, self.batch = spec, runtime, batch
         generator = torch.Generator().manual_seed(0)
         size = settings.image_size
-        L = torch.rand(batch, 1, size, size, generator=generator) * 2 - 1  # noqa: N806 (L is the channel's name)
+        L = torch.rand(batch, 1, size, size, generator=generator) * 2 - 1
         ab = (torch.rand(batch, 2, size, size, generator=generator) * 2 - 1) * 0.5  # values do not change the cost
         memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
         self.L, self.ab = (x.to(runtime.device).contiguous(memory_format=memory_format) for x in (L, ab))

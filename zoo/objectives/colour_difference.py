@@ -34,5 +34,5 @@ class CIEDE2000Loss(Objective):
     """Mean CIEDE2000 (kL = kC = kH = 1) between Lab from the input L and the predicted and the true ab."""
 
     def forward(self, batch: Batch, critic: Critic | None = None) -> Tensor:
-        L = batch.L.float()  # noqa: N806 (L is the channel's name)
+        L = batch.L.float()
         return ciede2000(denormalize_lab(L, batch.ab_pred), denormalize_lab(L, batch.ab.float()), eps=EPS).mean()

@@ -59,7 +59,7 @@ class Perceptual(Objective):
         return network.forward_intermediates(normalised, indices=self.levels, intermediates_only=True)
 
     def forward(self, batch: Batch, critic: Critic | None = None) -> Tensor:
-        L = batch.L.float()  # noqa: N806 (L is the channel's name)
+        L = batch.L.float()
         predicted = self.features(lab_normalized_to_rgb(L, batch.ab_pred))
         with torch.no_grad():
             truth = self.features(lab_normalized_to_rgb(L, batch.ab.float()))

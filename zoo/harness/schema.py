@@ -1,9 +1,10 @@
 """The one table of result fields: every number ``zoo bench`` and ``zoo score`` write, and how it is shown.
 
-The JSON and CSV writer, the terminal table, ``--compare``, the model cards, the plots and the HTML report
-all read :data:`FIELDS`: a field's key (the JSON key and CSV column), label, unit, which direction is better,
-which kinds of results carry it, how many decimals the terminal shows, and what a reader must know beside the
-label (FID-EffL0 is not Inception FID; which colourfulness CF is).
+The JSON and CSV writer, the terminal table, ``--compare``, the model cards, the plots, the HTML report and the
+scoring protocol block all read :data:`FIELDS`, the one place a field is declared: its key (the JSON key and CSV
+column), label, unit, which direction is better, which kinds of results carry it, how many decimals the
+terminal shows, what a reader must know beside the label (FID-EffL0 is not Inception FID; which colourfulness
+CF is) and, for a score, its exact definition. :mod:`zoo.harness.scoring` takes its metric keys from here.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class Field:
     compared: bool = False  # in `zoo bench --compare`'s ratios
     terminal: bool = True  # a column of the terminal table (when some row has it)
     description: str = ""  # what a reader must know beside the label (the report's header tooltip and key)
+    definition: str = ""  # how a score is computed, exactly: what a results file's protocol block says of it
 
     @property
     def title(self) -> str:
@@ -57,23 +59,44 @@ FIELDS: tuple[Field, ...] = (
           description="simulated colour hints per photo (seeded places, the truth's mean colour over a patch),"
                       " spread over the model's colours; empty: the automatic row"),
     # quality
-    Field("psnr", "PSNR", "quality", unit="dB", better=True, kinds=BOTH, compared=True),
-    Field("ssim", "SSIM", "quality", better=True, digits=4, kinds=BOTH, compared=True),
-    Field("ciede2000", "CIEDE2000", "quality", better=False, kinds=BOTH, compared=True),
+    Field("psnr", "PSNR", "quality", unit="dB", better=True, kinds=BOTH, compared=True,
+          definition="torchmetrics PeakSignalNoiseRatio, data_range 1, per image over all RGB values, mean over images;"
+                     " identical images give inf (null in JSON)"),
+    Field("ssim", "SSIM", "quality", better=True, digits=4, kinds=BOTH, compared=True,
+          definition="Gaussian window sigma 1.5 (11x11), k1 0.01, k2 0.03, data_range 1, per channel, mean over the"
+                     " map without its 5 px border (torchmetrics' SSIM map; equals skimage structural_similarity"
+                     " with gaussian_weights, use_sample_covariance=False), mean over images"),
+    Field("ciede2000", "CIEDE2000", "quality", better=False, kinds=BOTH, compared=True,
+          definition="CIEDE2000 (kL = kC = kH = 1) between Lab of prediction and truth, per-pixel mean per image,"
+                     " mean over images"),
     Field("cf", "CF", "quality", digits=1, kinds=BOTH,
-          description="colourfulness as published code computes it: rg = |R - G|, yb = |(R + G)/2 - B|"),
+          description="colourfulness as published code computes it: rg = |R - G|, yb = |(R + G)/2 - B|",
+          definition="colourfulness as the published colorization code computes it, on 0-255 RGB: sqrt(std_rg^2 +"
+                     " std_yb^2) + 0.3 sqrt(mean_rg^2 + mean_yb^2), rg = |R - G|, yb = |(R + G) / 2 - B|, population"
+                     " std, per image, mean over images (cf of the predictions, cf_truth of the truth)"),
     Field("cf_truth", "CF truth", "quality", digits=1, kinds=BOTH, terminal=False),
     Field("cf_hasler", "CF Hasler", "quality", digits=1, kinds=BOTH, terminal=False,
-          description="Hasler & Suesstrunk's colourfulness with signed rg = R - G, yb = (R + G)/2 - B"),
+          description="Hasler & Suesstrunk's colourfulness with signed rg = R - G, yb = (R + G)/2 - B",
+          definition="the same with Hasler & Suesstrunk's signed rg = R - G, yb = (R + G) / 2 - B"),
     Field("dcf", "dCF", "quality", better=False, digits=2, kinds=BOTH, compared=True,
-          description="|mean CF(truth) - mean CF(prediction)| over the set, as papers report it"),
+          description="|mean CF(truth) - mean CF(prediction)| over the set, as papers report it",
+          definition="|mean CF(truth) - mean CF(prediction)| over the set, as papers report dCF"),
     Field("dcf_per_image", "dCF per image", "quality", better=False, digits=1, kinds=BOTH, terminal=False,
-          description="mean over images of |CF(truth) - CF(prediction)|"),
+          description="mean over images of |CF(truth) - CF(prediction)|",
+          definition="mean over images of |CF(truth) - CF(prediction)| per image"),
     Field("fid_effl0", "FID-EffL0", "quality", better=False, digits=2, kinds=BOTH,
-          description="Frechet distance of ImageNet EfficientNet-Lite0 features: not comparable with Inception FID"),
+          description="Frechet distance of ImageNet EfficientNet-Lite0 features: not comparable with Inception FID",
+          definition="FID-EffL0: Frechet distance between the pooled 1280-d features of the shipped ImageNet"
+                     " EfficientNet-Lite0 (images resized to 224x224, bicubic, antialiased), truth vs predictions"
+                     " (the feature statistics of torchmetrics' FrechetInceptionDistance, the trace term by"
+                     " symmetric eigendecompositions); NOT comparable with Inception FID"),
     Field("fid", "FID", "quality", better=False, digits=3, kinds=BOTH,
-          description="Inception FID (torch-fidelity InceptionV3), as papers report it"),
-    Field("lpips", "LPIPS", "quality", better=False, digits=3, kinds=BOTH),
+          description="Inception FID (torch-fidelity InceptionV3), as papers report it",
+          definition="Inception FID: the same distance on torch-fidelity's InceptionV3 2048-d pool features"
+                     " (torchmetrics FrechetInceptionDistance), truth vs predictions; comparable with papers on the"
+                     " same images and count"),
+    Field("lpips", "LPIPS", "quality", better=False, digits=3, kinds=BOTH,
+          definition="torchmetrics LearnedPerceptualImagePatchSimilarity, AlexNet, inputs in [0, 1], mean over images"),
     Field("images", "images", "quality", digits=0, kinds=BOTH, terminal=False),
     # training at a budget (zoo leaderboard)
     Field("budget_s", "budget", "run", unit="s", digits=0, kinds=("leaderboard",)),

@@ -49,7 +49,7 @@ from zoo.harness.metrics import (
 from zoo.harness.predictions import check_sizes, match_predictions
 from zoo.harness.protocols import Protocol, ProtocolImages, get_protocol
 from zoo.guided import spread_hints
-from zoo.harness.schema import REFERENCE_ROWS
+from zoo.harness.schema import FIELDS, REFERENCE_ROWS
 from zoo.hints import photo_seed, simulated_hints
 from zoo.hub import is_hub_name
 from zoo.propagate import Propagation, PropagationSettings
@@ -57,36 +57,12 @@ from zoo.spec import size_multiple
 
 REFERENCES = REFERENCE_ROWS  # gray (ab = 0) and truth (the truth against itself)
 GRAY, TRUTH = REFERENCES
-METRICS = ("psnr", "ssim", "cf", "cf_truth", "cf_hasler", "dcf", "dcf_per_image", "ciede2000", "fid_effl0", "fid",
-           "lpips")
+METRICS = tuple(f.key for f in FIELDS if f.group == "quality" and f.key != "images")  # what a score row holds
 SCORED_FIELDS = ("images", *METRICS)  # what a score row adds to a bench row
 HINT_PATCH = 6  # side of the square whose mean colour a simulated hint gives (the hints issue's 6 x 6)
 FID_WEIGHTS = "weights-inception-2015-12-05-6726825d.pth"
 FID_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{FID_WEIGHTS}"
-DEFINITIONS = {
-    "psnr": "torchmetrics PeakSignalNoiseRatio, data_range 1, per image over all RGB values, mean over images;"
-            " identical images give inf (null in JSON)",
-    "ssim": "Gaussian window sigma 1.5 (11x11), k1 0.01, k2 0.03, data_range 1, per channel, mean over the map"
-            " without its 5 px border (torchmetrics' SSIM map; equals skimage structural_similarity with"
-            " gaussian_weights, use_sample_covariance=False), mean over images",
-    "cf": "colourfulness as the published colorization code computes it, on 0-255 RGB: sqrt(std_rg^2 + std_yb^2)"
-          " + 0.3 sqrt(mean_rg^2 + mean_yb^2), rg = |R - G|, yb = |(R + G) / 2 - B|, population std, per image,"
-          " mean over images (cf of the predictions, cf_truth of the truth)",
-    "cf_hasler": "the same with Hasler & Suesstrunk's signed rg = R - G, yb = (R + G) / 2 - B",
-    "dcf": "|mean CF(truth) - mean CF(prediction)| over the set, as papers report dCF",
-    "dcf_per_image": "mean over images of |CF(truth) - CF(prediction)| per image",
-    "ciede2000": "CIEDE2000 (kL = kC = kH = 1) between Lab of prediction and truth, per-pixel mean per image,"
-                 " mean over images",
-}
-BACKBONE_DEFINITIONS = {
-    "fid_effl0": "FID-EffL0: Frechet distance between the pooled 1280-d features of the shipped ImageNet"
-                 " EfficientNet-Lite0 (images resized to 224x224, bicubic, antialiased), truth vs predictions (the"
-                 " feature statistics of torchmetrics' FrechetInceptionDistance, the trace term by symmetric"
-                 " eigendecompositions); NOT comparable with Inception FID",
-    "fid": "Inception FID: the same distance on torch-fidelity's InceptionV3 2048-d pool features (torchmetrics"
-           " FrechetInceptionDistance), truth vs predictions; comparable with papers on the same images and count",
-    "lpips": "torchmetrics LearnedPerceptualImagePatchSimilarity, AlexNet, inputs in [0, 1], mean over images",
-}
+BACKBONE_FIELDS = ("fid_effl0", "fid", "lpips")  # defined in a protocol block only when computed
 
 
 class MissingWeightsError(RuntimeError):
@@ -205,8 +181,8 @@ def describe_protocol(protocol: Protocol, side: int, data: str, images: int, bac
                       " a prediction file: prepared as the truth, its own RGB as written",
         "truth": "the prepared photo itself, sRGB / 255",
         "compare": "RGB in [0, 1]",
-        **DEFINITIONS,
-        **{key: BACKBONE_DEFINITIONS[key] for key in backbones.names},
+        **{f.key: f.definition for f in FIELDS if f.definition and (f.key not in BACKBONE_FIELDS
+                                                                      or f.key in backbones.names)},
         "references": "gray: ab = 0; truth: the truth scored against itself",
     }
     if predictions:

@@ -269,7 +269,7 @@ def test_training_computes_the_prior_from_the_training_photos_and_stores_it(tmp_
     finally:
         del os.environ["ZOO_REGISTRY"]
         reset_discovery()
-    stored = load_file(Path(summary["generator"]))["objective.classification.prior"].double().numpy()
+    stored = load_file(Path(summary.generator))["objective.classification.prior"].double().numpy()
     split = json.loads((tmp_path / "run" / "split.json").read_text())
     rgb = torch.stack([ColorizationDataset(split["train"], 32, train=False)[i] for i in range(len(split["train"]))])
     lab = rgb2lab(rgb.permute(0, 2, 3, 1).numpy() / 255.0).reshape(-1, 3)

@@ -3,6 +3,7 @@ time budgets, DDP on gloo, and (slow) a GAN recipe that learns."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -22,7 +23,7 @@ import zoo
 from zoo import checkpoint
 from zoo.data import EmptyDatasetError, resolve_source
 from zoo.runtime import setup_runtime
-from zoo.train import TrainOptions, _cpu_budget, resume, train
+from zoo.train import StageSummary, Stop, TrainOptions, _cpu_budget, read_summary, resume, train
 
 FAST = {"image_size": 64, "batch_size": 4, "workers": 0, "progress": False, "log_every": 1}
 
@@ -39,11 +40,11 @@ def records(run_dir: Path) -> list[dict]:
 def test_every_model_trains_a_few_steps_on_the_sample(tmp_path, model):
     said = []
     summary = train(model, options(tmp_path, model, max_steps=2), echo=said.append)
-    run_dir = Path(summary["run_dir"])
+    run_dir = Path(summary.run_dir)
+    assert read_summary(run_dir) == summary  # what the leaderboard reads of a finished run
     spec = zoo.get_spec(model)
-    assert [s["stage"] for s in summary["stages"]] == [s.name for s in spec.stages]
-    assert all(set(s.get("branch_steps", [s["steps"]])) == {2} and s["stopped"] == "max_steps"
-               for s in summary["stages"])
+    assert [s.stage for s in summary.stages] == [s.name for s in spec.stages]
+    assert all(set(s.branch_steps or [s.steps]) == {2} and s.stopped == "max_steps" for s in summary.stages)
     logged = [r for r in records(run_dir) if r["kind"] == "train"]
     assert logged and all(math.isfinite(v) for r in logged for k, v in r.items() if k.startswith(("g_", "d_")))
     if spec.discriminator is not None:
@@ -57,9 +58,9 @@ def test_every_model_trains_a_few_steps_on_the_sample(tmp_path, model):
     assert not {Path(p).name for p in split["train"] + split["val"]} & {p.name for p in resolve_source("heldout")}
     assert list((run_dir / "samples").glob("*.png"))  # of validation photos, else of training photos
     if spec.val_fraction > 0:
-        assert math.isfinite(summary["val_l1"]) and 0 < summary["val_l1"] < 2
+        assert math.isfinite(summary.val_l1) and 0 < summary.val_l1 < 2
     else:  # a recipe chosen by cross-validation trains on every photo and validates nothing
-        assert summary["val_l1"] is None and split["val"] == []
+        assert summary.val_l1 is None and split["val"] == []
     # The inference checkpoint re-reads into a predictor (generator + decoder) holding exactly the trained weights.
     loaded_spec, predictor = checkpoint.load_generator(run_dir / "generator.safetensors")
     assert loaded_spec.name == model
@@ -70,7 +71,7 @@ def test_every_model_trains_a_few_steps_on_the_sample(tmp_path, model):
 
 def test_plugin_model_trains_like_any_other(tmp_path, example_plugin):
     summary = train("example-residual-gan", TrainOptions(out=tmp_path / "plugin", max_steps=3, **FAST), echo=lambda s: None)
-    assert summary["steps"] == 3 and math.isfinite(summary["val_l1"])
+    assert summary.steps == 3 and math.isfinite(summary.val_l1)
 
 
 def test_plugin_objective_trains_a_model(tmp_path, example_plugin):
@@ -79,7 +80,7 @@ def test_plugin_objective_trains_a_model(tmp_path, example_plugin):
 
     summary = train("example-residual-huber", TrainOptions(out=tmp_path / "huber", max_steps=3, **FAST),
                     echo=lambda s: None)
-    logged = [r for r in records(Path(summary["run_dir"])) if r["kind"] == "train"]
+    logged = [r for r in records(Path(summary.run_dir)) if r["kind"] == "train"]
     assert [r["step"] for r in logged] == [1, 2, 3] and all(0 < r["g_example-huber"] < 0.05 for r in logged)
     # What it logs is the Huber loss: recompute step 1's from the same seed's first batch and initial weights.
     spec = zoo.get_spec("example-residual-huber")
@@ -95,9 +96,9 @@ def test_plugin_objective_trains_a_model(tmp_path, example_plugin):
 
 def test_max_time_stops_cleanly_with_a_checkpoint(tmp_path):
     summary = train("unet-resnet18-gan", options(tmp_path, "unet-resnet18-gan", max_time=2.0), echo=lambda s: None)
-    assert [s["stopped"] for s in summary["stages"]] == ["max_time", "max_time"]
-    meta = checkpoint.read_meta(Path(summary["run_dir"]) / "checkpoints" / "last.safetensors")
-    assert meta["position"]["stage"] == 2 and meta["position"]["step"] == summary["steps"]
+    assert [s.stopped for s in summary.stages] == ["max_time", "max_time"]
+    meta = checkpoint.read_meta(Path(summary.run_dir) / "checkpoints" / "last.safetensors")
+    assert meta["position"]["stage"] == 2 and meta["position"]["step"] == summary.steps
 
 
 def test_cpu_without_a_length_gets_a_budget_and_is_told_the_cost():
@@ -150,12 +151,12 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, model, settings):
     step_at_kill = checkpoint.read_meta(last)["position"]["step"]
     assert 2 <= step_at_kill < 6
     resumed = resume(killed, echo=lambda s: None, progress=False)
-    assert resumed["steps"] == reference["steps"]
+    assert resumed.steps == reference.steps
     ours = load_file(killed / "generator.safetensors")
-    theirs = load_file(Path(reference["run_dir"]) / "generator.safetensors")
+    theirs = load_file(Path(reference.run_dir) / "generator.safetensors")
     assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
     d_ours = checkpoint.load(killed / "checkpoints" / "last.safetensors", "discriminator.")
-    d_theirs = checkpoint.load(Path(reference["run_dir"]) / "checkpoints" / "last.safetensors", "discriminator.")
+    d_theirs = checkpoint.load(Path(reference.run_dir) / "checkpoints" / "last.safetensors", "discriminator.")
     assert all(torch.equal(d_ours[k], d_theirs[k]) for k in d_ours)
 
 
@@ -183,7 +184,7 @@ def test_gan_recipe_learns(tmp_path):
     photos.write_text("\n".join(str(p) for p in resolve_source("sample-train")[:8]))
     summary = train("unet-resnet18-gan", options(tmp_path, "unet-resnet18-gan", data=str(photos), epochs=160,
                                                  max_steps=160, batch_size=8), echo=lambda s: None)
-    logged = [r for r in records(Path(summary["run_dir"])) if r["kind"] == "train"]
+    logged = [r for r in records(Path(summary.run_dir)) if r["kind"] == "train"]
     (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in logged))
     pre = [r["g_l1"] for r in logged if r["stage"] == "pretrain"]
     gan = [r for r in logged if r["stage"] == "gan"]
@@ -205,14 +206,14 @@ def test_gpu_speed_paths_run_on_cpu(tmp_path, model, speedups):
     """The AMP, channels_last and torch.compile paths, exercised where they have a CPU meaning."""
     opts = options(tmp_path, model, image_size=32, batch_size=2, max_steps=2, **speedups)
     summary = train(model, opts, echo=lambda s: None)
-    assert summary["steps"] == 2 * len(zoo.get_spec(model).stages) and math.isfinite(summary["val_l1"])
-    last = Path(summary["run_dir"]) / "checkpoints" / "last.safetensors"
+    assert summary.steps == 2 * len(zoo.get_spec(model).stages) and math.isfinite(summary.val_l1)
+    last = Path(summary.run_dir) / "checkpoints" / "last.safetensors"
     meta = checkpoint.read_meta(last)
     keys = load_file(last).keys()
     assert not any("_orig_mod" in k or k.startswith("generator.module.") for k in keys)  # plain module names
     if speedups["amp"] == "fp16":
         assert meta["scaler"]["scale"] > 0  # the GradScaler is on and its state is checkpointed
-    _, generator = checkpoint.load_generator(Path(summary["generator"]))
+    _, generator = checkpoint.load_generator(Path(summary.generator))
     assert generator(torch.zeros(1, 1, 32, 32)).dtype == torch.float32
 
 
@@ -223,7 +224,7 @@ def test_learning_rate_decays_linearly_per_epoch(tmp_path, photos_dir):
         (data / photo.name).write_bytes(photo.read_bytes())
     opts = options(tmp_path, "pix2pix-unet-gan", data=str(data), epochs=2, generator={"ngf": 8})
     summary = train("pix2pix-unet-gan", opts, echo=lambda s: None)
-    logged = [r for r in records(Path(summary["run_dir"])) if r["kind"] == "train"]
+    logged = [r for r in records(Path(summary.run_dir)) if r["kind"] == "train"]
     assert [r["epoch"] for r in logged] == [0, 1]  # 5 train photos, batch 4: one step an epoch
     assert [r["lr"] for r in logged] == pytest.approx([2e-4 * 2 / 3, 2e-4 / 3])
 
@@ -302,12 +303,11 @@ def test_a_stage_with_branches_averages_them_and_resumes_mid_branch(tmp_path, mo
     try:
         run = lambda name, **kw: train("m", options(tmp_path, name, data=str(six), image_size=48, **kw), echo=lambda s: None)  # noqa: E731
         summary = run("reference", epochs=2)
-        assert summary["stages"][1] | {"val_l1": None} == {"stage": "b", "steps": 4, "branches": 2,
-                                                           "branch_steps": [2, 2], "val_l1": None, "stopped": "done"}
+        assert dataclasses.replace(summary.stages[1], val_l1=None) == StageSummary("b", 4, Stop.DONE, None, [2, 2])
         ends = [(r["stage"], r.get("branch"), r["steps"], r["of"], r["stopped"])
-                for r in records(Path(summary["run_dir"])) if r.get("kind") == "end"]
+                for r in records(Path(summary.run_dir)) if r.get("kind") == "end"]
         assert ends == [("a", None, 2, 2, "done"), ("b", 0, 2, 2, "done"), ("b", 1, 2, 2, "done")]
-        folder = Path(summary["run_dir"]) / "branches"
+        folder = Path(summary.run_dir) / "branches"
         start, *branches, soup = (load_file(folder / f"1-b-{b}.safetensors") for b in ("start", 0, 1, "soup"))
         trained = [k for k in start if k.startswith("generator.") and k.endswith(".weight")]
         # Adam (betas 0.9, 0.999) moves a weight by at most lr in step 1 and sqrt(2) * sqrt(0.09^2 + 0.1^2) / 0.19
@@ -318,9 +318,9 @@ def test_a_stage_with_branches_averages_them_and_resumes_mid_branch(tmp_path, mo
         for key, value in soup.items():
             expected = (branches[0][key].double().numpy() + branches[1][key].double().numpy()) / 2
             assert value.dtype == start[key].dtype and np.allclose(value.double().numpy(), expected, rtol=0, atol=1e-7)
-        final = load_file(Path(summary["generator"]))
+        final = load_file(Path(summary.generator))
         assert all(torch.equal(final[k], soup[k]) for k in soup)
-        assert [r["val_l1"] for r in records(Path(summary["run_dir"])) if r.get("branch") == "soup"] == [summary["val_l1"]]
+        assert [r["val_l1"] for r in records(Path(summary.run_dir)) if r.get("branch") == "soup"] == [summary.val_l1]
 
         calls = []  # interrupt the second epoch of branch 1: its first epoch's checkpoint is the last one written
         original = Trainer.train_epoch
@@ -337,14 +337,14 @@ def test_a_stage_with_branches_averages_them_and_resumes_mid_branch(tmp_path, mo
         monkeypatch.setattr(Trainer, "train_epoch", original)
         assert checkpoint.read_meta(tmp_path / "interrupted" / "checkpoints" / "last.safetensors")["position"]["branch"] == 1
         resumed = resume(tmp_path / "interrupted", echo=lambda s: None, progress=False)
-        ours = load_file(Path(resumed["generator"]))
+        ours = load_file(Path(resumed.generator))
         assert all(torch.equal(ours[k], final[k]) for k in final)
-        assert resumed["stages"][-1]["branch_steps"] == [2, 2]  # branch 0 ended before the interruption
+        assert resumed.stages[-1].branch_steps == [2, 2]  # branch 0 ended before the interruption
 
         said = []  # a budget spent before any stage starts: every stage and branch stops after its first step
         cut = train("m", options(tmp_path, "cut", data=str(six), image_size=48, epochs=2, max_time=1e-3),
                     echo=said.append)
-        assert [(s["steps"], s.get("branch_steps"), s["stopped"]) for s in cut["stages"]] == [
+        assert [(s.steps, s.branch_steps, s.stopped) for s in cut.stages] == [
             (1, None, "max_time"), (2, [1, 1], "max_time")]
         assert [line for line in said if "--max-time" in line] == [
             "a: its share of --max-time is spent: stopped at 1 of 2 steps",
@@ -363,10 +363,10 @@ def test_val_fraction_zero_trains_on_every_photo_without_validation(tmp_path):
     six.write_text("\n".join(str(p) for p in resolve_source("sample-train")[:6]))
     kw = {"data": str(six), "max_steps": 3, "validate_every": 1, "generator": {"width": 8}}
     summary = train("simple-cnn", options(tmp_path, "all", val_fraction=0.0, **kw), echo=lambda s: None)
-    run_dir = Path(summary["run_dir"])
+    run_dir = Path(summary.run_dir)
     split = json.loads((run_dir / "split.json").read_text())
     assert len(split["train"]) == 6 and split["val"] == [] and split["val_fraction"] == 0
-    assert summary["val_l1"] is None and not [r for r in records(run_dir) if r["kind"] == "val"]
+    assert summary.val_l1 is None and not [r for r in records(run_dir) if r["kind"] == "val"]
     assert checkpoint.read_meta(run_dir / "checkpoints" / "last.safetensors")["position"]["step"] == 3
     assert (run_dir / "generator.safetensors").is_file()
     grids = sorted((run_dir / "samples").glob("*.png"))

@@ -15,7 +15,6 @@ leaderboards only from quiet machines of one kind.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from zoo.harness import plots
 from zoo.harness import results as results_files
 from zoo.harness.scoring import load_model, score_models
 from zoo.runtime import pick_device
-from zoo.train import TrainOptions, train
+from zoo.train import TrainOptions, read_summary, train
 
 
 def budget_label(seconds: float) -> str:
@@ -42,7 +41,7 @@ def _finished(run_dir: Path, model: str, options: TrainOptions) -> bool:
     except (OSError, ValueError):
         return False
     wanted = {"data": options.data, "seed": options.seed, "max_time": options.max_time}
-    return (run.get("model") == model and (run_dir / runs.GENERATOR_FILE).is_file()
+    return (run.get("model") == model and (run_dir / runs.SUMMARY_FILE).is_file()
             and all(run.get("options", {}).get(k) == v for k, v in wanted.items()))
 
 
@@ -62,9 +61,9 @@ def train_at_budget(model: str, budget: float, out: Path, data: str, seed: int, 
             train(model, options, echo=lambda line: None)
         except Exception as exc:  # noqa: BLE001 (one model failing is a row with its error; the others still run)
             return row | {"error": f"{type(exc).__name__}: {' '.join(str(exc).split())}"}
-    last = [json.loads(line) for line in (run_dir / runs.METRICS_FILE).read_text().splitlines()]
-    row["steps"] = max((r["step"] for r in last if r.get("kind") == "train"), default=0)
-    row["checkpoint"] = str(run_dir / runs.GENERATOR_FILE)
+    summary = read_summary(run_dir)
+    row["steps"] = summary.steps
+    row["checkpoint"] = str(summary.generator)
     return row
 
 

@@ -26,6 +26,7 @@ from zoo.errors import ZooError, one_line
 
 RUN_FILE = "run.json"
 SPLIT_FILE = "split.json"
+SUMMARY_FILE = "summary.json"  # what a finished run did (zoo.train.TrainSummary)
 METRICS_FILE = "metrics.jsonl"
 LAST_CHECKPOINT = Path("checkpoints") / "last.safetensors"
 GENERATOR_FILE = "generator.safetensors"
@@ -53,6 +54,10 @@ def default_run_dir(model: str) -> Path:
 
 def write_run(run_dir: Path, model: str, spec: dict[str, Any], options: dict[str, Any]) -> None:
     files.write_text(run_dir / RUN_FILE, json.dumps({"model": model, "spec": spec, "options": options}, indent=2))
+
+
+def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
+    files.write_text(run_dir / SUMMARY_FILE, json.dumps(summary, indent=2))
 
 
 def write_split(run_dir: Path, seed: int, val_fraction: float, train: list[Path], val: list[Path],

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import enum
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -66,6 +67,61 @@ from zoo.trainable import Optimizers, Trainable
 
 CPU_DEFAULT_BUDGET = 10 * 60.0  # seconds: what a CPU run without --epochs/--max-steps/--max-time gets
 RESUMABLE = frozenset({"max_time", "progress", "workers", "device"})  # options a resumed run may change: how, not what
+
+
+class Stop(str, enum.Enum):
+    """Why a stage (or a branch of one) stopped, the least cut first: its recipe's whole length, --max-steps, or
+    its share of --max-time."""
+
+    DONE = "done"
+    MAX_STEPS = "max_steps"
+    MAX_TIME = "max_time"
+
+
+@dataclass
+class StageSummary:
+    """One stage of a run: its steps (a soup's: its branches' together, each in ``branch_steps``), why it
+    stopped (a soup: the most cutting reason of any branch) and its validation L1 (None without validation)."""
+
+    stage: str
+    steps: int
+    stopped: Stop
+    val_l1: float | None
+    branch_steps: list[int] | None = None
+
+
+@dataclass
+class TrainSummary:
+    """What a run did: its stages, its steps in all, the last validation L1, the best one and its step (with
+    --keep-best), the inference checkpoint and the run folder. Written to the run folder as ``summary.json``
+    (:func:`read_summary`), which the leaderboard reads."""
+
+    stages: list[StageSummary]
+    steps: int
+    val_l1: float | None
+    best: tuple[float, int] | None
+    generator: Path
+    run_dir: Path
+
+    def to_json(self) -> dict[str, Any]:
+        return {"stages": [dataclasses.asdict(stage) | {"stopped": stage.stopped.value} for stage in self.stages],
+                "steps": self.steps, "val_l1": self.val_l1, "best": None if self.best is None else list(self.best),
+                "generator": str(self.generator), "run_dir": str(self.run_dir)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TrainSummary:
+        stages = [StageSummary(**(stage | {"stopped": Stop(stage["stopped"])})) for stage in data["stages"]]
+        best = None if data["best"] is None else (data["best"][0], data["best"][1])
+        return cls(stages, data["steps"], data["val_l1"], best, Path(data["generator"]), Path(data["run_dir"]))
+
+
+def read_summary(run_dir: Path) -> TrainSummary:
+    """The :class:`TrainSummary` a finished run wrote; a RunError naming the file otherwise."""
+    data = runs.read_json(run_dir, runs.SUMMARY_FILE, keys=("stages", "steps", "val_l1", "best", "generator"))
+    try:
+        return TrainSummary.from_json(data | {"run_dir": str(run_dir)})
+    except (KeyError, TypeError, ValueError) as err:
+        raise runs.RunError(f"{run_dir / runs.SUMMARY_FILE}: not a run summary ({err})") from None
 
 
 class ResumeError(ZooError, ValueError):
@@ -231,13 +287,13 @@ class Trainer:
     def elapsed(self) -> float:
         return self.position.elapsed + time.monotonic() - self.started
 
-    def fit(self, train_paths: list[Path], val_paths: list[Path], resume: Path | None = None) -> dict[str, Any]:
-        """Run every remaining stage; returns a summary (per-stage steps, val L1 and why it stopped)."""
+    def fit(self, train_paths: list[Path], val_paths: list[Path], resume: Path | None = None) -> TrainSummary:
+        """Run every remaining stage; returns what the run did (per-stage steps, val L1 and why it stopped)."""
         meta = self.restore(resume) if resume is not None else None
         self.validated_at = self.position.step
         if resume is None:
             self.prepare_objectives(train_paths)
-        summary: dict[str, Any] = {"stages": []}
+        stages: list[StageSummary] = []
         for index in range(self.position.stage, len(self.spec.stages)):
             stage = self.spec.stages[index]
             if stage.branches > 1 and self.position.branch == 0 and self.position.stage_step == 0:
@@ -251,21 +307,19 @@ class Trainer:
                 if stage.branches == 1:
                     break
                 self.save_generator(runs.branch_file(self.run_dir, index, stage.name, self.position.branch))
-                self.position.ended.append([result["steps"], result["stopped"]])
+                self.position.ended.append([result.steps, result.stopped.value])
                 if self.position.branch + 1 == stage.branches:
-                    result |= self.average_branches(index, stage, train_paths, val_paths)
+                    result.val_l1 = self.average_branches(index, stage, train_paths, val_paths)
                     break
                 self.load_inference(runs.branch_file(self.run_dir, index, stage.name, "start"))
                 self.begin(index, self.position.branch + 1)
             if stage.branches > 1:
-                result |= branch_result(self.position.ended)
-            summary["stages"].append(result)
+                result = branched(result, self.position.ended)
+            stages.append(result)
             self.begin(index + 1)
-        summary["val_l1"] = summary["stages"][-1]["val_l1"] if summary["stages"] else None
-        summary["steps"] = self.position.step
-        summary["best"] = {"val_l1": self.best[0], "step": self.best[1]} if self.options.keep_best else None
-        summary["generator"] = str(self.save_generator())
-        return summary
+        best = self.best if self.options.keep_best else None
+        return TrainSummary(stages, self.position.step, stages[-1].val_l1 if stages else None, best,
+                            self.save_generator(), self.run_dir)
 
     def begin(self, stage: int, branch: int = 0) -> None:
         """Move to the start of a stage (or of a branch of one: the stage's finished branches are kept) and
@@ -277,9 +331,9 @@ class Trainer:
         self.save()
 
     def average_branches(self, index: int, stage: StageSpec, train_paths: list[Path],
-                         val_paths: list[Path]) -> dict[str, Any]:
+                         val_paths: list[Path]) -> float | None:
         """Load the mean of the stage's branches' weights (integer buffers from the first branch), kept as the
-        stage's ``soup`` file, and validate it; returns what the stage's summary reports of it."""
+        stage's ``soup`` file, and validate it; returns its validation L1 (None without validation)."""
         paths = [runs.branch_file(self.run_dir, index, stage.name, b) for b in range(stage.branches)]
         soup = runs.branch_file(self.run_dir, index, stage.name, "soup")
         if self.rt.is_main:
@@ -292,7 +346,7 @@ class Trainer:
         self.load_inference(soup)
         data = self.stage_data(index, stage, train_paths, val_paths)
         grid = self.run_dir / "samples" / f"{index}-{stage.name}-soup.png"
-        return {"branches": stage.branches, "val_l1": self.validate_and_record(data, grid, {"stage": stage.name, "branch": "soup"})}
+        return self.validate_and_record(data, grid, {"stage": stage.name, "branch": "soup"})
 
     def load_inference(self, path: Path) -> None:
         """Load the generator, decoder and objective state of ``path``, a checkpoint this run wrote (its training
@@ -326,7 +380,7 @@ class Trainer:
             objective.prepare(batches())
 
     def fit_stage(self, index: int, stage: StageSpec, train_paths: list[Path], val_paths: list[Path],
-                  optimizers: Optimizers) -> dict[str, Any]:
+                  optimizers: Optimizers) -> StageSummary:
         """Train one stage from the current position until its epochs, ``max_steps`` or its time share end."""
         data = self.stage_data(index, stage, train_paths, val_paths)
         length = stage.epochs * data.steps_per_epoch  # the recipe's steps for this stage (or branch)
@@ -343,16 +397,16 @@ class Trainer:
                 if stop is not None:
                     break
         if stop == "limit":
-            stop = "done" if limit == length else "max_steps"
-        stop = stop or "done"
+            stop = Stop.DONE if limit == length else Stop.MAX_STEPS
+        stop = Stop(stop or Stop.DONE)
         where = {"stage": stage.name} | ({"branch": self.position.branch} if stage.branches > 1 else {})
         self.write_log({"kind": "end", **where, "step": self.position.step, "steps": self.position.stage_step,
-                        "of": length, "stopped": stop})
-        if stop == "max_time" and self.rt.is_main:
+                        "of": length, "stopped": stop.value})
+        if stop is Stop.MAX_TIME and self.rt.is_main:
             branch = f" branch {self.position.branch + 1} of {stage.branches}" if stage.branches > 1 else ""
             self.echo(f"{stage.name}{branch}: its share of --max-time is spent: stopped at {self.position.stage_step}"
                       f" of {length} steps")
-        return {"stage": stage.name, "steps": self.position.stage_step, "val_l1": val_l1, "stopped": stop}
+        return StageSummary(stage.name, self.position.stage_step, stop, val_l1)
 
     def stage_data(self, index: int, stage: StageSpec, train_paths: list[Path], val_paths: list[Path]) -> StageData:
         """Loaders of the stage's image and batch size; the batch shrinks to fit a small training set."""
@@ -514,14 +568,13 @@ class Trainer:
 # ------------------------------------------------------------------------------------------- entry points
 
 
-_STOPS = ("done", "max_steps", "max_time")  # why a stage or branch stopped, the least cut first
-
-
-def branch_result(ended: list[list[Any]]) -> dict[str, Any]:
-    """A branched stage's summary from its branches' [steps, stopped]: every branch's steps, their total, and
+def branched(last: StageSummary, ended: list[list[Any]]) -> StageSummary:
+    """A soup stage's summary from its branches' [steps, why they stopped]: every branch's steps, their total, and
     the most cutting reason any of them stopped for (a cut branch is never hidden behind a whole last one)."""
-    return {"branch_steps": [steps for steps, _ in ended], "steps": sum(steps for steps, _ in ended),
-            "stopped": max((why for _, why in ended), key=_STOPS.index)}
+    order = list(Stop)
+    return StageSummary(last.stage, sum(steps for steps, _ in ended), max((Stop(why) for _, why in ended),
+                                                                           key=order.index),
+                        last.val_l1, [steps for steps, _ in ended])
 
 
 def _broadcast(value: Any, runtime: Runtime) -> Any:
@@ -565,7 +618,7 @@ def _cpu_budget(spec: ModelSpec, options: TrainOptions, runtime: Runtime, echo: 
     return dataclasses.replace(options, max_time=CPU_DEFAULT_BUDGET)
 
 
-def train(model: str, options: TrainOptions, echo: Callable[[str], None] = print) -> dict[str, Any]:
+def train(model: str, options: TrainOptions, echo: Callable[[str], None] = print) -> TrainSummary:
     """Train ``model`` from scratch into ``options.out`` (a new or empty folder; by default a new
     ``runs/<model>-<date>-<time>``); returns the run summary."""
     runtime = setup_runtime(options.device, options.amp)
@@ -588,7 +641,8 @@ def train(model: str, options: TrainOptions, echo: Callable[[str], None] = print
     return _run(trainer, train_paths, val_paths, None, echo)
 
 
-def resume(run_dir: Path, echo: Callable[[str], None] = print, model: str | None = None, **overrides: Any) -> dict[str, Any]:
+def resume(run_dir: Path, echo: Callable[[str], None] = print, model: str | None = None,
+           **overrides: Any) -> TrainSummary:
     """Continue the run in ``run_dir`` from its last checkpoint, with its own spec, options and split.
 
     ``overrides`` (:class:`TrainOptions` fields) may change how, not what, is trained: those in
@@ -621,7 +675,7 @@ def resume(run_dir: Path, echo: Callable[[str], None] = print, model: str | None
 
 
 def _run(trainer: Trainer, train_paths: list[Path], val_paths: list[Path], last: Path | None,
-         echo: Callable[[str], None]) -> dict[str, Any]:
+         echo: Callable[[str], None]) -> TrainSummary:
     spec, run_dir, runtime = trainer.spec, trainer.run_dir, trainer.rt
     if runtime.is_main:
         echo(f"{'resuming' if last else 'training'} {spec.name} on {len(train_paths)} train / {len(val_paths)} val "
@@ -632,4 +686,6 @@ def _run(trainer: Trainer, train_paths: list[Path], val_paths: list[Path], last:
     finally:
         if runtime.distributed and dist.is_initialized():
             dist.destroy_process_group()
-    return summary | {"run_dir": str(run_dir)}
+    if runtime.is_main:
+        runs.write_summary(run_dir, summary.to_json())
+    return summary

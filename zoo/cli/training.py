@@ -80,17 +80,17 @@ def train(name: str | None, resume_dir: Path | None, **params: Any) -> None:
             fail("give a model NAME (see `zoo list`) or --resume RUN_DIR")
         summary = training.train(name, training.TrainOptions(**{k: v for k, v in options.items() if v is not None}),
                                  echo=click.echo)
-    for stage in summary["stages"]:
-        val = "n/a" if stage["val_l1"] is None else f"{stage['val_l1']:.4f}"
-        steps = stage["steps"]
-        if "branches" in stage:
-            each = stage["branch_steps"]
+    for stage in summary.stages:
+        val = "n/a" if stage.val_l1 is None else f"{stage.val_l1:.4f}"
+        steps: int | str = stage.steps
+        if stage.branch_steps is not None:
+            each = stage.branch_steps
             same = len(set(each)) == 1
             steps = f"{len(each)} branches x {each[0]}" if same else f"{len(each)} branches of {', '.join(map(str, each))}"
-        click.echo(f"{stage['stage']}: {steps} steps, val L1 {val} ({stage['stopped']})")
-    if summary.get("best"):
-        click.echo(f"best validation L1 {summary['best']['val_l1']:.4f} at step {summary['best']['step']}: kept")
-    click.echo(f"generator: {summary['generator']}")
+        click.echo(f"{stage.stage}: {steps} steps, val L1 {val} ({stage.stopped.value})")
+    if summary.best is not None:
+        click.echo(f"best validation L1 {summary.best[0]:.4f} at step {summary.best[1]}: kept")
+    click.echo(f"generator: {summary.generator}")
 
 
 def _field_value(key: str, value: Any) -> Any:

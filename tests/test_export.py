@@ -24,7 +24,7 @@ from zoo.color import AB_SCALE
 from zoo.export import ExportError, export_onnx
 from zoo.factory import create_predictor
 from zoo.models.smp_unet import load_encoder_weights
-from zoo.spec import get_spec
+from zoo.spec import get_spec, weights_path
 
 # Small settings so that each export takes a second; the architectures are the real ones.
 MODELS = {
@@ -280,3 +280,23 @@ def test_export_set_ships_the_weights_with_other_inference_settings(tmp_path):
     result = CliRunner().invoke(export_command, ["simple-cnn", "--checkpoint", str(source),
                                                  "--out", str(tmp_path / "x.onnx"), "--set", "width=4"])
     assert result.exit_code == 1 and "'width' is not an inference setting" in result.output
+
+
+def test_loading_reads_a_checkpoints_header_once_and_its_tensors_once(monkeypatch):
+    """A load asks for the header from several places; the file is opened once for it and once for the tensors."""
+    import zoo.checkpoint as checkpoints
+
+    path = weights_path("unet-effnet-lite0-color")
+    opened = []
+    real = checkpoints.safe_open
+
+    def counting(name: str, *args: object, **kwargs: object) -> object:
+        opened.append(name)
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoints, "safe_open", counting)
+    checkpoints._read_meta.cache_clear()
+    checkpoints.load_generator(path)
+    assert opened == [str(path), str(path)]
+    checkpoints.load_generator(path)  # the header again: still the same version of the file
+    assert len(opened) == 3

@@ -20,6 +20,8 @@ and the previous checkpoint stays as it was.
 
 from __future__ import annotations
 
+import copy
+import functools
 import hashlib
 import itertools
 import json
@@ -67,9 +69,22 @@ def save(path: Path, tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any
 
 
 def read_meta(path: Path) -> dict[str, Any]:
-    """The JSON header of the checkpoint at ``path``: an object naming at least the model and its spec."""
+    """The JSON header of the checkpoint at ``path``: an object naming at least the model and its spec. Read once
+    per version of the file (a load or a resume asks for it from several places; checkpoints are only ever
+    replaced whole, by rename, which changes what ``os.stat`` says)."""
     try:
-        with safe_open(str(path), framework="pt") as f:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such checkpoint") from None
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot be read ({one_line(exc)})") from None
+    return copy.deepcopy(_read_meta(str(path), stat.st_ino, stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=32)
+def _read_meta(path: str, inode: int, mtime_ns: int, size: int) -> dict[str, Any]:
+    try:
+        with safe_open(path, framework="pt") as f:
             header = f.metadata() or {}
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such checkpoint") from None

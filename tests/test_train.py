@@ -268,13 +268,13 @@ def test_validation_every_n_steps_on_tiny_epochs_and_fine_tuning_from_a_checkpoi
     six.write_text("\n".join(str(p) for p in resolve_source("sample-train")[:6]))
     first = train("simple-cnn", options(tmp_path, "first", data=str(six), max_steps=12, validate_every=5,
                                         generator={"width": 8}), echo=lambda s: None)
-    logged = records(Path(first["run_dir"]))
+    logged = records(first.run_dir)
     assert [r["step"] for r in logged if r["kind"] == "val"] == [5, 10, 12]
     assert [r["epoch"] for r in logged if r["kind"] == "train"][-1] == 11
-    init = Path(first["generator"])
+    init = first.generator
     tuned = train("simple-cnn", options(tmp_path, "tuned", max_steps=1, lr=1e-12, init=init,
                                         generator={"width": 8}), echo=lambda s: None)
-    before, after = load_file(init), load_file(Path(tuned["generator"]))
+    before, after = load_file(init), load_file(tuned.generator)
     convs = [k for k in before if k.endswith(".weight") and before[k].dim() == 4]
     assert convs and all(torch.allclose(before[k], after[k], atol=1e-9) for k in convs)
     with pytest.raises(checkpoint.CheckpointError, match="holds a simple-cnn generator"):

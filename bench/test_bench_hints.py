@@ -34,7 +34,7 @@ pytestmark = pytest.mark.benchmark(group="one hint on a 12 MP photo", min_rounds
 @pytest.fixture(scope="module")
 def photo() -> GuidedPhoto:
     image = Image.open(resolve_source("heldout")[0]).convert("L").resize(SIZE, Image.Resampling.BICUBIC)
-    session = GuidedPhoto(Colorizer.from_checkpoint(model="unet-effnet-lite0-color", device="cpu"), as_source(image))
+    session = GuidedPhoto(Colorizer.from_checkpoint(model="unet-effnet-lite0-ciede", device="cpu"), as_source(image))
     session.model_ab()
     session.ab(PLACED)  # the system is factorised and the five hints' solves are cached
     return session

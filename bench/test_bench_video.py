@@ -1,4 +1,4 @@
-"""Colorizing film with the fastest shipped model (unet-effnet-lite0-color) on the CPU: frames/s and peak memory.
+"""Colorizing film with the fastest shipped model (unet-effnet-lite0-ciede) on the CPU: frames/s and peak memory.
 
 Run from the repository root: ``pytest bench/test_bench_video.py --benchmark-only``. The clips are made from the
 sample photos (:func:`zoo.harness.video.synthetic_clip`: pans and zooms with a photo crossing them, grain,
@@ -33,7 +33,7 @@ from zoo.data import resolve_source
 from zoo.harness.video import AUDIO_RATE, score_clip, synthetic_clip, turned_gray, write_clip
 from zoo.video import colorize_video, open_clip
 
-MODEL = "unet-effnet-lite0-color"
+MODEL = "unet-effnet-lite0-ciede"
 SIZES = {"480p": (854, 480), "1080p": (1920, 1080)}
 RATE = 24
 PEAK = """

@@ -30,7 +30,7 @@ pytest.importorskip("gradio")
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.access("/usr/bin/chromium", os.X_OK) else None)
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync"]
-FAST = "unet-effnet-lite0-color"
+FAST = "unet-effnet-lite0-ciede"
 BLUE = "#2a6ad0"
 
 

@@ -21,7 +21,7 @@ from zoo.models.ensemble import assemble
 from zoo.spec import SpecError, get_spec, size_multiple, spec_from_dict, weights_path
 
 PAIR = "effnet-lite-pair-color"
-MEMBERS = ("unet-effnet-lite0-color", "unet-effnet-lite2-color")  # shipped models fitting its member tables, in order
+MEMBERS = ("unet-effnet-lite0-ciede", "unet-effnet-lite2-color")  # shipped models fitting its member tables, in order
 PLAIN = {"flip_average": False, "chroma_knee": 0.0, "chroma_scale": 1.0}  # the raw generator's mean, no decoding
 
 

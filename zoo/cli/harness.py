@@ -261,11 +261,11 @@ def score(model: str | None, checkpoint: Path | None, predictions: Path | None, 
 
     \b
     Example:
-      zoo score unet-effnet-lite2-color          # the pretrained default on the held-out photos
-      zoo score unet-effnet-lite2-color --set chroma_scale=1 --set flip_average=false   # a variant of it
+      zoo score unet-effnet-lite0-ciede          # the pretrained default on the held-out photos
+      zoo score unet-effnet-lite0-ciede --set chroma_scale=1 --set flip_average=false   # a variant of it
       zoo score gray --data sample --protocol resize256 --fid
       zoo score unet-resnet18 --checkpoint runs/unet-resnet18-20261124-101500 --data ~/photos
-      zoo score effnet-lite-pair-color --hints 0,1,2,5,10,20   # the hint curve, gray's beside it
+      zoo score unet-effnet-lite0-ciede --hints 0,1,2,5,10,20  # the hint curve, gray's beside it
       zoo score hf:OWNER/REPO                                   # a model from the Hugging Face Hub
       zoo score --predictions ddcolor-out/ --name ddcolor --data ~/val5k --protocol crop256
     """

@@ -19,9 +19,9 @@ def push(folder: Path, repo: str, private: bool) -> None:
 
     \b
     Example:
-      zoo export effnet-lite-pair-color --format hub --out pair-hub/
-      zoo push pair-hub/ --repo me/colorization-zoo-pair
-      zoo colorize photo.jpg --model hf:me/colorization-zoo-pair --out colour/
+      zoo export unet-effnet-lite0-ciede --format hub --out hub/
+      zoo push hub/ --repo me/colorization-zoo-lite0
+      zoo colorize photo.jpg --model hf:me/colorization-zoo-lite0 --out colour/
     """
     from zoo.hub import push as upload
 

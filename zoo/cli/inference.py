@@ -131,11 +131,11 @@ def export(name: str, checkpoint: Path | None, format_: str, out: Path | None, o
 
     \b
     Example:
-      zoo export unet-effnet-lite0-color            # the shipped pretrained weights, to unet-effnet-lite0-color.onnx
+      zoo export unet-effnet-lite0-ciede            # the shipped pretrained weights, to unet-effnet-lite0-ciede.onnx
       zoo export unet-resnet18 --checkpoint runs/unet-resnet18-20261124-101500/generator.safetensors
       zoo export simple-cnn --checkpoint generator.safetensors --out simple-cnn.onnx --opset 18
-      zoo export unet-effnet-lite0-color --checkpoint runs/default/generator.safetensors --format safetensors
-      zoo export effnet-lite-pair-color --format hub --out pair-hub/   # then: zoo push pair-hub/ --repo me/pair
+      zoo export unet-effnet-lite0-ciede --checkpoint runs/default/generator.safetensors --format safetensors
+      zoo export unet-effnet-lite0-ciede --format hub --out hub/   # then: zoo push hub/ --repo me/colour
     """
     from zoo import checkpoint as checkpoints
     from zoo import outputs

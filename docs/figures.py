@@ -1,0 +1,184 @@
+"""Regenerate the README's pictures and tables from the shipped models, with the commands the README shows.
+
+    python docs/figures.py                 # everything (the speed column wants a quiet machine)
+    python docs/figures.py grid curve      # some of: grid, curve, table, app
+
+One path through it: each part runs a `zoo` command with ``--format json`` into a scratch folder and turns
+what it prints into a file under ``docs/`` or a table of README.md between ``<!-- figures.py: NAME -->`` and
+``<!-- /figures.py -->``, so no figure in the README is typed by hand.
+
+- grid: docs/default-heldout.jpg, `zoo score`'s sample grid (gray | default | truth) of every 12th held-out
+  photo, the first four (a rule fixed before looking, so not the best four).
+- curve: docs/hint-curve.png and the table beside it, `zoo score DEFAULT --hints 0,1,2,5,10,20` on the held-out
+  photos, gray's curve beside the default's (needs matplotlib).
+- table: the shipped models on the held-out photos, `zoo bench SHIPPED --checkpoints zoo/weights --data heldout`,
+  in the README and each shipped model's card.
+- app: docs/app.png, the page of `zoo app` with a photo and one hint (needs the app extra and chromium).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+README = ROOT / "README.md"
+HINT_COUNTS = (0, 1, 2, 5, 10, 20)
+
+
+def zoo_json(*args: str, cwd: Path) -> list[dict[str, str]]:
+    """The rows a `zoo` command prints with --format json."""
+    done = subprocess.run(["zoo", *args, "--format", "json"], cwd=cwd, capture_output=True, text=True, check=False)
+    if done.returncode:
+        sys.exit(f"zoo {' '.join(args)} failed: {done.stderr.strip().splitlines()[-1]}")
+    return json.loads(done.stdout)
+
+
+def heldout() -> list[Path]:
+    listing = ROOT / "zoo" / "sample_photos" / "heldout.txt"
+    names = [line.strip() for line in listing.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    return [listing.parent / name for name in names]
+
+
+def markdown(rows: list[dict[str, str]], columns: dict[str, str]) -> str:
+    """A markdown table of ``rows``: ``columns`` maps a row key to its header."""
+    lines = ["| " + " | ".join(columns.values()) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(row[key] for key in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def replace_between_markers(path: Path, name: str, text: str) -> None:
+    """Put ``text`` between the markdown file's markers for ``name``, written whole (a temporary file renamed)."""
+    pattern = re.compile(rf"(<!-- figures.py: {name} -->\n)(?:(?!<!-- ).*?\n)??(<!-- /figures.py -->)", re.DOTALL)
+    before = path.read_text()
+    if not pattern.search(before):
+        sys.exit(f"{path.name}: no <!-- figures.py: {name} --> ... <!-- /figures.py --> markers")
+    partial = path.with_suffix(".md.partial")
+    partial.write_text(pattern.sub(lambda m: m.group(1) + text + "\n" + m.group(2), before, count=1))
+    partial.replace(path)
+
+
+def default_name() -> str:
+    from zoo.spec import default_model
+
+    return default_model()
+
+
+def grid(scratch: Path) -> None:
+    listing = scratch / "grid.txt"
+    listing.write_text("\n".join(str(p) for p in heldout()[::12][:4]))
+    model = default_name()
+    zoo_json("score", model, "--data", str(listing), "--results", "grid", cwd=scratch)
+    (png,) = (scratch / "grid" / "samples").glob(f"*/{model}.png")
+    from PIL import Image
+
+    Image.open(png).convert("RGB").save(DOCS / "default-heldout.jpg", quality=88)
+
+
+def curve(scratch: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    model = default_name()
+    rows = [r for r in zoo_json("score", model, "--hints", ",".join(map(str, HINT_COUNTS)), "--results", "curve",
+                                cwd=scratch) if r["hints"] != "-"]
+    figure, axes = plt.subplots(1, 2, figsize=(8, 3.2), dpi=110)
+    for name, style in ((model, "o-"), ("gray", "s--")):
+        mine = [r for r in rows if r["model"] == name]
+        for axis, key in zip(axes, ("PSNR (dB)", "CIEDE2000")):
+            axis.plot([int(r["hints"]) for r in mine], [float(r[key]) for r in mine], style, label=name)
+    for axis, key, better in zip(axes, ("PSNR (dB)", "CIEDE2000"), ("higher", "lower")):
+        axis.set(xlabel="hints per photo", ylabel=f"{key} ({better} is better)", xscale="symlog",
+                 xticks=HINT_COUNTS, xticklabels=[str(n) for n in HINT_COUNTS])
+        axis.grid(alpha=0.3)
+    axes[0].legend()
+    figure.suptitle(f"{len(heldout())} held-out photos, simulated hints (the truth's mean over 6 x 6 px)", size=9)
+    figure.tight_layout()
+    figure.savefig(DOCS / "hint-curve.png")
+    table = [{"what": f"{name}: {key}", **{r["hints"]: r[key] for r in rows if r["model"] == name}}
+             for name in (model, "gray") for key in ("PSNR (dB)", "CIEDE2000")]
+    columns = {"what": "hints per photo", **{str(n): str(n) for n in HINT_COUNTS}}
+    replace_between_markers(README, "hint-curve", markdown(table, columns))
+
+
+def table(scratch: Path) -> None:
+    from zoo.spec import model_specs, weights_path
+
+    shipped = [name for name in model_specs() if weights_path(name) is not None]
+    rows = zoo_json("bench", *shipped, "--checkpoints", str(ROOT / "zoo" / "weights"), "--data", "heldout",
+                    "--results", "table", cwd=scratch)
+    rows = [r for r in rows if r["model"] != "truth"]
+    columns = {"model": "model", "PSNR (dB)": "PSNR (dB)", "SSIM": "SSIM", "CIEDE2000": "CIEDE2000 (lower is better)",
+               "dCF": "dCF (lower is better)", "infer img/s": "photos/s at 256 px", "params (M)": "parameters"}
+    replace_between_markers(README, "models", markdown(rows, columns))
+    for name in shipped:  # each model card: its own row and gray's
+        replace_between_markers(ROOT / "zoo" / "weights" / f"{name}.md", "held-out",
+                                markdown([r for r in rows if r["model"] in (name, "gray")], columns))
+
+
+def app(scratch: Path) -> None:
+    """The page as a person leaves it: a held-out photo dropped on it, a hint placed, the colours shown."""
+    import socket
+    import time
+    import urllib.request
+
+    from playwright.sync_api import sync_playwright
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(["zoo", "app", "--port", str(port)], cwd=scratch, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        for _ in range(240):
+            try:
+                urllib.request.urlopen(url, timeout=1)
+                break
+            except OSError:
+                time.sleep(0.5)
+        photo = heldout()[24]
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=shutil.which("chromium"), headless=True,
+                                                 args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(url)
+            page.set_input_files("#photos input[type=file]", str(photo))
+            page.wait_for_selector("#canvas img", timeout=120_000)
+            page.wait_for_function("document.querySelector('#note').innerText.includes('0 hint(s)')")
+            box = page.locator("#canvas img").bounding_box()
+            page.mouse.click(box["x"] + 0.5 * box["width"], box["y"] + 0.12 * box["height"])  # the sky
+            page.wait_for_function("document.querySelector('#note').innerText.includes('Point (')")
+            page.click("#hint-colour .dialog-button")
+            page.fill("#hint-colour input[type=text]", "#3f7fd0")
+            page.keyboard.press("Enter")
+            page.click("h1")
+            page.click("#add-hint")
+            page.wait_for_function("document.querySelector('#note').innerText.includes('1 hint(s)')")
+            page.wait_for_timeout(1500)
+            page.screenshot(path=str(DOCS / "app.png"))
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(20)
+
+
+PARTS = {"grid": grid, "curve": curve, "table": table, "app": app}
+
+if __name__ == "__main__":
+    wanted = sys.argv[1:] or list(PARTS)
+    unknown = [name for name in wanted if name not in PARTS]
+    if unknown:
+        sys.exit(f"no part {unknown[0]!r}: choose from {', '.join(PARTS)}")
+    with tempfile.TemporaryDirectory() as scratch:
+        for name in wanted:
+            PARTS[name](Path(scratch))
+            print(f"{name}: done")

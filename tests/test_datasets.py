@@ -28,7 +28,7 @@ NAMES = ["darknet--dog.jpg", "darknet--eagle.jpg", "darknet--giraffe.jpg", "dark
 def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """coco_sample.tgz laid out like fastai's: coco_sample/train_sample/*.jpg plus annotations."""
     path = tmp_path_factory.mktemp("archive") / "coco_sample.tgz"
-    with tarfile.open(path, "w:gz") as tar:
+    with tarfile.open(path, "w:gz", dereference=True) as tar:  # the photos, not the links of photos_path's fallback
         for name in NAMES:
             tar.add(PHOTOS / name, arcname=f"coco_sample/train_sample/{name}")
         add_bytes(tar, "coco_sample/annotations/train_sample.json", b"{}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -280,6 +281,30 @@ def test_export_set_ships_the_weights_with_other_inference_settings(tmp_path):
     result = CliRunner().invoke(export_command, ["simple-cnn", "--checkpoint", str(source),
                                                  "--out", str(tmp_path / "x.onnx"), "--set", "width=4"])
     assert result.exit_code == 1 and "'width' is not an inference setting" in result.output
+
+
+def test_a_packed_registry_model_carries_the_registrys_settings_in_its_header(tmp_path):
+    """One source per setting, to the shipped file: a run whose header has another chroma scale (the registry
+    changed after it trained) is packed under the registry's settings, so loading the file has nothing to warn
+    about; --set still goes over them in the header (and the registry over the header when it is loaded)."""
+    registry = get_spec(PACKED_MODEL)
+    source = tmp_path / "generator.safetensors"
+    write_trained_checkpoint(source)
+    meta = dict(checkpoint.read_meta(source))
+    meta["spec"] = registry.with_inference({"chroma_scale": registry.chroma_scale + 0.5}).to_dict()
+    checkpoint.save(source, checkpoint.load(source), meta)
+    with pytest.warns(UserWarning, match="run with the registry's settings"):
+        checkpoint.pack(source, tmp_path / "packed.safetensors")
+    with pytest.warns(UserWarning, match="run with the registry's settings"):
+        checkpoint.pack(source, tmp_path / "set.safetensors", {"flip_average": not registry.flip_average})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        spec, _ = checkpoint.load_generator(tmp_path / "packed.safetensors")
+    assert checkpoint.read_meta(tmp_path / "packed.safetensors")["spec"]["chroma_scale"] == registry.chroma_scale
+    assert spec.chroma_scale == registry.chroma_scale
+    header = checkpoint.read_meta(tmp_path / "set.safetensors")["spec"]
+    assert header["chroma_scale"] == registry.chroma_scale  # a default-valued setting is left out of the header
+    assert header.get("flip_average", False) == (not registry.flip_average)
 
 
 def test_loading_reads_a_checkpoints_header_once_and_its_tensors_once(monkeypatch):

@@ -273,7 +273,8 @@ def pack(source: Path, target: Path, settings: Mapping[str, Any] | None = None) 
     under two different seeds: so it came from the weights (or a fixed initialisation), not from the random
     draw, and training did not change it. Loading rebuilds them in float32 from the same source and checks
     the digest recorded here. With no named source, or none to be had here (offline, a warning), every
-    tensor is stored. ``settings`` replace inference settings in the header's spec
+    tensor is stored. The header's spec holds the inference settings the weights run with (for a model the
+    registry names, the registry's: :func:`registry_settings`), ``settings`` replacing them
     (:meth:`zoo.spec.ModelSpec.with_inference`: how the weights run, chosen after training). Refuses a
     ``target`` that is ``source``.
     """
@@ -301,8 +302,9 @@ def pack(source: Path, target: Path, settings: Mapping[str, Any] | None = None) 
                        if k.startswith("generator.") and v.is_floating_point() and torch.equal(first[k], second[k])
                        and torch.equal(v.half(), first[k].half())}
     meta.pop(REBUILT, None)
-    if settings:
-        meta["spec"] = spec.with_inference(settings).to_dict()
+    # the settings the weights run with (the registry's for a model it names: load_generator applied them), so that
+    # the shipped header agrees with the registry; ``settings`` over them
+    meta["spec"] = spec.with_inference(settings or {}).to_dict()
     if rebuilt:
         meta[REBUILT] = {"from": named_pretrained_weights(spec.generator), "tensors": sorted(rebuilt),
                          "sha256": _digest(rebuilt)}

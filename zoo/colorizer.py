@@ -482,7 +482,7 @@ class Colorizer:
         for where, why in problems:
             summary.fail(where, why, echo)
         planned, videos = self._plan(jobs, out_dir, overwrite, summary, echo)
-        with _progress(progress, len(planned)) as advance, ThreadPoolExecutor(default_workers()) as pool:
+        with progress_bar(progress, len(planned)) as advance, ThreadPoolExecutor(default_workers()) as pool:
             batches = _batches(planned, batch_size)
             pending = self._submit(pool, next(batches, []))
             for batch in batches:  # decode the next batch while this one runs
@@ -629,17 +629,29 @@ def _batches(planned: list[_Planned], batch_size: int) -> Iterator[list[_Planned
 
 
 @contextlib.contextmanager
-def _progress(enabled: bool, total: int) -> Iterator[Callable[[], None]]:
-    """A rich progress bar over ``total`` images (nothing without ``enabled``); yields its advance function."""
+def progress_bar(enabled: bool, total: int, label: str = "colorizing",
+                 unit: str | None = None) -> Iterator[Callable[..., None]]:
+    """A transient rich progress bar over ``total`` items (nothing without ``enabled``; an unknown total: 0), with
+    their rate when ``unit`` names them (``zoo.video``: frames/s); yields its advance function, which takes how
+    many more are done (one by default)."""
     if not enabled:
-        yield lambda: None
+        yield lambda done=1: None
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    columns = (TextColumn("colorizing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    rate = (TextColumn("{task.fields[rate]}"),) if unit else ()
+    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), *rate, TimeRemainingColumn())
+    start = time.perf_counter()
     with Progress(*columns, transient=True) as bar:
-        task = bar.add_task("colorize", total=total)
-        yield lambda: bar.advance(task)
+        task = bar.add_task(label, total=total or None, rate="")
+
+        def advance(done: int = 1) -> None:
+            bar.advance(task, done)
+            if unit:
+                per_second = bar.tasks[0].completed / max(time.perf_counter() - start, 1e-9)
+                bar.update(task, rate=f"{per_second:.1f} {unit}/s")
+
+        yield advance
 
 
 def colorize(

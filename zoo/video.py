@@ -38,7 +38,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -52,7 +51,7 @@ from PIL import Image
 from torch import Tensor
 
 from zoo.color import L_SCALE
-from zoo.colorizer import Colorizer, render_image
+from zoo.colorizer import Colorizer, progress_bar, render_image
 from zoo.errors import ZooError, one_line
 from zoo.files import atomic_write
 from zoo.guided import spread_hints
@@ -433,8 +432,8 @@ def colorize_video(
     for hint in hints:
         by_frame.setdefault(hint.frame, []).append(hint)
     count = 0
-    with open_clip(path) as clip, atomic_write(target) as tmp, _frame_progress(progress, path.name,
-                                                                               clip.video.frames) as advance:
+    with open_clip(path) as clip, atomic_write(target) as tmp, progress_bar(progress, clip.video.frames, path.name,
+                                                                             "frames") as advance:
         writer = ClipWriter(tmp, clip, echo)
         try:
             colour = None
@@ -475,26 +474,3 @@ def video_frame_size(path: Path) -> tuple[int, int]:
     """(width, height) of a video's frames, upright (decodes its first frame); VideoError naming it otherwise."""
     with open_clip(path) as clip:
         return clip.first_frame_size()
-
-
-@contextlib.contextmanager
-def _frame_progress(enabled: bool, name: str, total: int) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar over a clip's frames with their rate (nothing without ``enabled``); yields its
-    advance function, which takes a number of frames done."""
-    if not enabled:
-        yield lambda frames: None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    columns = (TextColumn(name), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-               TimeRemainingColumn())
-    start = time.perf_counter()
-    with Progress(*columns, transient=True) as bar:
-        task = bar.add_task(name, total=total or None, rate="")
-
-        def advance(frames: int) -> None:
-            bar.advance(task, frames)
-            done = bar.tasks[0].completed
-            bar.update(task, rate=f"{done / max(time.perf_counter() - start, 1e-9):.1f} frames/s")
-
-        yield advance

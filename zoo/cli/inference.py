@@ -147,16 +147,20 @@ def export(name: str, checkpoint: Path | None, format_: str, out: Path | None, o
     path, _ = trained_weights(name, checkpoint)
     model = None if is_hub_name(name) else name
     stem = name.removeprefix("hf:").replace("/", "--")
-    beside = {"onnx": lambda c: c.with_suffix(".onnx"), "safetensors": lambda c: c.with_name(f"{stem}.safetensors"),
-              "hub": lambda c: c.with_name(f"{stem}-hub")}
-    here = {"onnx": Path(f"{stem}.onnx"), "safetensors": Path(f"{stem}.safetensors"), "hub": Path(f"{stem}-hub")}
-    target = out or (beside[format_](checkpoint) if checkpoint else here[format_])
+    default = {"onnx": f"{stem}.onnx", "safetensors": f"{stem}.safetensors", "hub": f"{stem}-hub"}[format_]
+    if out is not None:
+        target = out
+    elif checkpoint is None:
+        target = Path(default)  # shipped weights: here
+    else:  # beside the checkpoint; an ONNX graph under the checkpoint's own stem
+        target = checkpoint.with_suffix(".onnx") if format_ == "onnx" else checkpoint.with_name(default)
     if format_ == "hub":
         outputs.new_folder(target, inputs=[path])
         scores = score_for_card(model, path)
         folder = export_folder(path, target, scores, model=model)
+        ours, gray = scores[0], next(row for row in scores if row["model"] == "gray")
         click.echo(f"wrote {folder}/: model.safetensors, config.json, README.md (held-out scores:"
-                   f" CIEDE2000 {scores[0]['ciede2000']:.2f}, gray {scores[-2]['ciede2000']:.2f}); `zoo push {folder}"
+                   f" CIEDE2000 {ours['ciede2000']:.2f}, gray {gray['ciede2000']:.2f}); `zoo push {folder}"
                    " --repo OWNER/REPO` uploads it")
         return
     outputs.output_file(target, inputs=[path], overwrite=overwrite)

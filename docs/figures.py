@@ -41,16 +41,23 @@ def zoo_json(*args: str, cwd: Path) -> list[dict[str, str]]:
 
 
 def heldout() -> list[Path]:
-    listing = ROOT / "zoo" / "sample_photos" / "heldout.txt"
-    names = [line.strip() for line in listing.read_text().splitlines() if line.strip() and not line.startswith("#")]
-    return [listing.parent / name for name in names]
+    """The held-out photos in the order heldout.txt lists them (``resolve_source("heldout")`` sorts them)."""
+    from zoo.data import HELDOUT_LIST
+
+    lines = (line.strip() for line in HELDOUT_LIST.read_text().splitlines())
+    return [HELDOUT_LIST.parent / line for line in lines if line and not line.startswith("#")]
 
 
 def markdown(rows: list[dict[str, str]], columns: dict[str, str]) -> str:
-    """A markdown table of ``rows``: ``columns`` maps a row key to its header."""
-    lines = ["| " + " | ".join(columns.values()) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(row[key] for key in columns) + " |" for row in rows]
-    return "\n".join(lines)
+    """A markdown table of ``rows`` as the zoo prints one (``--format markdown``): ``columns`` maps a row key to
+    its header."""
+    import io
+
+    from zoo.tables import Table, print_table
+
+    out = io.StringIO()
+    print_table(Table(list(columns.values()), [[row[key] for key in columns] for row in rows]), "markdown", out)
+    return out.getvalue().rstrip("\n")
 
 
 def replace_between_markers(path: Path, name: str, text: str) -> None:

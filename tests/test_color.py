@@ -26,6 +26,7 @@ from zoo.color import (
     normalize_lab,
     rgb_to_lab,
     rgb_uint8_to_lab_normalized,
+    rgb_uint8_to_lightness_normalized,
 )
 
 LAB_TOL = 0.01  # Lab units: float32 against skimage's float64
@@ -153,15 +154,18 @@ def test_fast_path_matches_float_path_and_skimage(images: np.ndarray) -> None:
 
 
 def test_whole_8bit_cube_matches_skimage() -> None:
-    """All 256**3 colours, in slices of 32 red levels: fast path and float32 path against skimage and each other."""
+    """All 256**3 colours, in slices of 32 red levels: fast path and float32 path against skimage and each other,
+    and the lightness-only path against skimage's L."""
     g, b = torch.meshgrid(torch.arange(256), torch.arange(256), indexing="ij")
-    worst = {"fast": 0.0, "float32": 0.0, "fast - float32": 0.0}
+    worst = {"fast": 0.0, "float32": 0.0, "fast - float32": 0.0, "lightness": 0.0}
     for r0 in range(0, 256, 32):
         r = torch.arange(r0, r0 + 32).view(32, 1, 1).expand(32, 256, 256)
         images = torch.stack([r, g.expand_as(r), b.expand_as(r)], dim=1).to(torch.uint8)  # (32, 3, 256, 256)
         expected = chw(rgb2lab(images.movedim(1, -1).numpy() / 255.0))
         fast, float32 = fast_lab(images), rgb_to_lab(images / 255.0)
-        pairs = {"fast": (fast, expected), "float32": (float32, expected), "fast - float32": (fast, float32)}
+        lightness = (rgb_uint8_to_lightness_normalized(images) + 1.0) * L_SCALE
+        pairs = {"fast": (fast, expected), "float32": (float32, expected), "fast - float32": (fast, float32),
+                 "lightness": (lightness, expected[:, :1])}
         for key, (x, y) in pairs.items():
             worst[key] = max(worst[key], max_abs(x, y))
     assert max(worst.values()) < LAB_TOL, worst
@@ -186,6 +190,12 @@ def test_fast_path_accepts_unbatched_and_rejects_other_dtypes() -> None:
         rgb_uint8_to_lab_normalized(image.float())
     with pytest.raises(ValueError, match="shape"):
         rgb_uint8_to_lab_normalized(image[:2])
+    assert rgb_uint8_to_lightness_normalized(image).shape == (1, 5, 7)
+    torch.testing.assert_close(rgb_uint8_to_lightness_normalized(image[None])[0], L, rtol=0, atol=1e-6)
+    with pytest.raises(TypeError, match="uint8"):
+        rgb_uint8_to_lightness_normalized(image.float())
+    with pytest.raises(ValueError, match="shape"):
+        rgb_uint8_to_lightness_normalized(image[:2])
 
 
 def test_compiled_fast_path_matches_eager() -> None:

@@ -253,6 +253,19 @@ def rgb_uint8_to_lab_normalized(images: Tensor, compile: bool = False) -> tuple[
     return L, ab
 
 
+def rgb_uint8_to_lightness_normalized(images: Tensor) -> Tensor:
+    """uint8 sRGB (B, 3, H, W) or (3, H, W) to the normalised L alone, (B, 1, H, W) or (1, H, W) float32: the
+    first of :func:`rgb_uint8_to_lab_normalized`'s pair at a third of its work (only Y of XYZ, one cube root),
+    for rendering and model inputs, which keep the photo's L and never read its ab."""
+    _check_image(images, "images")
+    if images.dtype != torch.uint8:
+        raise TypeError(f"images must be uint8, got {images.dtype}")
+    c = _constants(images.device, torch.float32)
+    linear = c.linear_lut.index_select(0, images.reshape(-1).int()).view(images.shape)
+    y = _mix(c.xyzn_from_linear[1:2], linear)
+    return _lab_f(y).mul_(c.normalized_from_f[0, 1]).add_(c.normalized_offset[0])
+
+
 def lab_normalized_to_rgb(L: Tensor, ab: Tensor) -> Tensor:
     """Normalised ``(L, ab)`` to sRGB in [0, 1]: the inverse of the fast path, for metrics and outputs."""
     return lab_to_rgb(denormalize_lab(L, ab))

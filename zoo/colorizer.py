@@ -44,7 +44,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from zoo import checkpoint, outputs
-from zoo.color import lab_normalized_to_rgb, normalize_lab, rgb_to_lab, rgb_uint8_to_lab_normalized
+from zoo.color import lab_normalized_to_rgb, normalize_lab, rgb_to_lab, rgb_uint8_to_lightness_normalized
 from zoo.data import SourceError, default_workers, resolve_source
 from zoo.errors import ZooError, one_line
 from zoo.hints import Hint, assign_hints, check_inside, hint_channels
@@ -116,8 +116,7 @@ def normalized_lightness(pixels: np.ndarray) -> Tensor:
     if pixels.ndim == 2:
         table = _gray_lightness_table(65536 if pixels.dtype == np.uint16 else 256)
         return table[torch.from_numpy(pixels.astype(np.int32))].unsqueeze(0)
-    L, _ = rgb_uint8_to_lab_normalized(torch.from_numpy(pixels).permute(2, 0, 1))
-    return L
+    return rgb_uint8_to_lightness_normalized(torch.from_numpy(pixels).permute(2, 0, 1))
 
 
 def _color_pixels(pixels: np.ndarray) -> np.ndarray:

@@ -109,6 +109,14 @@ def test_zoo_export_writes_the_folder_with_the_held_out_scores_of_zoo_score(tmp_
     assert (tmp_path / "from-folder" / photo.name).read_bytes() == (tmp_path / "shipped" / photo.name).read_bytes()
 
 
+def test_zoo_export_to_the_hub_refuses_settings_it_cannot_carry(tmp_path):
+    out = tmp_path / "hub"
+    result = CliRunner().invoke(main, ["export", SHIPPED, "--format", "hub", "--out", str(out), "--set",
+                                       "chroma_scale=1.3"])
+    assert result.exit_code == 1 and not out.exists()
+    assert result.output.startswith("Error: --set does not travel in a Hub folder") and result.output.count("\n") == 1
+
+
 def test_loading_is_strict_and_never_unpickles(folder, tmp_path):
     missing = shutil.copytree(folder, tmp_path / "missing")
     tensors = load_file(folder / "model.safetensors")

@@ -116,7 +116,9 @@ def colorize(inputs: tuple[str, ...], model: str | None, checkpoint: Path | None
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file (never the checkpoint).")
 @click.option("--opset", type=click.IntRange(min=13), help="ONNX opset [default: 17].")
 @click.option("--set", "settings", multiple=True, type=SETTING,
-              help="Export with another inference setting (repeatable; as `zoo score --set`): chroma_scale, ...")
+              help="Export with another inference setting (repeatable; as `zoo score --set`): chroma_scale, ...;"
+                   " ONNX bakes it into the graph, safetensors writes it into the header (where the registry names"
+                   " the model, its settings win when loading); a Hub folder cannot carry it.")
 def export(name: str, checkpoint: Path | None, format_: str, out: Path | None, overwrite: bool,
            opset: int | None, settings: tuple[tuple[str, object], ...]) -> None:
     """Export model NAME's trained generator to ONNX (checked against torch with onnxruntime), or pack it as
@@ -155,6 +157,9 @@ def export(name: str, checkpoint: Path | None, format_: str, out: Path | None, o
     else:  # beside the checkpoint; an ONNX graph under the checkpoint's own stem
         target = checkpoint.with_suffix(".onnx") if format_ == "onnx" else checkpoint.with_name(default)
     if format_ == "hub":
+        if settings:  # the registry is the one source of a named model's inference settings (registry_settings)
+            fail("--set does not travel in a Hub folder: the zoo runs a model it names with the registry's"
+                 " inference settings (change them there, or bake them into --format onnx)")
         outputs.new_folder(target, inputs=[path])
         scores = score_for_card(model, path)
         folder = export_folder(path, target, scores, model=model)

@@ -159,6 +159,13 @@ def _check_float_image(x: Tensor, name: str) -> None:
         raise TypeError(f"{name} must be a floating-point tensor, got {x.dtype}")
 
 
+def _check_uint8_image(x: Tensor, name: str) -> None:
+    """Raise unless ``x`` is a uint8 (3, H, W) or (B, 3, H, W) tensor."""
+    _check_image(x, name)
+    if x.dtype != torch.uint8:
+        raise TypeError(f"{name} must be uint8, got {x.dtype}")
+
+
 def rgb_to_lab(rgb: Tensor) -> Tensor:
     """sRGB in [0, 1] to CIE Lab (L in [0, 100]), same shape and dtype; matches ``skimage.color.rgb2lab``."""
     _check_float_image(rgb, "rgb")
@@ -193,10 +200,14 @@ def denormalize_lab(L: Tensor, ab: Tensor) -> Tensor:
     return torch.cat(((L + 1.0) * L_SCALE, ab * AB_SCALE), dim=-3)
 
 
+def _linear_of_uint8(images: Tensor, c: _Constants) -> Tensor:
+    """Linear sRGB of uint8 sRGB, by the 256-entry table (int32 indices: int64 ones cost 8 bytes a value)."""
+    return c.linear_lut.index_select(0, images.reshape(-1).int()).view(images.shape)
+
+
 def _uint8_to_lab_normalized(images: Tensor, c: _Constants) -> tuple[Tensor, Tensor]:
-    """The fast path proper: table lookup (int32 indices: int64 ones cost 8 bytes a value), then normalised Lab."""
-    linear = c.linear_lut.index_select(0, images.reshape(-1).int()).view(images.shape)
-    lab = _lab_from_linear(linear, c.normalized_from_f, c.normalized_offset, c)
+    """The fast path proper: table lookup, then normalised Lab."""
+    lab = _lab_from_linear(_linear_of_uint8(images, c), c.normalized_from_f, c.normalized_offset, c)
     return lab[..., :1, :, :], lab[..., 1:, :, :]
 
 
@@ -234,9 +245,7 @@ def rgb_uint8_to_lab_normalized(images: Tensor, compile: bool = False) -> tuple[
     conversion runs through ``torch.compile`` (compiled on first use, again for new shapes or devices; eager,
     with a warning, if compiling fails).
     """
-    _check_image(images, "images")
-    if images.dtype != torch.uint8:
-        raise TypeError(f"images must be uint8, got {images.dtype}")
+    _check_uint8_image(images, "images")
     c = _constants(images.device, torch.float32)
     if compile:
         return _compiled_uint8_to_lab_normalized(images, c)
@@ -257,12 +266,9 @@ def rgb_uint8_to_lightness_normalized(images: Tensor) -> Tensor:
     """uint8 sRGB (B, 3, H, W) or (3, H, W) to the normalised L alone, (B, 1, H, W) or (1, H, W) float32: the
     first of :func:`rgb_uint8_to_lab_normalized`'s pair at a third of its work (only Y of XYZ, one cube root),
     for rendering and model inputs, which keep the photo's L and never read its ab."""
-    _check_image(images, "images")
-    if images.dtype != torch.uint8:
-        raise TypeError(f"images must be uint8, got {images.dtype}")
+    _check_uint8_image(images, "images")
     c = _constants(images.device, torch.float32)
-    linear = c.linear_lut.index_select(0, images.reshape(-1).int()).view(images.shape)
-    y = _mix(c.xyzn_from_linear[1:2], linear)
+    y = _mix(c.xyzn_from_linear[1:2], _linear_of_uint8(images, c))
     return _lab_f(y).mul_(c.normalized_from_f[0, 1]).add_(c.normalized_offset[0])
 
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
+import shutil
 import socket
+import subprocess
 import tarfile
 import threading
 from collections.abc import Iterator
@@ -18,7 +21,17 @@ from conftest import photos_path
 
 from zoo import downloads
 from zoo.data import resolve_source
-from zoo.downloads import DatasetError, NamedDataset, Selection, cache_root, download, extract, verify
+from zoo.downloads import (
+    DatasetError,
+    DebianPackage,
+    DebianPhotos,
+    NamedDataset,
+    Selection,
+    cache_root,
+    download,
+    extract,
+    verify,
+)
 
 PHOTOS = photos_path()
 NAMES = ["darknet--dog.jpg", "darknet--eagle.jpg", "darknet--giraffe.jpg", "darknet--horses.jpg", "darknet--kite.jpg"]
@@ -240,6 +253,88 @@ def test_corrupt_archive_is_a_clear_error(tmp_path):
     with pytest.raises(DatasetError, match="^could not extract broken.tgz: .*delete it to download it again$") as info:
         extract(bad, tmp_path / "out")
     assert "\n" not in str(info.value) and not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------------------------- photos out of Debian packages
+
+
+@pytest.fixture(scope="module")
+def deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real Debian package, built by dpkg-deb: two sample photos in its tree, a link to one, and a text file."""
+    if shutil.which("dpkg-deb") is None:
+        pytest.skip("dpkg-deb (Debian's dpkg) builds the test package")
+    tree = tmp_path_factory.mktemp("deb") / "wallpapers"
+    (tree / "DEBIAN").mkdir(parents=True)
+    (tree / "DEBIAN" / "control").write_text("Package: wallpapers\nVersion: 1.0-1\nArchitecture: all\n"
+                                             "Maintainer: zoo <zoo@example.org>\nDescription: two photos\n")
+    photos = tree / "usr" / "share" / "backgrounds"
+    photos.mkdir(parents=True)
+    for name in NAMES[:2]:
+        shutil.copyfile(PHOTOS / name, photos / name)
+    (photos / "link.jpg").symlink_to(NAMES[0])
+    (photos / "README").write_text("not a photo")
+    built = tree.with_name("wallpapers_1.0-1_all.deb")
+    subprocess.run(["dpkg-deb", "--root-owner-group", "-Zxz", "--build", str(tree), str(built)], check=True,
+                   capture_output=True)
+    return built
+
+
+def debian_photos(monkeypatch: pytest.MonkeyPatch, deb: Path, tmp_path: Path, rows: list[tuple[str, str]]) -> None:
+    """Register ``tiny-debian``: ``deb`` by its file URL and a manifest of ``rows`` (a name and a path in it)."""
+    manifest = tmp_path / "manifest.tsv"
+    lines = ["# a comment", "name\tpackage\tpath\tsha256\tlicence\tauthor"]
+    for name, path in rows:
+        digest = hashlib.sha256((PHOTOS / Path(path).name).read_bytes()).hexdigest() if Path(path).name in NAMES \
+            else "0" * 64
+        lines.append(f"{name}\twallpapers\t{path}\t{digest}\tCC0-1.0\tsomeone")
+    manifest.write_text("\n".join(lines) + "\n")
+    package = DebianPackage(url=deb.as_uri(), sha256=sha256(deb).removeprefix("sha256:"), size=deb.stat().st_size)
+    monkeypatch.setitem(downloads.DATASETS, "tiny-debian", DebianPhotos(packages=(package,), manifest=manifest))
+
+
+def test_debian_photos_are_read_out_of_their_package_checked_and_kept(deb, tmp_path, monkeypatch):
+    debian_photos(monkeypatch, deb, tmp_path, [("a--dog.jpg", f"usr/share/backgrounds/{NAMES[0]}"),
+                                               ("b--eagle.jpg", f"usr/share/backgrounds/{NAMES[1]}")])
+    cache = tmp_path / "cache"
+    paths = resolve_source("tiny-debian", cache_dir=cache)
+    assert [p.name for p in paths] == ["a--dog.jpg", "b--eagle.jpg"]
+    assert [p.read_bytes() for p in paths] == [(PHOTOS / name).read_bytes() for name in NAMES[:2]]
+    kept = sorted(p.name for p in (cache / "tiny-debian").iterdir())
+    assert kept == [downloads.MARKER, *(p.name for p in paths)]
+    (cache / "downloads" / deb.name).unlink()  # once extracted, the folder is what is used
+    assert resolve_source("tiny-debian", cache_dir=cache) == paths
+
+
+@pytest.mark.parametrize(("path", "message"), [
+    ("usr/share/backgrounds/link.jpg", r": has no usr/share/backgrounds/link.jpg$"),  # a link is not a photo
+    ("usr/share/backgrounds/missing.jpg", r": has no usr/share/backgrounds/missing.jpg$"),
+    ("usr/share/backgrounds/README", r": usr/share/backgrounds/README is not the photo manifest.tsv names \(SHA-256"),
+])
+def test_a_photo_the_package_does_not_hold_as_named_is_one_line_and_leaves_nothing(deb, tmp_path, monkeypatch,
+                                                                                   path, message):
+    debian_photos(monkeypatch, deb, tmp_path, [("a--dog.jpg", f"usr/share/backgrounds/{NAMES[0]}"), ("x.jpg", path)])
+    cache = tmp_path / "cache"
+    with pytest.raises(DatasetError, match=rf"^\S+wallpapers_1.0-1_all.deb{message}") as info:
+        resolve_source("tiny-debian", cache_dir=cache)
+    assert "\n" not in str(info.value)
+    assert sorted(p.name for p in cache.iterdir()) == ["downloads"]  # the checked package only: no half folder
+
+
+def test_debian_wallpapers_offline_names_the_package_url_and_downloads_nothing(tmp_path):
+    with pytest.raises(DatasetError, match=r"^debian-wallpapers is not in \S+ and \$ZOO_OFFLINE forbids downloading "
+                                           r"https://deb\.debian\.org/debian/pool/main/p/plasma-workspace-wallpapers/"):
+        resolve_source("debian-wallpapers", cache_dir=tmp_path)
+    assert not list(tmp_path.rglob("*.deb*"))
+
+
+def test_the_debian_wallpapers_manifest_names_each_photo_its_package_and_licence():
+    spec = downloads.DATASETS["debian-wallpapers"]
+    photos = spec.photos()
+    assert len(photos) == 22 and len({p.name for p in photos}) == 22
+    assert {p.package for p in photos} == {package.name for package in spec.packages}
+    for p in photos:
+        assert p.name == f"{p.package}--{p.name.split('--')[1]}" and p.name.endswith(".jpg")
+        assert re.fullmatch("[0-9a-f]{64}", p.sha256) and p.licence and p.author and p.path.startswith("usr/share/")
 
 
 # ---------------------------------------------------------------------------------------------------- weights

@@ -213,6 +213,8 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
         Path("hints/outside-in-folder/p1.json").write_text('[{"x": 5, "y": 40, "color": "#2040c0"}]')
         Path("cache/downloads").mkdir(parents=True)
         Path("cache/downloads/coco_sample.tgz").write_bytes(b"an interrupted download" * 10)
+        interrupted = b"an interrupted download" * 10
+        Path("cache/downloads/plasma-workspace-wallpapers_5.27.5-2_all.deb").write_bytes(interrupted)
         video_world(rng)
     return root
 
@@ -698,6 +700,11 @@ CASES = [
     Case("score-results-under-file", f"{SCORE} --data photos --results bin.dat/r", 1, "bin.dat/r",
          "cannot be made: bin.dat is a file"),
     Case("score-named-dataset-offline", f"{SCORE} --data coco-10k", 1, "coco-10k", "ZOO_OFFLINE forbids downloading"),
+    Case("score-debian-photos-offline", f"{SCORE} --data debian-wallpapers", 1, "debian-wallpapers",
+         "ZOO_OFFLINE forbids downloading https://deb.debian.org/"),
+    Case("score-debian-photos-junk-package", f"{SCORE} --data debian-wallpapers", 1,
+         "cache/downloads/plasma-workspace-wallpapers_5.27.5-2_all.deb",
+         "expected 94,047,772; delete it to download it again", env={"ZOO_CACHE": "cache"}),
 ]
 
 

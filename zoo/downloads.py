@@ -11,6 +11,11 @@ checksum (fastai publishes the md5 of the first MiB only, which pooch's whole-fi
 express). Extraction is the zoo's own: pooch's ``Untar`` passes tarfile's ``"data"`` filter only on Python
 3.12 and later, and this package supports 3.11.
 
+A :class:`DebianPhotos` dataset (``debian-wallpapers``: photos from sources no embedded photo comes from, to
+check a model on) is a manifest (``zoo/datasets/NAME.tsv``: each photo's package, path, SHA-256, licence and
+author) and the Debian packages that hold the photos: each package is downloaded as an archive is, the photos
+are read out of its ``data.tar`` (no dpkg needed) and each is checked against its SHA-256.
+
 ``fetch_weights(name)`` gets an ImageNet weights file with pooch's own HTTP downloader and its SHA-256.
 """
 
@@ -25,14 +30,14 @@ import tarfile
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
 import pooch
 
 from zoo.errors import ZooError, one_line
-from zoo.files import write_text
+from zoo.files import write_bytes, write_text
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +79,59 @@ class NamedDataset:
         return self.url.rsplit("/", 1)[-1]
 
 
+@dataclass(frozen=True)
+class DebianPackage:
+    """A binary package on Debian's mirrors: its URL, size and SHA-256."""
+
+    url: str
+    sha256: str
+    size: int
+
+    @property
+    def filename(self) -> str:
+        return self.url.rsplit("/", 1)[-1]
+
+    @property
+    def name(self) -> str:
+        """The package's name (``name_version_arch.deb``)."""
+        return self.filename.split("_", 1)[0]
+
+
+@dataclass(frozen=True)
+class ManifestPhoto:
+    """One row of a :class:`DebianPhotos` manifest."""
+
+    name: str  # the file name it gets in the cache
+    package: str
+    path: str  # inside the package's file tree
+    sha256: str
+    licence: str
+    author: str
+
+
+@dataclass(frozen=True)
+class DebianPhotos:
+    """Photos picked out of Debian packages: the packages, and a manifest (a TSV: name, package, path inside it,
+    SHA-256, licence, author; ``#`` comments) naming each photo and its licence."""
+
+    packages: tuple[DebianPackage, ...]
+    manifest: Path
+    description: str = ""
+
+    def photos(self) -> list[ManifestPhoto]:
+        """The manifest's rows; one line naming the manifest when it is not one."""
+        lines = [line for line in self.manifest.read_text(encoding="utf-8").splitlines()
+                 if line and not line.startswith("#")]
+        columns = [f.name for f in fields(ManifestPhoto)]
+        header, *rows = (line.split("\t") for line in lines)
+        if header != columns or any(len(row) != len(columns) for row in rows):
+            raise DatasetError(f"{self.manifest}: not a tab-separated manifest of {', '.join(columns)}")
+        photos = [ManifestPhoto(*row) for row in rows]
+        if unknown := sorted({p.package for p in photos} - {package.name for package in self.packages}):
+            raise DatasetError(f"{self.manifest}: names photos of {unknown[0]}, a package it does not list")
+        return photos
+
+
 # fastai's URLs.COCO_SAMPLE; size and checksum from fastai/data/checks.txt, where the md5 is that of the first
 # MiB only (fastai's _check_file hashes f.read(2**20)), so together with the exact size that is what we check.
 COCO_SAMPLE = NamedDataset(
@@ -85,13 +143,30 @@ COCO_SAMPLE = NamedDataset(
     description="all of fastai's COCO_SAMPLE train_sample photos (about 20,000)",
 )
 
-DATASETS: dict[str, NamedDataset] = {
+DATASETS: dict[str, NamedDataset | DebianPhotos] = {
     "coco-10k": replace(
         COCO_SAMPLE,
         selection=Selection(count=10_000, seed=123),
         description="10,000 COCO photos drawn from fastai's COCO_SAMPLE as the U-Net + GAN colorization tutorial does",
     ),
     "coco-sample": COCO_SAMPLE,
+    "debian-wallpapers": DebianPhotos(
+        packages=(
+            DebianPackage(
+                url="https://deb.debian.org/debian/pool/main/p/plasma-workspace-wallpapers/"
+                    "plasma-workspace-wallpapers_5.27.5-2_all.deb",
+                sha256="32cd18b71c8c938a18b3b351f217c02ac590e323caa3cf322fbb875ce8892f8b",
+                size=94_047_772,
+            ),
+            DebianPackage(
+                url="https://deb.debian.org/debian/pool/main/m/mate-backgrounds/mate-backgrounds_1.26.0-1_all.deb",
+                sha256="7bf4c2209f34b4f61ba6d24c8b58c28b361e82e4b943aae6d42c030169af9e04",
+                size=46_638_500,
+            ),
+        ),
+        manifest=Path(__file__).parent / "datasets" / "debian-wallpapers.tsv",
+        description="22 nature photos from two Debian wallpaper packages, sources no sample photo comes from",
+    ),
 }
 
 
@@ -106,20 +181,30 @@ def fetch(name: str, cache_dir: Path | str | None = None) -> list[Path]:
     """Download and extract the named dataset if needed; return its selected photos, sorted."""
     spec = DATASETS[name]
     root = cache_root(cache_dir)
+    if isinstance(spec, DebianPhotos):
+        return fetch_debian_photos(name, spec, root)
     extracted = root / spec.filename.split(".")[0]
     if not (extracted / MARKER).exists():
         archive = root / "downloads" / spec.filename
-        if archive.exists():  # pooch would take it as it is: check it first
-            verify(archive, spec.checksum, spec.size, spec.checksum_bytes, label=str(archive),
-                   hint="delete it to download it again")
-        elif offline() and not spec.url.startswith("file:"):
-            raise DatasetError(f"{name} is not in {root} and ${OFFLINE_ENV} forbids downloading {spec.url}")
-        downloader = ResumingDownloader(archive, spec.checksum, spec.size, spec.checksum_bytes)
-        with _quiet_pooch():  # it would log the archive's hash as advice: the zoo checks its own
-            pooch.retrieve(spec.url, known_hash=None, fname=archive.name, path=archive.parent, downloader=downloader,
-                           progressbar=False)
+        obtain(archive, spec.url, spec.checksum, spec.size, spec.checksum_bytes, name=name)
         extract(archive, extracted)
     return select(extracted / spec.subdir, spec.pattern, spec.selection)
+
+
+def obtain(archive: Path, url: str, checksum: str, size: int | None, checksum_bytes: int | None = None,
+           *, name: str) -> Path:
+    """``archive`` checked against ``checksum`` and ``size``, downloaded from ``url`` when it is not there yet
+    (dataset ``name``'s, for the offline error)."""
+    if archive.exists():  # pooch would take it as it is: check it first
+        verify(archive, checksum, size, checksum_bytes, label=str(archive), hint="delete it to download it again")
+        return archive
+    if offline() and not url.startswith("file:"):
+        raise DatasetError(f"{name} is not in {archive.parent.parent} and ${OFFLINE_ENV} forbids downloading {url}")
+    downloader = ResumingDownloader(archive, checksum, size, checksum_bytes)
+    with _quiet_pooch():  # it would log the archive's hash as advice: the zoo checks its own
+        pooch.retrieve(url, known_hash=None, fname=archive.name, path=archive.parent, downloader=downloader,
+                       progressbar=False)
+    return archive
 
 
 @contextlib.contextmanager
@@ -247,6 +332,65 @@ def select(folder: Path, pattern: str, selection: Selection | None) -> list[Path
         return files
     picked = np.random.RandomState(selection.seed).choice(len(files), selection.count, replace=False)
     return sorted(files[i] for i in picked)
+
+
+# ------------------------------------------------------------------------------ photos out of Debian packages
+
+
+def fetch_debian_photos(name: str, spec: DebianPhotos, root: Path) -> list[Path]:
+    """The photos of ``spec``, read out of its packages (downloaded into ``root/downloads`` and checked) into
+    ``root/name`` once, each checked against its SHA-256; the folder appears whole or not at all."""
+    folder = root / name
+    if not (folder / MARKER).exists():
+        photos = spec.photos()
+        staging = folder.with_name(folder.name + ".extracting")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        try:
+            for package in spec.packages:
+                deb = obtain(root / "downloads" / package.filename, package.url, f"sha256:{package.sha256}",
+                             package.size, name=name)
+                wanted = {p.path: p for p in photos if p.package == package.name}
+                for path, data in read_deb_files(deb, set(wanted)).items():
+                    photo, digest = wanted[path], hashlib.sha256(data).hexdigest()
+                    if digest != photo.sha256:
+                        raise DatasetError(f"{deb}: {path} is not the photo {spec.manifest.name} names "
+                                           f"(SHA-256 {digest[:12]}..., expected {photo.sha256[:12]}...)")
+                    write_bytes(staging / photo.name, data)
+            write_text(staging / MARKER, "".join(f"{p.url}\n" for p in spec.packages))
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        shutil.rmtree(folder, ignore_errors=True)  # a stale extraction without its marker
+        os.replace(staging, folder)
+    return select(folder, "*.jpg", None)
+
+
+def read_deb_files(deb: Path, paths: set[str]) -> dict[str, bytes]:
+    """The regular files ``paths`` (as in the installed tree: ``usr/share/...``) of Debian package ``deb``: an
+    ar archive whose ``data.tar.*`` member holds the tree. A path it lacks is a :class:`DatasetError`."""
+    found: dict[str, bytes] = {}
+    try:
+        with open(deb, "rb") as f:
+            if f.read(8) != b"!<arch>\n":
+                raise DatasetError(f"{deb}: not a Debian package (no ar archive header)")
+            while len(header := f.read(60)) == 60 and header[58:60] == b"`\n":
+                member, size = header[:16].decode("ascii").strip().rstrip("/"), int(header[48:58])
+                if not member.startswith("data.tar"):
+                    f.seek(size + size % 2, os.SEEK_CUR)  # members are padded to an even length
+                    continue
+                with tarfile.open(fileobj=f, mode="r|*") as tar:  # the tree, streamed: it is the last member
+                    for info in tar:
+                        path = info.name.removeprefix("./")
+                        if path in paths and info.isfile():
+                            found[path] = tar.extractfile(info).read()  # type: ignore[union-attr]
+                break
+    except (tarfile.TarError, OSError, UnicodeDecodeError, ValueError) as err:
+        raise DatasetError(f"could not read {deb}: {one_line(err)}; delete it to download it again") from err
+    if missing := sorted(paths - set(found)):
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise DatasetError(f"{deb}: has no {missing[0]}{more}")
+    return found
 
 
 # ---------------------------------------------------------------------------------------------- weights

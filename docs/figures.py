@@ -1,7 +1,7 @@
 """Regenerate the README's pictures and tables from the shipped models, with the commands the README shows.
 
     python docs/figures.py                 # everything (the speed column wants a quiet machine)
-    python docs/figures.py grid curve      # some of: grid, curve, table, app
+    python docs/figures.py grid curve      # some of: grid, curve, table, external, app
 
 One path through it: each part runs a `zoo` command with ``--format json`` into a scratch folder and turns
 what it prints into a file under ``docs/`` or a table of README.md between ``<!-- figures.py: NAME -->`` and
@@ -13,6 +13,8 @@ what it prints into a file under ``docs/`` or a table of README.md between ``<!-
   photos, gray's curve beside the default's (needs matplotlib).
 - table: the shipped models on the held-out photos, `zoo bench SHIPPED --checkpoints zoo/weights --data heldout`,
   in the README and each shipped model's card.
+- external: each shipped model on `--data debian-wallpapers` (22 photos from sources the sample lacks; downloads two
+  Debian packages, 140 MB, once), gray beside it, in its card.
 - app: docs/app.png, the page of `zoo app` with a photo and one hint (needs the app extra and chromium).
 """
 
@@ -131,6 +133,19 @@ def table(scratch: Path) -> None:
                                 markdown([r for r in rows if r["model"] in (name, "gray")], columns))
 
 
+def external(scratch: Path) -> None:
+    """Each shipped model on photos from sources the sample lacks (`--data debian-wallpapers`, downloaded once),
+    gray beside it, in its card."""
+    from zoo.spec import model_specs, weights_path
+
+    columns = {"model": "model", "PSNR (dB)": "PSNR (dB)", "SSIM": "SSIM", "CIEDE2000": "CIEDE2000 (lower is better)",
+               "dCF": "dCF (lower is better)"}
+    for name in (name for name in model_specs() if weights_path(name) is not None):
+        rows = zoo_json("score", name, "--data", "debian-wallpapers", "--results", "external", cwd=scratch)
+        replace_between_markers(ROOT / "zoo" / "weights" / f"{name}.md", "debian-wallpapers",
+                                markdown([r for r in rows if r["model"] in (name, "gray")], columns))
+
+
 def app(scratch: Path) -> None:
     """The page as a person leaves it: a held-out photo dropped on it, a hint placed, the colours shown."""
     import socket
@@ -178,7 +193,7 @@ def app(scratch: Path) -> None:
         server.wait(20)
 
 
-PARTS = {"grid": grid, "curve": curve, "table": table, "app": app}
+PARTS = {"grid": grid, "curve": curve, "table": table, "external": external, "app": app}
 
 if __name__ == "__main__":
     wanted = sys.argv[1:] or list(PARTS)

@@ -13,7 +13,7 @@ what it prints into a file under ``docs/`` or a table of README.md between ``<!-
   photos, gray's curve beside the default's (needs matplotlib).
 - table: the shipped models on the held-out photos, `zoo bench SHIPPED --checkpoints zoo/weights --data heldout`,
   in the README and each shipped model's card.
-- external: each shipped model on `--data debian-wallpapers` (22 photos from sources the sample lacks; downloads two
+- external: each shipped model on `--data debian-wallpapers` (21 photos from sources the sample lacks; downloads two
   Debian packages, 140 MB, once), gray beside it, in its card.
 - app: docs/app.png, the page of `zoo app` with a photo and one hint (needs the app extra and chromium).
 """

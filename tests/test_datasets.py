@@ -330,7 +330,7 @@ def test_debian_wallpapers_offline_names_the_package_url_and_downloads_nothing(t
 def test_the_debian_wallpapers_manifest_names_each_photo_its_package_and_licence():
     spec = downloads.DATASETS["debian-wallpapers"]
     photos = spec.photos()
-    assert len(photos) == 22 and len({p.name for p in photos}) == 22
+    assert len(photos) == 21 and len({p.name for p in photos}) == 21
     assert {p.package for p in photos} == {package.name for package in spec.packages}
     for p in photos:
         assert p.name == f"{p.package}--{p.name.split('--')[1]}" and p.name.endswith(".jpg")

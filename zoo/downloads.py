@@ -165,7 +165,7 @@ DATASETS: dict[str, NamedDataset | DebianPhotos] = {
             ),
         ),
         manifest=Path(__file__).parent / "datasets" / "debian-wallpapers.tsv",
-        description="22 nature photos from two Debian wallpaper packages, sources no sample photo comes from",
+        description="21 nature photos from two Debian wallpaper packages, sources no sample photo comes from",
     ),
 }
 

@@ -17,9 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from conftest import photos_path
 
 from zoo import downloads
+from zoo.cli import main
 from zoo.data import resolve_source
 from zoo.downloads import (
     DatasetError,
@@ -303,6 +305,17 @@ def test_debian_photos_are_read_out_of_their_package_checked_and_kept(deb, tmp_p
     assert kept == [downloads.MARKER, *(p.name for p in paths)]
     (cache / "downloads" / deb.name).unlink()  # once extracted, the folder is what is used
     assert resolve_source("tiny-debian", cache_dir=cache) == paths
+
+
+def test_the_command_line_says_what_it_downloads_once(deb, tmp_path, monkeypatch):
+    debian_photos(monkeypatch, deb, tmp_path, [("a--dog.jpg", f"usr/share/backgrounds/{NAMES[0]}")])
+    command = ["score", "gray", "--data", "tiny-debian", "--image-size", "32", "--workers", "0", "--results",
+               str(tmp_path / "results")]
+    runner = CliRunner(env={"ZOO_CACHE": str(tmp_path / "cache")})
+    first, again = runner.invoke(main, command), runner.invoke(main, command)
+    assert first.exit_code == again.exit_code == 0, first.output
+    said = f"downloading {deb.as_uri()} to {tmp_path / 'cache' / 'downloads' / deb.name}"
+    assert first.stderr.splitlines().count(said) == 1 and said not in again.stderr
 
 
 @pytest.mark.parametrize(("path", "message"), [

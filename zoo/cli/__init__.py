@@ -15,11 +15,19 @@ runs, so ``zoo --help`` stays quick.
 
 from __future__ import annotations
 
+import logging
 import warnings
 
 import click
 
 from zoo.cli import app, harness, hub, inference, models, training
+
+
+class _Echo(logging.Handler):
+    """A log record as one line on the standard error the command writes to now (a test runner's, say)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(record.getMessage(), err=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -34,6 +42,10 @@ def main() -> None:
       zoo train unet-resnet18-gan --epochs 1
     """
     warnings.formatwarning = _one_line  # a warning (no ImageNet weights offline, say) is one line, not two
+    downloads = logging.getLogger("zoo.downloads")  # what is being downloaded (a dataset can take minutes)
+    if not any(isinstance(handler, _Echo) for handler in downloads.handlers):
+        downloads.addHandler(_Echo())
+        downloads.setLevel(logging.INFO)
 
 
 def _one_line(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> str:

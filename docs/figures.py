@@ -13,8 +13,8 @@ what it prints into a file under ``docs/`` or a table of README.md between ``<!-
   photos, gray's curve beside the default's (needs matplotlib).
 - table: the shipped models on the held-out photos, `zoo bench SHIPPED --checkpoints zoo/weights --data heldout`,
   in the README and each shipped model's card.
-- external: each shipped model on `--data debian-wallpapers` (21 photos from sources the sample lacks; downloads two
-  Debian packages, 140 MB, once), gray beside it, in its card.
+- external: each shipped model on `--data debian-external` (41 photos from packages the sample lacks; downloads
+  three Debian packages, 157 MB, once), gray beside it, in its card.
 - app: docs/app.png, the page of `zoo app` with a photo and one hint (needs the app extra and chromium).
 """
 
@@ -134,15 +134,15 @@ def table(scratch: Path) -> None:
 
 
 def external(scratch: Path) -> None:
-    """Each shipped model on photos from sources the sample lacks (`--data debian-wallpapers`, downloaded once),
+    """Each shipped model on photos from packages the sample lacks (`--data debian-external`, downloaded once),
     gray beside it, in its card."""
     from zoo.spec import model_specs, weights_path
 
     columns = {"model": "model", "PSNR (dB)": "PSNR (dB)", "SSIM": "SSIM", "CIEDE2000": "CIEDE2000 (lower is better)",
                "dCF": "dCF (lower is better)"}
     for name in (name for name in model_specs() if weights_path(name) is not None):
-        rows = zoo_json("score", name, "--data", "debian-wallpapers", "--results", "external", cwd=scratch)
-        replace_between_markers(ROOT / "zoo" / "weights" / f"{name}.md", "debian-wallpapers",
+        rows = zoo_json("score", name, "--data", "debian-external", "--results", "external", cwd=scratch)
+        replace_between_markers(ROOT / "zoo" / "weights" / f"{name}.md", "debian-external",
                                 markdown([r for r in rows if r["model"] in (name, "gray")], columns))
 
 

@@ -333,20 +333,20 @@ def test_a_photo_the_package_does_not_hold_as_named_is_one_line_and_leaves_nothi
     assert sorted(p.name for p in cache.iterdir()) == ["downloads"]  # the checked package only: no half folder
 
 
-def test_debian_wallpapers_offline_names_the_package_url_and_downloads_nothing(tmp_path):
-    with pytest.raises(DatasetError, match=r"^debian-wallpapers is not in \S+ and \$ZOO_OFFLINE forbids downloading "
+def test_debian_external_offline_names_the_package_url_and_downloads_nothing(tmp_path):
+    with pytest.raises(DatasetError, match=r"^debian-external is not in \S+ and \$ZOO_OFFLINE forbids downloading "
                                            r"https://deb\.debian\.org/debian/pool/main/p/plasma-workspace-wallpapers/"):
-        resolve_source("debian-wallpapers", cache_dir=tmp_path)
+        resolve_source("debian-external", cache_dir=tmp_path)
     assert not list(tmp_path.rglob("*.deb*"))
 
 
-def test_the_debian_wallpapers_manifest_names_each_photo_its_package_and_licence():
-    spec = downloads.DATASETS["debian-wallpapers"]
+def test_the_debian_external_manifest_names_each_photo_its_package_and_licence():
+    spec = downloads.DATASETS["debian-external"]
     photos = spec.photos()
-    assert len(photos) == 21 and len({p.name for p in photos}) == 21
+    assert len(photos) == 41 and len({p.name for p in photos}) == 41
     assert {p.package for p in photos} == {package.name for package in spec.packages}
     for p in photos:
-        assert p.name == f"{p.package}--{p.name.split('--')[1]}" and p.name.endswith(".jpg")
+        assert p.name == f"{p.package}--{p.name.split('--')[1]}" and Path(p.name).suffix == Path(p.path).suffix
         assert re.fullmatch("[0-9a-f]{64}", p.sha256) and p.licence and p.author and p.path.startswith("usr/share/")
 
 

@@ -700,9 +700,9 @@ CASES = [
     Case("score-results-under-file", f"{SCORE} --data photos --results bin.dat/r", 1, "bin.dat/r",
          "cannot be made: bin.dat is a file"),
     Case("score-named-dataset-offline", f"{SCORE} --data coco-10k", 1, "coco-10k", "ZOO_OFFLINE forbids downloading"),
-    Case("score-debian-photos-offline", f"{SCORE} --data debian-wallpapers", 1, "debian-wallpapers",
+    Case("score-debian-photos-offline", f"{SCORE} --data debian-external", 1, "debian-external",
          "ZOO_OFFLINE forbids downloading https://deb.debian.org/"),
-    Case("score-debian-photos-junk-package", f"{SCORE} --data debian-wallpapers", 1,
+    Case("score-debian-photos-junk-package", f"{SCORE} --data debian-external", 1,
          "cache/downloads/plasma-workspace-wallpapers_5.27.5-2_all.deb",
          "expected 94,047,772; delete it to download it again", env={"ZOO_CACHE": "cache"}),
 ]

@@ -11,7 +11,7 @@ checksum (fastai publishes the md5 of the first MiB only, which pooch's whole-fi
 express). Extraction is the zoo's own: pooch's ``Untar`` passes tarfile's ``"data"`` filter only on Python
 3.12 and later, and this package supports 3.11.
 
-A :class:`DebianPhotos` dataset (``debian-wallpapers``: photos from sources no embedded photo comes from, to
+A :class:`DebianPhotos` dataset (``debian-external``: photos from packages no embedded photo comes from, to
 check a model on) is a manifest (``zoo/datasets/NAME.tsv``: each photo's package, path, SHA-256, licence and
 author) and the Debian packages that hold the photos: each package is downloaded as an archive is, the photos
 are read out of its ``data.tar`` (no dpkg needed) and each is checked against its SHA-256.
@@ -150,7 +150,7 @@ DATASETS: dict[str, NamedDataset | DebianPhotos] = {
         description="10,000 COCO photos drawn from fastai's COCO_SAMPLE as the U-Net + GAN colorization tutorial does",
     ),
     "coco-sample": COCO_SAMPLE,
-    "debian-wallpapers": DebianPhotos(
+    "debian-external": DebianPhotos(
         packages=(
             DebianPackage(
                 url="https://deb.debian.org/debian/pool/main/p/plasma-workspace-wallpapers/"
@@ -163,9 +163,15 @@ DATASETS: dict[str, NamedDataset | DebianPhotos] = {
                 sha256="7bf4c2209f34b4f61ba6d24c8b58c28b361e82e4b943aae6d42c030169af9e04",
                 size=46_638_500,
             ),
+            DebianPackage(
+                url="https://deb.debian.org/debian/pool/main/p/plasma-workspace/"
+                    "plasma-workspace-data_5.27.5-2+deb12u2_all.deb",
+                sha256="057cda470bd0baf616b3e873bcaf993018d96c8ad30b09535c487f88554e6ea2",
+                size=16_249_852,
+            ),
         ),
-        manifest=Path(__file__).parent / "datasets" / "debian-wallpapers.tsv",
-        description="21 nature photos from two Debian wallpaper packages, sources no sample photo comes from",
+        manifest=Path(__file__).parent / "datasets" / "debian-external.tsv",
+        description="41 photos from three Debian packages (wallpapers, KDE's avatars) no sample photo comes from",
     ),
 }
 
@@ -363,7 +369,7 @@ def fetch_debian_photos(name: str, spec: DebianPhotos, root: Path) -> list[Path]
             raise
         shutil.rmtree(folder, ignore_errors=True)  # a stale extraction without its marker
         os.replace(staging, folder)
-    return select(folder, "*.jpg", None)
+    return sorted(folder / photo.name for photo in spec.photos())
 
 
 def read_deb_files(deb: Path, paths: set[str]) -> dict[str, bytes]:

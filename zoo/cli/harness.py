@@ -218,7 +218,7 @@ def bench(models: tuple[str, ...], all_models: bool, checkpoints: Path | None, d
 @click.option("--name", help="The row of --predictions [default: the folder's name].")
 @click.option("--data", default="heldout", show_default=True,
               help="heldout (the 50 sample photos no shipped model trains on), sample, a folder, a glob, a list"
-                   " file or a dataset name (debian-wallpapers: 21 photos from sources the sample lacks).")
+                   " file or a dataset name (debian-external: 41 photos from packages the sample lacks).")
 @click.option("--protocol", "protocol_name", default="zoo", show_default=True,
               help="zoo: short side to --image-size, centre crop (zoo train's validation); crop256: short side"
                    " 256, centre 256 crop (CT2 on ImageNet val5k); resize256: resized to 256x256, no crop (DDColor,"

@@ -318,6 +318,26 @@ def test_the_command_line_says_what_it_downloads_once(deb, tmp_path, monkeypatch
     assert first.stderr.splitlines().count(said) == 1 and said not in again.stderr
 
 
+def test_a_package_the_pool_has_dropped_comes_from_snapshot_by_its_sha1(deb, tmp_path, monkeypatch):
+    debian_photos(monkeypatch, deb, tmp_path, [("a--dog.jpg", f"usr/share/backgrounds/{NAMES[0]}")])
+    spec = downloads.DATASETS["tiny-debian"]
+    sha1 = hashlib.sha1(deb.read_bytes()).hexdigest()  # noqa: S324 - snapshot.debian.org's own name for a file
+    snapshot = tmp_path / "snapshot"
+    snapshot.mkdir()
+    shutil.copyfile(deb, snapshot / sha1)
+    monkeypatch.setattr(downloads, "SNAPSHOT", f"{snapshot.as_uri()}/{{}}")
+    gone = replace(spec.packages[0], url=(tmp_path / "pool" / deb.name).as_uri(), sha1=sha1)
+    monkeypatch.setitem(downloads.DATASETS, "tiny-debian", replace(spec, packages=(gone,)))
+    assert gone.urls == (gone.url, (snapshot / sha1).as_uri())
+    paths = resolve_source("tiny-debian", cache_dir=tmp_path / "cache")
+    assert [p.read_bytes() for p in paths] == [(PHOTOS / NAMES[0]).read_bytes()]
+
+    (snapshot / sha1).unlink()  # gone from both: one line that names both places
+    with pytest.raises(DatasetError, match=rf"^could not download {re.escape((snapshot / sha1).as_uri())} .*"
+                                           rf"\(also tried {re.escape(gone.url)}\)$"):
+        resolve_source("tiny-debian", cache_dir=tmp_path / "other-cache")
+
+
 @pytest.mark.parametrize(("path", "message"), [
     ("usr/share/backgrounds/link.jpg", r": has no usr/share/backgrounds/link.jpg$"),  # a link is not a photo
     ("usr/share/backgrounds/missing.jpg", r": has no usr/share/backgrounds/missing.jpg$"),
@@ -345,6 +365,7 @@ def test_the_debian_external_manifest_names_each_photo_its_package_and_licence()
     photos = spec.photos()
     assert len(photos) == 41 and len({p.name for p in photos}) == 41
     assert {p.package for p in photos} == {package.name for package in spec.packages}
+    assert all(re.fullmatch("[0-9a-f]{40}", package.sha1) for package in spec.packages)  # snapshot.debian.org's
     for p in photos:
         assert p.name == f"{p.package}--{p.name.split('--')[1]}" and Path(p.name).suffix == Path(p.path).suffix
         assert re.fullmatch("[0-9a-f]{64}", p.sha256) and p.licence and p.author and p.path.startswith("usr/share/")

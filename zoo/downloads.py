@@ -29,7 +29,7 @@ import shutil
 import tarfile
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
@@ -45,6 +45,7 @@ CACHE_ENV = "ZOO_CACHE"
 OFFLINE_ENV = "ZOO_OFFLINE"  # set (not 0): nothing is downloaded; only what is cached is used
 MARKER = ".extracted"
 TIMEOUT_S = 60
+SNAPSHOT = "https://snapshot.debian.org/file/{}"  # every file Debian published, by its SHA-1
 _CHUNK = 1 << 20
 
 
@@ -81,15 +82,22 @@ class NamedDataset:
 
 @dataclass(frozen=True)
 class DebianPackage:
-    """A binary package on Debian's mirrors: its URL, size and SHA-256."""
+    """A binary package: its URL in Debian's pool, size, SHA-256, and SHA-1, by which snapshot.debian.org keeps
+    every file Debian ever published (the pool drops a version once a newer one replaces it)."""
 
     url: str
     sha256: str
     size: int
+    sha1: str = ""
 
     @property
     def filename(self) -> str:
         return self.url.rsplit("/", 1)[-1]
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """Where to download it: the pool, then snapshot.debian.org."""
+        return (self.url, SNAPSHOT.format(self.sha1)) if self.sha1 else (self.url,)
 
     @property
     def name(self) -> str:
@@ -156,17 +164,20 @@ DATASETS: dict[str, NamedDataset | DebianPhotos] = {
                 url="https://deb.debian.org/debian/pool/main/p/plasma-workspace-wallpapers/"
                     "plasma-workspace-wallpapers_5.27.5-2_all.deb",
                 sha256="32cd18b71c8c938a18b3b351f217c02ac590e323caa3cf322fbb875ce8892f8b",
+                sha1="8fac93e594ffa538f58b695e3c5d45267f6809c8",
                 size=94_047_772,
             ),
             DebianPackage(
                 url="https://deb.debian.org/debian/pool/main/m/mate-backgrounds/mate-backgrounds_1.26.0-1_all.deb",
                 sha256="7bf4c2209f34b4f61ba6d24c8b58c28b361e82e4b943aae6d42c030169af9e04",
+                sha1="00dc62fcfd2f45c98fe8ee348a333d43c053faca",
                 size=46_638_500,
             ),
             DebianPackage(
                 url="https://deb.debian.org/debian/pool/main/p/plasma-workspace/"
                     "plasma-workspace-data_5.27.5-2+deb12u2_all.deb",
                 sha256="057cda470bd0baf616b3e873bcaf993018d96c8ad30b09535c487f88554e6ea2",
+                sha1="c95c4c2493529025e3053d2be2891e2cdc1c56bb",
                 size=16_249_852,
             ),
         ),
@@ -192,25 +203,35 @@ def fetch(name: str, cache_dir: Path | str | None = None) -> list[Path]:
     extracted = root / spec.filename.split(".")[0]
     if not (extracted / MARKER).exists():
         archive = root / "downloads" / spec.filename
-        obtain(archive, spec.url, spec.checksum, spec.size, spec.checksum_bytes, name=name)
+        obtain(archive, (spec.url,), spec.checksum, spec.size, spec.checksum_bytes, name=name)
         extract(archive, extracted)
     return select(extracted / spec.subdir, spec.pattern, spec.selection)
 
 
-def obtain(archive: Path, url: str, checksum: str, size: int | None, checksum_bytes: int | None = None,
+def obtain(archive: Path, urls: Sequence[str], checksum: str, size: int | None, checksum_bytes: int | None = None,
            *, name: str) -> Path:
-    """``archive`` checked against ``checksum`` and ``size``, downloaded from ``url`` when it is not there yet
-    (dataset ``name``'s, for the offline error)."""
+    """``archive`` checked against ``checksum`` and ``size``, downloaded when it is not there yet from the first of
+    ``urls`` that gives it (a partial download resumes from the next: it is the same file). ``name`` is the
+    dataset's, for the offline error."""
     if archive.exists():  # pooch would take it as it is: check it first
         verify(archive, checksum, size, checksum_bytes, label=str(archive), hint="delete it to download it again")
         return archive
-    if offline() and not url.startswith("file:"):
-        raise DatasetError(f"{name} is not in {archive.parent.parent} and ${OFFLINE_ENV} forbids downloading {url}")
+    if offline() and not urls[0].startswith("file:"):
+        raise DatasetError(f"{name} is not in {archive.parent.parent} and ${OFFLINE_ENV} forbids downloading {urls[0]}")
     downloader = ResumingDownloader(archive, checksum, size, checksum_bytes)
-    with _quiet_pooch():  # it would log the archive's hash as advice: the zoo checks its own
-        pooch.retrieve(url, known_hash=None, fname=archive.name, path=archive.parent, downloader=downloader,
-                       progressbar=False)
-    return archive
+    errors: list[DatasetError] = []
+    for url in urls:
+        try:
+            with _quiet_pooch():  # it would log the archive's hash as advice: the zoo checks its own
+                pooch.retrieve(url, known_hash=None, fname=archive.name, path=archive.parent, downloader=downloader,
+                               progressbar=False)
+            return archive
+        except DatasetError as err:
+            errors.append(err)
+            if len(errors) < len(urls):
+                log.info("%s; trying %s", err, urls[len(errors)])
+    also = f" (also tried {', '.join(urls[:-1])})" if len(urls) > 1 else ""
+    raise DatasetError(f"{errors[-1]}{also}") from errors[-1]
 
 
 @contextlib.contextmanager
@@ -354,7 +375,7 @@ def fetch_debian_photos(name: str, spec: DebianPhotos, root: Path) -> list[Path]
         staging.mkdir(parents=True)
         try:
             for package in spec.packages:
-                deb = obtain(root / "downloads" / package.filename, package.url, f"sha256:{package.sha256}",
+                deb = obtain(root / "downloads" / package.filename, package.urls, f"sha256:{package.sha256}",
                              package.size, name=name)
                 wanted = {p.path: p for p in photos if p.package == package.name}
                 for path, data in read_deb_files(deb, set(wanted)).items():

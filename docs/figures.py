@@ -14,7 +14,8 @@ what it prints into a file under ``docs/`` or a table of README.md between ``<!-
 - table: the shipped models on the held-out photos, `zoo bench SHIPPED --checkpoints zoo/weights --data heldout`,
   in the README and each shipped model's card.
 - external: each shipped model on `--data debian-external` (41 photos from packages the sample lacks; downloads
-  three Debian packages, 157 MB, once), gray beside it, in its card.
+  three Debian packages, 157 MB, once), gray beside it, in its card; docs/default-external.jpg, the default's
+  sample grid of every 10th of those photos, the first four.
 - app: docs/app.png, the page of `zoo app` with a photo and one hint (needs the app extra and chromium).
 """
 
@@ -80,14 +81,19 @@ def default_name() -> str:
 
 
 def grid(scratch: Path) -> None:
-    listing = scratch / "grid.txt"
-    listing.write_text("\n".join(str(p) for p in heldout()[::12][:4]))
+    sample_grid(heldout()[::12][:4], DOCS / "default-heldout.jpg", scratch)
+
+
+def sample_grid(photos: list[Path], out: Path, scratch: Path) -> None:
+    """`zoo score`'s sample grid (gray | default | truth) of ``photos``, as a JPEG at ``out``."""
+    listing = scratch / f"{out.stem}.txt"
+    listing.write_text("\n".join(str(p) for p in photos))
     model = default_name()
-    zoo_json("score", model, "--data", str(listing), "--results", "grid", cwd=scratch)
-    (png,) = (scratch / "grid" / "samples").glob(f"*/{model}.png")
+    zoo_json("score", model, "--data", str(listing), "--results", out.stem, cwd=scratch)
+    (png,) = (scratch / out.stem / "samples").glob(f"*/{model}.png")
     from PIL import Image
 
-    Image.open(png).convert("RGB").save(DOCS / "default-heldout.jpg", quality=88)
+    Image.open(png).convert("RGB").save(out, quality=88)
 
 
 def curve(scratch: Path) -> None:
@@ -135,7 +141,7 @@ def table(scratch: Path) -> None:
 
 def external(scratch: Path) -> None:
     """Each shipped model on photos from packages the sample lacks (`--data debian-external`, downloaded once),
-    gray beside it, in its card."""
+    gray beside it, in its card; the default's sample grid of every 10th of them, the first four."""
     from zoo.spec import model_specs, weights_path
 
     columns = {"model": "model", "PSNR (dB)": "PSNR (dB)", "SSIM": "SSIM", "CIEDE2000": "CIEDE2000 (lower is better)",
@@ -144,6 +150,9 @@ def external(scratch: Path) -> None:
         rows = zoo_json("score", name, "--data", "debian-external", "--results", "external", cwd=scratch)
         replace_between_markers(ROOT / "zoo" / "weights" / f"{name}.md", "debian-external",
                                 markdown([r for r in rows if r["model"] in (name, "gray")], columns))
+    from zoo.data import resolve_source
+
+    sample_grid(resolve_source("debian-external")[::10][:4], DOCS / "default-external.jpg", scratch)
 
 
 def app(scratch: Path) -> None:

@@ -61,8 +61,19 @@ class Selection:
     seed: int
 
 
+class _Published:
+    """Something downloaded from ``url``: its file name is the URL's last part."""
+
+    url: str
+
+    @property
+    def filename(self) -> str:
+        """The file's name, taken from its URL."""
+        return self.url.rsplit("/", 1)[-1]
+
+
 @dataclass(frozen=True)
-class NamedDataset:
+class NamedDataset(_Published):
     """A downloadable archive of photos and which of its files to use."""
 
     url: str
@@ -74,14 +85,9 @@ class NamedDataset:
     checksum_bytes: int | None = None  # hash only the first N bytes (fastai's checks.txt convention)
     description: str = ""
 
-    @property
-    def filename(self) -> str:
-        """The archive's file name, taken from its URL."""
-        return self.url.rsplit("/", 1)[-1]
-
 
 @dataclass(frozen=True)
-class DebianPackage:
+class DebianPackage(_Published):
     """A binary package: its URL in Debian's pool, size, SHA-256, and SHA-1, by which snapshot.debian.org keeps
     every file Debian ever published (the pool drops a version once a newer one replaces it)."""
 
@@ -89,10 +95,6 @@ class DebianPackage:
     sha256: str
     size: int
     sha1: str = ""
-
-    @property
-    def filename(self) -> str:
-        return self.url.rsplit("/", 1)[-1]
 
     @property
     def urls(self) -> tuple[str, ...]:
@@ -332,21 +334,34 @@ def extract(archive: Path, dest: Path) -> Path:
     """Extract a tar archive into ``dest`` once; members that would land outside it are refused."""
     if (dest / MARKER).exists():
         return dest
+    with built_whole(dest, f"{archive.name}\n") as staging:
+        try:
+            with tarfile.open(archive) as tar:
+                tar.extractall(staging, filter="data")
+        except (tarfile.TarError, OSError) as err:
+            detail = one_line(err)  # tarfile's messages can span lines
+            if isinstance(err, tarfile.FilterError):
+                raise DatasetError(f"refusing to extract {archive.name}: {detail}") from err
+            raise DatasetError(f"could not extract {archive.name}: {detail}; delete it to download it again") from err
+    return dest
+
+
+@contextlib.contextmanager
+def built_whole(dest: Path, marker: str) -> Iterator[Path]:
+    """A folder to fill in place of ``dest``: a staging twin that, when the block ends well, gets the marker file
+    (``marker`` its text) and replaces ``dest`` (a stale extraction without its marker); when it fails, is removed.
+    So ``dest`` appears whole or not at all."""
     staging = dest.with_name(dest.name + ".extracting")
     shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
     try:
-        with tarfile.open(archive) as tar:
-            tar.extractall(staging, filter="data")
-    except (tarfile.TarError, OSError) as err:
+        yield staging
+    except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
-        detail = one_line(err)  # tarfile's messages can span lines
-        if isinstance(err, tarfile.FilterError):
-            raise DatasetError(f"refusing to extract {archive.name}: {detail}") from err
-        raise DatasetError(f"could not extract {archive.name}: {detail}; delete it to download it again") from err
-    write_text(staging / MARKER, f"{archive.name}\n")
-    shutil.rmtree(dest, ignore_errors=True)  # a stale extraction without its marker
+        raise
+    write_text(staging / MARKER, marker)
+    shutil.rmtree(dest, ignore_errors=True)
     os.replace(staging, dest)
-    return dest
 
 
 def select(folder: Path, pattern: str, selection: Selection | None) -> list[Path]:
@@ -368,12 +383,9 @@ def fetch_debian_photos(name: str, spec: DebianPhotos, root: Path) -> list[Path]
     """The photos of ``spec``, read out of its packages (downloaded into ``root/downloads`` and checked) into
     ``root/name`` once, each checked against its SHA-256; the folder appears whole or not at all."""
     folder = root / name
+    photos = spec.photos()
     if not (folder / MARKER).exists():
-        photos = spec.photos()
-        staging = folder.with_name(folder.name + ".extracting")
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        try:
+        with built_whole(folder, "".join(f"{p.url}\n" for p in spec.packages)) as staging:
             for package in spec.packages:
                 deb = obtain(root / "downloads" / package.filename, package.urls, f"sha256:{package.sha256}",
                              package.size, name=name)
@@ -384,13 +396,7 @@ def fetch_debian_photos(name: str, spec: DebianPhotos, root: Path) -> list[Path]
                         raise DatasetError(f"{deb}: {path} is not the photo {spec.manifest.name} names "
                                            f"(SHA-256 {digest[:12]}..., expected {photo.sha256[:12]}...)")
                     write_bytes(staging / photo.name, data)
-            write_text(staging / MARKER, "".join(f"{p.url}\n" for p in spec.packages))
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        shutil.rmtree(folder, ignore_errors=True)  # a stale extraction without its marker
-        os.replace(staging, folder)
-    return sorted(folder / photo.name for photo in spec.photos())
+    return sorted(folder / photo.name for photo in photos)
 
 
 def read_deb_files(deb: Path, paths: set[str]) -> dict[str, bytes]:
@@ -424,16 +430,12 @@ def read_deb_files(deb: Path, paths: set[str]) -> dict[str, bytes]:
 
 
 @dataclass(frozen=True)
-class WeightsFile:
+class WeightsFile(_Published):
     """A published weights file: where it is and its SHA-256 (which names it, torchvision-style)."""
 
     url: str
     sha256: str
     description: str = ""
-
-    @property
-    def filename(self) -> str:
-        return self.url.rsplit("/", 1)[-1]
 
 
 WEIGHTS: dict[str, WeightsFile] = {

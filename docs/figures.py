@@ -115,7 +115,8 @@ def curve(scratch: Path) -> None:
                  xticks=HINT_COUNTS, xticklabels=[str(n) for n in HINT_COUNTS])
         axis.grid(alpha=0.3)
     axes[0].legend()
-    figure.suptitle(f"{len(heldout())} held-out photos, simulated hints (the truth's mean over 6 x 6 px)", size=9)
+    figure.suptitle(f"{len(heldout())} held-out photos, simulated hints as Zhang et al. place them (the truth's mean "
+                     "over 6 x 6 px)", size=9)
     figure.tight_layout()
     figure.savefig(DOCS / "hint-curve.png")
     table = [{"what": f"{name}: {key}", **{r["hints"]: r[key] for r in rows if r["model"] == name}}

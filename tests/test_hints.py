@@ -12,6 +12,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 from PIL import Image
+from scipy import stats
 from scipy.special import k0
 from skimage.color import rgb2lab
 
@@ -129,6 +130,28 @@ def test_simulated_hints_are_the_truths_patch_means_and_grow_by_adding():
         assert 0 <= left and right <= 56 and 0 <= top and bottom <= 40 and hint.size == 6
         expected = ab[:, top:bottom, left:right].numpy().mean(axis=(1, 2)) * AB_SCALE
         assert hint.ab == pytest.approx(tuple(expected), abs=1e-9)
+
+
+def test_simulated_hint_places_follow_zhang_et_als_centred_normal():
+    # test_sweep.py of Zhang et al.: corner = floor(clip(N(span / 2, span / 4), 0, span - 1)) per axis, span the
+    # number of possible corners. Against scipy's normal: P(clipped at either end) = 1 - Phi(2) each, and the
+    # censored normal's mean and variance (floor adds -1/2 and +1/12). 20,000 draws, tolerances of 5 sd.
+    height, width, patch, draws = 806, 406, 6, 20_000
+    ab = torch.zeros(2, height, width, dtype=torch.float64)
+    hints = simulated_hints(ab, draws, patch, seed=11)
+    for corner, span in (([h.y - patch // 2 for h in hints], height - patch + 1),
+                         ([h.x - patch // 2 for h in hints], width - patch + 1)):
+        corner = np.asarray(corner, dtype=np.float64)
+        sigma = span / 4
+        tail = stats.norm.sf(2)
+        for end in (0, span - 1):
+            share = float(np.mean(corner == end))
+            assert abs(share - tail) < 5 * np.sqrt(tail * (1 - tail) / draws), (span, end, share)
+        inside = stats.norm.cdf(2) - stats.norm.cdf(-2)
+        variance = sigma**2 * (inside - 4 * stats.norm.pdf(2) + 8 * tail) + 1 / 12
+        mean = span / 2 - 0.5  # clipping at +-2 sd leaves the centre; flooring takes half a pixel
+        assert abs(corner.mean() - mean) < 5 * np.sqrt(variance / draws) + 0.5 / draws, (span, corner.mean(), mean)
+        assert corner.var() == pytest.approx(variance, rel=5 * np.sqrt(2 / draws) + 1 / span)
 
 
 def test_training_hints_follow_zhang_et_als_simulation():

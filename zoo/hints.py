@@ -260,14 +260,17 @@ def photo_seed(name: str) -> int:
 
 
 def simulated_hints(ab: Tensor, count: int, patch: int, seed: int) -> list[Hint]:
-    """``count`` hints on a photo whose true normalised ab is ``ab`` (2, H, W), as Zhang et al. (2017) evaluate:
-    the top-left corners of ``patch`` x ``patch`` squares drawn uniformly (``seed``), each hint the truth's mean
-    ab over its square. The first n of a larger count are the hints of count n, so a curve over counts adds
-    hints rather than redrawing them."""
+    """``count`` hints on a photo whose true normalised ab is ``ab`` (2, H, W), as Zhang et al. (2017) evaluate
+    (their ``test_sweep.py``): the top-left corner of each ``patch`` x ``patch`` square drawn per axis from a
+    normal distribution centred on the photo, its standard deviation a quarter of the span of corners, clipped
+    to the photo and floored (``seed``); each hint the truth's mean ab over its square. The first n of a larger
+    count are the hints of count n, so a curve over counts adds hints rather than redrawing them."""
     _, height, width = ab.shape
     patch = min(patch, height, width)
-    spots = torch.rand(count, 2, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-    corners = (spots * torch.tensor([height - patch + 1, width - patch + 1])).floor().long()
+    span = torch.tensor([height - patch + 1, width - patch + 1], dtype=torch.float64)
+    uniform = torch.rand(count, 2, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    normal = torch.special.ndtri(uniform)  # by its inverse CDF: the first n draws do not depend on count
+    corners = (span / 2 + normal * span / 4).clamp(torch.zeros(2, dtype=torch.float64), span - 1).floor().long()
     hints = []
     for top, left in corners.tolist():
         mean = ab[:, top:top + patch, left:left + patch].double().mean(dim=(1, 2)) * AB_SCALE
@@ -282,8 +285,9 @@ def simulated_hints(ab: Tensor, count: int, patch: int, seed: int) -> list[Hint]
 class HintSampling:
     """How training simulates hints (Zhang et al. 2017, section 3.3): per photo a geometric number of hints
     (``stop`` the chance of stopping before each: 1/8 gives none to one photo in eight, 7 on average, at most
-    ``most``), each a square of side uniform in 1 .. ``largest`` pixels at a uniform place, coloured with the
-    truth's mean ab over it."""
+    ``most``), each a square of side uniform in 1 .. ``largest`` pixels, coloured with the truth's mean ab over
+    it. Places are uniform over the crop (Zhang et al. centre them as their evaluation does; a random crop is
+    already anywhere in the photo)."""
 
     stop: float = 1 / 8
     largest: int = 5

@@ -307,8 +307,8 @@ def score_models(
 
     With ``hints`` (counts such as 0, 1, 2, 5, 10, 20), every model and gray are also scored with that many hints
     per photo, simulated as Zhang et al. (2017) evaluate (:func:`zoo.hints.simulated_hints`: seeded by the
-    photo's file name, uniform places, the truth's mean colour over ``hint_patch`` x ``hint_patch`` pixels) and
-    spread by ``propagation`` (:class:`zoo.propagate.PropagationSettings`): rows with ``hints`` set.
+    photo's file name, placed around its centre, the truth's mean colour over ``hint_patch`` x ``hint_patch``
+    pixels) and spread by ``propagation`` (:class:`zoo.propagate.PropagationSettings`): rows with ``hints`` set.
 
     With ``fid``, FID-EffL0 (and Inception FID where its weights are on this machine, or at ``fid_weights``);
     with ``lpips``, LPIPS. A model whose forward fails is a row with its error; the others go on. Rows: the

@@ -5,6 +5,7 @@ against a dense KKT solve and the screened Poisson Green's function, and hints u
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ from zoo.cli.inference import colorize as colorize_command
 from zoo.color import AB_SCALE
 from zoo.colorizer import Colorizer
 from zoo.data import resolve_source
-from zoo.guided import GuidedPhoto
+from zoo.guided import GuidedPhoto, spread_hints
 from zoo.hints import (
     Hint,
     HintError,
@@ -235,6 +236,52 @@ def test_colour_stops_at_a_lightness_edge():
     spread = Propagation(lightness, PropagationSettings(reach=1.0, edge=5.0))
     field = spread.residual([((slice(20, 21), slice(10, 11)), np.array([0.5, 0.0]))])[0]
     assert field[:, 29].min() > 0.3 and np.abs(field[:, 30:]).max() < 1e-6
+
+
+def test_alike_carries_a_hint_to_cells_the_model_coloured_alike_as_a_direct_sum_computes():
+    """Each cell p moves by sum_i d_i k_ip / (sum_i k_ip + prior), k_ip = exp(-|Lab_p - Lab_i|^2 / 2 alike^2) over
+    the model's Lab (Lab_i: the mean over hint i's cells), recomputed cell by cell in plain Python."""
+    rng = np.random.default_rng(8)
+    lightness, ab = rng.uniform(20, 80, (7, 9)), rng.uniform(-30, 30, (2, 7, 9))
+    settings = PropagationSettings(alike=12.0, prior=0.5)
+    targets = [((slice(1, 3), slice(2, 4)), np.array([0.2, -0.3])), ((slice(5, 6), slice(7, 9)), np.array([-0.1, 0.4]))]
+    got = Propagation(lightness, settings).alike(targets, ab)
+    lab = np.concatenate([lightness[None], ab])
+    for row in range(7):
+        for column in range(9):
+            moved, total = np.zeros(2), 0.0
+            for (rows, columns), difference in targets:
+                at_hint = lab[:, rows, columns].reshape(3, -1).mean(axis=1)
+                k = math.exp(-sum((lab[c, row, column] - at_hint[c]) ** 2 for c in range(3)) / (2 * 12.0**2))
+                moved, total = moved + difference * k, total + k
+            np.testing.assert_allclose(got[:, row, column], moved / (total + 0.5), rtol=1e-12)
+    assert not Propagation(lightness, PropagationSettings(alike=0.0)).alike(targets, ab).any()
+
+
+def test_a_hint_recolours_what_the_model_coloured_alike_beyond_an_edge_and_stays_exact():
+    # two patches of the same lightness and model colour (a gray-blue), cut apart by a dark bar no edge-aware
+    # spreading crosses, and a third patch the model coloured differently (an orange)
+    lightness = np.full((40, 90), 60.0)
+    lightness[:, 28:32] = 5.0
+    lightness[:, 60:64] = 5.0
+    model = np.zeros((2, 40, 90))
+    model[:, :, :60] = np.array([-5.0, -10.0])[:, None, None]
+    model[:, :, 64:] = np.array([25.0, 40.0])[:, None, None]
+    model[:, :, 28:32] = model[:, :, 60:64] = 0.0
+    ab = torch.from_numpy(model / AB_SCALE)
+    hint = Hint(10, 20, (-20.0, 45.0), 3)  # "this is green-yellow", on the left patch
+    propagation = Propagation(lightness, PropagationSettings())
+    spread = spread_hints(ab, [hint], (90, 40), lambda: propagation).numpy() * AB_SCALE
+    edge_only = spread_hints(ab, [hint], (90, 40), lambda: Propagation(lightness, PropagationSettings(alike=0.0)))
+    edge_only = edge_only.numpy() * AB_SCALE
+    # exact at the hint, up to the constraint system's 1e-6 relative regularisation of the remaining ~15 Lab units
+    np.testing.assert_allclose(spread[:, 19:22, 9:12].mean(axis=(1, 2)), hint.ab, atol=1e-4)
+    share = 1 / (1 + PropagationSettings().prior)  # a cell exactly like a single hint's takes this of it
+    wanted = np.array(hint.ab) - model[:, 20, 10]
+    moved = spread[:, :, 40:56] - model[:, :, 40:56]
+    np.testing.assert_allclose(moved, np.broadcast_to(wanted[:, None, None] * share, moved.shape), rtol=1e-6)
+    assert np.abs(edge_only[:, :, 40:56] - model[:, :, 40:56]).max() < 1e-6  # the bar stops edge-aware spreading
+    assert np.abs(spread[:, :, 70:] - model[:, :, 70:]).max() < 1e-3  # the orange is not like the hinted colour
 
 
 # ---------------------------------------------------------------------------------------------------- on photos

@@ -1,22 +1,31 @@
-"""Edge-aware spreading of colour hints over a photo, on top of any model's own colours.
+"""Spreading colour hints over a photo, on top of any model's own colours: to what looks like the hint to the
+model, wherever it is, and edge-aware to what is near it.
 
 One path through it::
 
-    spread = Propagation(lightness on a grid (h, w), PropagationSettings(reach, edge))   # factorised once
-    r = spread.residual([(cells of hint 1, hint ab - model ab there), ...])               # (2, h, w)
-    ab = model ab on the grid + r                                                        # hints exact, the rest pulled
+    spread = Propagation(lightness on a grid (h, w), PropagationSettings(reach, edge, alike))   # factorised once
+    ab = model ab on the grid
+    ab = ab + spread.alike([(cells of hint 1, its colour - ab there), ...], ab)   # cells the model coloured alike
+    ab = ab + spread.residual([(cells of hint 1, its colour - ab there), ...])    # exact at the hints, the rest pulled
 
-The residual r is the smoothest field that equals each hint's difference from the model at the hint, in the
-sense of Levin et al. (2004): it minimises sum over neighbouring cells p, q of w_pq (r_p - r_q)^2 plus
-lambda sum r_p^2, where w_pq = exp(-(L_p - L_q)^2 / 2 edge^2) lets colour flow along similar lightness and stop
-at edges, and lambda pulls it back to the model's own colour away from the hints. With B = lambda I + the
-graph Laplacian of w, the solution under hard constraints u_i . r = d_i (u_i: the mean over hint i's cells) is
-r = G (U^T G)^-1 d with G = B^-1 U: a sum of each hint's Green's function. B is factorised once per photo
-(sparse LU), each new hint costs one triangular solve, and moving or recolouring hints costs none, which is
-what makes a click interactive. ``reach`` sets lambda = 1 / (reach x short side)^2: in a flat region a hint's
-influence at distance d falls as the screened Poisson equation's Green's function, K0(d / (reach x short side))
-(the modified Bessel function: about exp(-d / l) / sqrt(d) beyond l), so reach is how far, as a fraction of the
-photo's short side, a hint holds most of its colour where no edge stops it.
+**Alike.** A hint's difference d_i from the model is first carried to every cell whose model colour is like the
+model's colour at the hint, however far: cell p moves by sum_i d_i k_ip / (sum_i k_ip + prior), with k_ip =
+exp(-|Lab_p - Lab_i|^2 / 2 alike^2) over the model's Lab (the photo's lightness and the model's ab). Where
+the model gave the hinted thing the wrong colour it usually gave the same wrong colour to the rest of that thing
+and to things like it: a pinkish sky told to be blue turns blue also beyond the horizon's edge. ``prior`` is the
+weight the model's own colour keeps: a cell exactly like a single hint takes 1 / (1 + prior) of its difference.
+
+**Edge-aware.** What differences remain at the hints then spread locally. The residual r is the smoothest field
+that equals each hint's remaining difference at the hint, in the sense of Levin et al. (2004): it minimises sum
+over neighbouring cells p, q of w_pq (r_p - r_q)^2 plus lambda sum r_p^2, where w_pq = exp(-(L_p - L_q)^2 / 2
+edge^2) lets colour flow along similar lightness and stop at edges, and lambda pulls it back to the model's colour
+away from the hints. With B = lambda I + the graph Laplacian of w, the solution under hard constraints u_i . r =
+d_i (u_i: the mean over hint i's cells) is r = G (U^T G)^-1 d with G = B^-1 U: a sum of each hint's Green's
+function. B is factorised once per photo (sparse LU), each new hint costs one triangular solve, and moving or
+recolouring hints costs none, which is what makes a click interactive. ``reach`` sets lambda = 1 / (reach x short
+side)^2: in a flat region a hint's influence at distance d falls as the screened Poisson equation's Green's
+function, K0(d / (reach x short side)) (the modified Bessel function: about exp(-d / l) / sqrt(d) beyond l), so
+reach is how far, as a fraction of the photo's short side, a hint holds most of its colour where no edge stops it.
 """
 
 from __future__ import annotations
@@ -35,11 +44,14 @@ _CONFLICT = 1e-6  # added to the constraint system's diagonal, relative to it: h
 @dataclass(frozen=True)
 class PropagationSettings:
     """How far a hint reaches (its screening length, a fraction of the short side), how strongly lightness edges
-    stop it (Lab L units: a smaller edge stops colour at fainter edges) and the short side of the grid it is
-    solved on."""
+    stop it (Lab L units: a smaller edge stops colour at fainter edges), how alike (Lab units, the model's colours)
+    a cell anywhere must be to a hint to take its difference and the weight its own colour keeps there, and the
+    short side of the grid it is solved on."""
 
-    reach: float = 1.0  # both chosen on sample-train's fold 0 with simulated hints (docs/guided.md)
+    reach: float = 1.0  # all chosen on sample-train's folds with simulated hints (docs/guided.md)
     edge: float = 5.0
+    alike: float = 10.0  # Lab units; 0: hints only spread edge-aware
+    prior: float = 0.3
     grid: int = 256
 
     def __post_init__(self) -> None:
@@ -47,6 +59,10 @@ class PropagationSettings:
             raise ValueError(f"reach must be in (0, 100], got {self.reach}")
         if not 0 < self.edge <= 100:
             raise ValueError(f"edge must be in (0, 100] Lab units, got {self.edge}")
+        if not 0 <= self.alike <= 100:
+            raise ValueError(f"alike must be in [0, 100] Lab units (0: off), got {self.alike}")
+        if not 0 < self.prior <= 100:
+            raise ValueError(f"prior must be in (0, 100], got {self.prior}")
         if not 8 <= self.grid <= 4096:
             raise ValueError(f"grid must be 8 to 4096 cells, got {self.grid}")
 
@@ -85,6 +101,7 @@ class Propagation:
 
     def __init__(self, lightness: np.ndarray, settings: PropagationSettings = PropagationSettings()) -> None:
         self.shape = lightness.shape
+        self.lightness = np.asarray(lightness, dtype=np.float64)
         self.settings = settings
         factor = sparse_linalg.splu(system_matrix(lightness, settings), permc_spec="MMD_AT_PLUS_A",
                                     diag_pivot_thresh=0.0, options={"SymmetricMode": True})
@@ -111,3 +128,19 @@ class Propagation:
         means += _CONFLICT * np.diag(np.diag(means))
         weights = np.linalg.solve(means, np.stack([np.asarray(d, dtype=np.float64) for _, d in targets]))  # (k, 2)
         return (green @ weights).T.reshape(2, *self.shape)
+
+    def alike(self, targets: Sequence[tuple[Cells, np.ndarray]], ab: np.ndarray) -> np.ndarray:
+        """(2, h, w): each target's difference (2,) carried to the cells whose model colour (this lightness and
+        ``ab``, (2, h, w) in Lab units) is like the model's colour over the target's cells (the module docstring);
+        zeros where ``alike`` is 0."""
+        if not targets or not self.settings.alike:
+            return np.zeros((2, *self.shape))
+        lab = np.concatenate([self.lightness[None], np.asarray(ab, dtype=np.float64)])  # (3, h, w)
+        scale = -0.5 / self.settings.alike**2
+        moved, likeness = np.zeros((2, *self.shape)), np.zeros(self.shape)
+        for (rows, columns), difference in targets:
+            at_hint = lab[:, rows, columns].reshape(3, -1).mean(axis=1)
+            kernel = np.exp(scale * ((lab - at_hint[:, None, None]) ** 2).sum(axis=0))
+            moved += np.asarray(difference, dtype=np.float64)[:, None, None] * kernel
+            likeness += kernel
+        return moved / (likeness + self.settings.prior)

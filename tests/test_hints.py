@@ -270,17 +270,17 @@ def test_a_hint_recolours_what_the_model_coloured_alike_beyond_an_edge_and_stays
     model[:, :, 28:32] = model[:, :, 60:64] = 0.0
     ab = torch.from_numpy(model / AB_SCALE)
     hint = Hint(10, 20, (-20.0, 45.0), 3)  # "this is green-yellow", on the left patch
-    propagation = Propagation(lightness, PropagationSettings())
-    spread = spread_hints(ab, [hint], (90, 40), lambda: propagation).numpy() * AB_SCALE
-    edge_only = spread_hints(ab, [hint], (90, 40), lambda: Propagation(lightness, PropagationSettings(alike=0.0)))
+    settings = PropagationSettings(alike=10.0, prior=0.3)
+    spread = spread_hints(ab, [hint], (90, 40), lambda: Propagation(lightness, settings)).numpy() * AB_SCALE
+    edge_only = spread_hints(ab, [hint], (90, 40), lambda: Propagation(lightness, PropagationSettings()))
     edge_only = edge_only.numpy() * AB_SCALE
     # exact at the hint, up to the constraint system's 1e-6 relative regularisation of the remaining ~15 Lab units
     np.testing.assert_allclose(spread[:, 19:22, 9:12].mean(axis=(1, 2)), hint.ab, atol=1e-4)
-    share = 1 / (1 + PropagationSettings().prior)  # a cell exactly like a single hint's takes this of it
+    share = 1 / (1 + settings.prior)  # a cell exactly like a single hint's takes this of it
     wanted = np.array(hint.ab) - model[:, 20, 10]
     moved = spread[:, :, 40:56] - model[:, :, 40:56]
     np.testing.assert_allclose(moved, np.broadcast_to(wanted[:, None, None] * share, moved.shape), rtol=1e-6)
-    assert np.abs(edge_only[:, :, 40:56] - model[:, :, 40:56]).max() < 1e-6  # the bar stops edge-aware spreading
+    assert np.abs(edge_only[:, :, 40:56] - model[:, :, 40:56]).max() < 1e-6  # the default: the bar stops it
     assert np.abs(spread[:, :, 70:] - model[:, :, 70:]).max() < 1e-3  # the orange is not like the hinted colour
 
 

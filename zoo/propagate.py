@@ -1,14 +1,14 @@
-"""Spreading colour hints over a photo, on top of any model's own colours: to what looks like the hint to the
-model, wherever it is, and edge-aware to what is near it.
+"""Spreading colour hints over a photo, on top of any model's own colours: edge-aware to what is near each hint
+and, where asked, to what looks like it to the model, wherever it is.
 
 One path through it::
 
     spread = Propagation(lightness on a grid (h, w), PropagationSettings(reach, edge, alike))   # factorised once
     ab = model ab on the grid
-    ab = ab + spread.alike([(cells of hint 1, its colour - ab there), ...], ab)   # cells the model coloured alike
+    ab = ab + spread.alike([(cells of hint 1, its colour - ab there), ...], ab)   # 0 unless alike > 0
     ab = ab + spread.residual([(cells of hint 1, its colour - ab there), ...])    # exact at the hints, the rest pulled
 
-**Alike.** A hint's difference d_i from the model is first carried to every cell whose model colour is like the
+**Alike** (off unless ``alike`` > 0). A hint's difference d_i from the model is first carried to every cell whose model colour is like the
 model's colour at the hint, however far: cell p moves by sum_i d_i k_ip / (sum_i k_ip + prior), with k_ip =
 exp(-|Lab_p - Lab_i|^2 / 2 alike^2) over the model's Lab (the photo's lightness and the model's ab). Where
 the model gave the hinted thing the wrong colour it usually gave the same wrong colour to the rest of that thing
@@ -50,8 +50,8 @@ class PropagationSettings:
 
     reach: float = 1.0  # all chosen on sample-train's folds with simulated hints (docs/guided.md)
     edge: float = 5.0
-    alike: float = 10.0  # Lab units; 0: hints only spread edge-aware
-    prior: float = 0.3
+    alike: float = 0.0  # Lab units; 0 (off): hints only spread edge-aware. 10 with prior 0.3 scores best, but
+    prior: float = 0.3  # a hint then recolours unrelated things a person did not mean (docs/guided.md, "Alike")
     grid: int = 256
 
     def __post_init__(self) -> None:

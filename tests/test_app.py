@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -120,6 +121,61 @@ def test_a_person_places_a_hint_on_the_page_and_downloads_the_colour_photo(app_u
     before = automatic[y - 2:y + 2, x - 2:x + 2, 1:].reshape(-1, 2).mean(0)
     assert np.abs(got - wanted).max() < 2.0 and np.abs(before - wanted).max() > 4.0
     assert (tmp_path / "page.png").stat().st_size > 50_000
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium (.ci/setup-browser.sh installs Debian's)")
+def test_everything_like_it_ticked_colours_what_the_model_coloured_like_the_spot(app_url, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    from zoo.colorizer import Colorizer
+    from zoo.guided import GuidedPhoto
+    from zoo.hints import Hint
+    from zoo.images import read_source
+
+    # a sunset the model leaves pale: the person ticks "Everything like it" and says the sky is yellow-orange
+    photo = next(p for p in resolve_source("sample") if p.name == "gnome-control-center-data--surfer.jpg")
+    width, height = Image.open(photo).size
+    spot_x, spot_y, colour = width // 5, height // 6, "#f0b030"
+    # in-process, the same code the page calls: where an alike hint and a plain one part most, far from the spot
+    session = GuidedPhoto(Colorizer.from_checkpoint(model=FAST, device="cpu"), read_source(photo))
+    hint = Hint(spot_x, spot_y, colour_ab(colour), 9, alike=True)
+    alike, plain = (rgb2lab(np.asarray(session.image([h])))[..., 1:] for h in (hint, replace(hint, alike=False)))
+    apart = np.abs(alike - plain).sum(-1)
+    apart[:, : width // 2] = 0  # only the far half of the photo
+    far_y, far_x = np.unravel_index(apart.argmax(), apart.shape)
+    far_x, far_y = min(max(far_x, 3), width - 4), min(max(far_y, 3), height - 4)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 1100}, accept_downloads=True)
+        page.goto(app_url)
+        page.set_input_files("#photos input[type=file]", str(photo))
+        page.wait_for_selector("#canvas img", timeout=120_000)
+        page.wait_for_function("document.querySelector('#note').innerText.includes('0 hint(s)')", timeout=60_000)
+        box = page.locator("#canvas img").bounding_box()
+        page.mouse.click(box["x"] + (spot_x + 0.5) * box["width"] / width, box["y"] + (spot_y + 0.5) * box["height"] / height)
+        page.wait_for_function("document.querySelector('#note').innerText.includes('Point (')", timeout=60_000)
+        page.click("#hint-colour .dialog-button")
+        page.fill("#hint-colour input[type=text]", colour)
+        page.keyboard.press("Enter")
+        page.click("h1")
+        page.check("#hint-alike input[type=checkbox]")
+        page.click("#add-hint")
+        page.wait_for_function("document.querySelector('#note').innerText.includes('1 hint(s)')", timeout=60_000)
+        ticked = page.locator("#hints .bool-cell input[type=checkbox]")  # the hint's row in the table: alike ticked
+        assert ticked.count() == 1 and ticked.first.is_checked()
+        page.click("#full")
+        link = page.wait_for_selector("#result a[download]", timeout=120_000)
+        with page.expect_download() as download:
+            link.click()
+        saved = tmp_path / "download" / download.value.suggested_filename
+        download.value.save_as(saved)
+        browser.close()
+    got = mean_ab(saved, far_x, far_y, half=2)
+    wanted, plain_there = alike[far_y - 2:far_y + 2, far_x - 2:far_x + 2].reshape(-1, 2).mean(0), \
+        plain[far_y - 2:far_y + 2, far_x - 2:far_x + 2].reshape(-1, 2).mean(0)
+    # JPEG keeps ab within a few units; the alike hint moved this far spot by many more than that
+    assert np.abs(wanted - plain_there).max() > 10
+    assert np.abs(got - wanted).max() < 4 < np.abs(got - plain_there).max()
 
 
 def test_scripts_colorize_through_the_api_and_bad_uploads_are_messages(app_url, tmp_path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -66,13 +67,15 @@ def test_a_colour_hint_takes_the_colours_a_star_b_star_as_scikit_image_computes_
 def test_hints_parse_from_the_command_line_and_round_trip_through_a_file(tmp_path):
     hint = parse_hint("120, 80,#c0392b,7")
     assert (hint.x, hint.y, hint.size) == (120, 80, 7) and hint.ab == pytest.approx(colour_ab("#c0392b"))
-    assert hint.box == (117, 77, 124, 84)
+    assert hint.box == (117, 77, 124, 84) and not hint.alike
+    assert parse_hint("120,80,#c0392b,7,alike") == Hint(120, 80, hint.ab, 7, alike=True)
+    assert parse_hint("120,80,#c0392b,alike") == Hint(120, 80, hint.ab, 1, alike=True)
     path = tmp_path / "h.json"
     path.write_text(json.dumps([{"x": 3.7, "y": 4, "color": "#00ff00"}, {"x": 1, "y": 2, "ab": [10, -20.5],
-                                                                         "size": 3, "frame": 12}]))
+                                                                         "size": 3, "frame": 12, "alike": True}]))
     first, second = read_hints(path)
-    assert (first.x, first.y, first.size, first.frame) == (3, 4, 1, None)  # a point inside pixel 3
-    assert (second.ab, second.size, second.frame) == ((10.0, -20.5), 3, 12)
+    assert (first.x, first.y, first.size, first.frame, first.alike) == (3, 4, 1, None, False)  # inside pixel 3
+    assert (second.ab, second.size, second.frame, second.alike) == ((10.0, -20.5), 3, 12, True)
     write_hints(tmp_path / "again.json", [first, second])
     assert read_hints(tmp_path / "again.json") == [Hint(3, 4, pytest.approx(first.ab, abs=1e-4)), second]
 
@@ -90,6 +93,7 @@ def test_hints_parse_from_the_command_line_and_round_trip_through_a_file(tmp_pat
     ("[{\"x\": 1, \"y\": 2, \"ab\": [1]}]", "\"ab\" must be a list [a, b]"),
     ("[{\"x\": 1, \"y\": 2, \"color\": \"#123456\", \"size\": 2.5}]", "size must be a whole number"),
     ("[{\"x\": 1, \"y\": 2, \"color\": \"#123456\", \"colour\": 1}]", "unknown key 'colour'"),
+    ("[{\"x\": 1, \"y\": 2, \"color\": \"#123456\", \"alike\": \"yes\"}]", "\"alike\" must be true or false"),
     ("[{\"x\": 1, \"y\": 2, \"color\": \"#123456\"}, {\"x\": 1, \"y\": 2, \"color\": \"#123456\", \"frame\": -1}]",
      "hint 2: frame must be 0 or more"),
 ])
@@ -258,7 +262,7 @@ def test_alike_carries_a_hint_to_cells_the_model_coloured_alike_as_a_direct_sum_
     assert not Propagation(lightness, PropagationSettings(alike=0.0)).alike(targets, ab).any()
 
 
-def test_a_hint_recolours_what_the_model_coloured_alike_beyond_an_edge_and_stays_exact():
+def test_an_alike_hint_recolours_what_the_model_coloured_like_it_beyond_an_edge_and_stays_exact():
     # two patches of the same lightness and model colour (a gray-blue), cut apart by a dark bar no edge-aware
     # spreading crosses, and a third patch the model coloured differently (an orange)
     lightness = np.full((40, 90), 60.0)
@@ -269,10 +273,10 @@ def test_a_hint_recolours_what_the_model_coloured_alike_beyond_an_edge_and_stays
     model[:, :, 64:] = np.array([25.0, 40.0])[:, None, None]
     model[:, :, 28:32] = model[:, :, 60:64] = 0.0
     ab = torch.from_numpy(model / AB_SCALE)
-    hint = Hint(10, 20, (-20.0, 45.0), 3)  # "this is green-yellow", on the left patch
-    settings = PropagationSettings(alike=10.0, prior=0.3)
+    hint = Hint(10, 20, (-20.0, 45.0), 3, alike=True)  # "all this is green-yellow", on the left patch
+    settings = PropagationSettings()
     spread = spread_hints(ab, [hint], (90, 40), lambda: Propagation(lightness, settings)).numpy() * AB_SCALE
-    edge_only = spread_hints(ab, [hint], (90, 40), lambda: Propagation(lightness, PropagationSettings()))
+    edge_only = spread_hints(ab, [replace(hint, alike=False)], (90, 40), lambda: Propagation(lightness, settings))
     edge_only = edge_only.numpy() * AB_SCALE
     # exact at the hint, up to the constraint system's 1e-6 relative regularisation of the remaining ~15 Lab units
     np.testing.assert_allclose(spread[:, 19:22, 9:12].mean(axis=(1, 2)), hint.ab, atol=1e-4)
@@ -280,7 +284,7 @@ def test_a_hint_recolours_what_the_model_coloured_alike_beyond_an_edge_and_stays
     wanted = np.array(hint.ab) - model[:, 20, 10]
     moved = spread[:, :, 40:56] - model[:, :, 40:56]
     np.testing.assert_allclose(moved, np.broadcast_to(wanted[:, None, None] * share, moved.shape), rtol=1e-6)
-    assert np.abs(edge_only[:, :, 40:56] - model[:, :, 40:56]).max() < 1e-6  # the default: the bar stops it
+    assert np.abs(edge_only[:, :, 40:56] - model[:, :, 40:56]).max() < 1e-6  # a plain hint: the bar stops it
     assert np.abs(spread[:, :, 70:] - model[:, :, 70:]).max() < 1e-3  # the orange is not like the hinted colour
 
 

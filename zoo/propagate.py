@@ -1,19 +1,21 @@
 """Spreading colour hints over a photo, on top of any model's own colours: edge-aware to what is near each hint
-and, where asked, to what looks like it to the model, wherever it is.
+and, for a hint that says so (``Hint.alike``), to what looks like it to the model, wherever it is.
 
 One path through it::
 
     spread = Propagation(lightness on a grid (h, w), PropagationSettings(reach, edge, alike))   # factorised once
     ab = model ab on the grid
-    ab = ab + spread.alike([(cells of hint 1, its colour - ab there), ...], ab)   # 0 unless alike > 0
-    ab = ab + spread.residual([(cells of hint 1, its colour - ab there), ...])    # exact at the hints, the rest pulled
+    ab = ab + spread.alike([(cells of alike hint 1, its colour - ab there), ...], ab)  # alike hints only
+    ab = ab + spread.residual([(cells of hint 1, its colour - ab there), ...])  # exact at the hints, the rest pulled
 
-**Alike** (off unless ``alike`` > 0). A hint's difference d_i from the model is first carried to every cell whose model colour is like the
-model's colour at the hint, however far: cell p moves by sum_i d_i k_ip / (sum_i k_ip + prior), with k_ip =
-exp(-|Lab_p - Lab_i|^2 / 2 alike^2) over the model's Lab (the photo's lightness and the model's ab). Where
-the model gave the hinted thing the wrong colour it usually gave the same wrong colour to the rest of that thing
-and to things like it: a pinkish sky told to be blue turns blue also beyond the horizon's edge. ``prior`` is the
-weight the model's own colour keeps: a cell exactly like a single hint takes 1 / (1 + prior) of its difference.
+**Alike** (hints that ask for it). A hint's difference d_i from the model is first carried to every cell whose model
+colour is like the model's colour at the hint, however far: cell p moves by sum_i d_i k_ip / (sum_i k_ip + prior),
+with k_ip = exp(-|Lab_p - Lab_i|^2 / 2 alike^2) over the model's Lab (the photo's lightness and the model's ab).
+Where the model gave the hinted thing the wrong colour it usually gave the same wrong colour to the rest of that
+thing and to things like it: a pinkish sky told to be blue turns blue also beyond the horizon's edge. ``prior`` is
+the weight the model's own colour keeps: a cell exactly like a single hint takes 1 / (1 + prior) of its difference.
+It is for hints true of everything like them; one meant for a single thing would also recolour what the model
+coloured like it (docs/guided.md, "Alike").
 
 **Edge-aware.** What differences remain at the hints then spread locally. The residual r is the smoothest field
 that equals each hint's remaining difference at the hint, in the sense of Levin et al. (2004): it minimises sum
@@ -50,8 +52,8 @@ class PropagationSettings:
 
     reach: float = 1.0  # all chosen on sample-train's folds with simulated hints (docs/guided.md)
     edge: float = 5.0
-    alike: float = 0.0  # Lab units; 0 (off): hints only spread edge-aware. 10 with prior 0.3 scores best, but
-    prior: float = 0.3  # a hint then recolours unrelated things a person did not mean (docs/guided.md, "Alike")
+    alike: float = 10.0  # Lab units, for hints that ask (Hint.alike); 0 turns it off for all
+    prior: float = 0.3
     grid: int = 256
 
     def __post_init__(self) -> None:

@@ -68,6 +68,44 @@ def mean_ab(path: Path, x: int, y: int, half: int = 3) -> np.ndarray:
     return lab[y - half:y + half, x - half:x + half, 1:].reshape(-1, 2).mean(0)
 
 
+def open_page(playwright, app_url: str, photo: Path):
+    """Chromium on the page with ``photo`` dropped on it, its colours shown: (browser, page)."""
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 1100}, accept_downloads=True)
+    page.goto(app_url)
+    page.set_input_files("#photos input[type=file]", str(photo))
+    page.wait_for_selector("#canvas img", timeout=120_000)
+    page.wait_for_function("document.querySelector('#note').innerText.includes('0 hint(s)')", timeout=60_000)
+    return browser, page
+
+
+def click_photo(page, x: int, y: int, size: tuple[int, int]) -> dict[str, float]:
+    """A click on pixel (x, y) of a photo of ``size`` as the page shows it; the shown image's box."""
+    box = page.locator("#canvas img").bounding_box()
+    page.mouse.click(box["x"] + (x + 0.5) * box["width"] / size[0], box["y"] + (y + 0.5) * box["height"] / size[1])
+    page.wait_for_function("document.querySelector('#note').innerText.includes('Point (')", timeout=60_000)
+    return box
+
+
+def type_colour(page, colour: str) -> None:
+    """The colour typed into the hint's picker, which then closes."""
+    page.click("#hint-colour .dialog-button")
+    page.fill("#hint-colour input[type=text]", colour)
+    page.keyboard.press("Enter")
+    page.click("h1")
+
+
+def download_full(page, folder: Path) -> Path:
+    """"Full resolution", then the file the page offers, saved into ``folder``."""
+    page.click("#full")
+    link = page.wait_for_selector("#result a[download]", timeout=120_000)
+    with page.expect_download() as download:
+        link.click()
+    saved = folder / "download" / download.value.suggested_filename
+    download.value.save_as(saved)
+    return saved
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium (.ci/setup-browser.sh installs Debian's)")
 def test_a_person_places_a_hint_on_the_page_and_downloads_the_colour_photo(app_url, tmp_path):
     from playwright.sync_api import sync_playwright
@@ -87,34 +125,18 @@ def test_a_person_places_a_hint_on_the_page_and_downloads_the_colour_photo(app_u
     rgb = np.asarray(Image.open(photo).convert("RGB"))[top:top + patch, left:left + patch]
     colour = "#" + "".join(f"{round(v):02x}" for v in rgb.reshape(-1, 3).mean(0))
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
-        page = browser.new_page(viewport={"width": 1400, "height": 1100}, accept_downloads=True)
-        page.goto(app_url)
-        page.set_input_files("#photos input[type=file]", str(photo))
-        page.wait_for_selector("#canvas img", timeout=120_000)
-        page.wait_for_function("document.querySelector('#note').innerText.includes('0 hint(s)')", timeout=60_000)
+        browser, page = open_page(playwright, app_url, photo)
         # a click on that spot of the shown photo: the page says which pixel of the photo it is
-        box = page.locator("#canvas img").bounding_box()
-        page.mouse.click(box["x"] + (spot_x + 0.5) * box["width"] / width, box["y"] + (spot_y + 0.5) * box["height"] / height)
-        page.wait_for_function("document.querySelector('#note').innerText.includes('Point (')", timeout=60_000)
+        box = click_photo(page, spot_x, spot_y, (width, height))
         x, y = map(int, re.search(r"Point \((\d+), (\d+)\)", page.inner_text("#note")).groups())
         assert abs(x - spot_x) <= 1 + width / box["width"] and abs(y - spot_y) <= 1 + height / box["height"]
         proposed = page.get_attribute("#hint-colour .dialog-button", "style")
-        # the picker opens on the model's colour there; type another into it
-        page.click("#hint-colour .dialog-button")
-        page.fill("#hint-colour input[type=text]", colour)
-        page.keyboard.press("Enter")
-        page.click("h1")  # closes the picker
+        type_colour(page, colour)  # the picker opens on the model's colour there; another is typed into it
         assert page.get_attribute("#hint-colour .dialog-button", "style") != proposed
         page.click("#add-hint")
         page.wait_for_function("document.querySelector('#note').innerText.includes('1 hint(s)')", timeout=60_000)
         page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
-        page.click("#full")
-        link = page.wait_for_selector("#result a[download]", timeout=120_000)
-        with page.expect_download() as download:
-            link.click()
-        saved = tmp_path / "download" / download.value.suggested_filename
-        download.value.save_as(saved)
+        saved = download_full(page, tmp_path)
         browser.close()
     assert saved.name == photo.name and Image.open(saved).size == (width, height)
     got, wanted = mean_ab(saved, x, y, half=2), np.array(colour_ab(colour))
@@ -145,30 +167,15 @@ def test_everything_like_it_ticked_colours_what_the_model_coloured_like_the_spot
     far_y, far_x = np.unravel_index(apart.argmax(), apart.shape)
     far_x, far_y = min(max(far_x, 3), width - 4), min(max(far_y, 3), height - 4)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
-        page = browser.new_page(viewport={"width": 1400, "height": 1100}, accept_downloads=True)
-        page.goto(app_url)
-        page.set_input_files("#photos input[type=file]", str(photo))
-        page.wait_for_selector("#canvas img", timeout=120_000)
-        page.wait_for_function("document.querySelector('#note').innerText.includes('0 hint(s)')", timeout=60_000)
-        box = page.locator("#canvas img").bounding_box()
-        page.mouse.click(box["x"] + (spot_x + 0.5) * box["width"] / width, box["y"] + (spot_y + 0.5) * box["height"] / height)
-        page.wait_for_function("document.querySelector('#note').innerText.includes('Point (')", timeout=60_000)
-        page.click("#hint-colour .dialog-button")
-        page.fill("#hint-colour input[type=text]", colour)
-        page.keyboard.press("Enter")
-        page.click("h1")
+        browser, page = open_page(playwright, app_url, photo)
+        click_photo(page, spot_x, spot_y, (width, height))
+        type_colour(page, colour)
         page.check("#hint-alike input[type=checkbox]")
         page.click("#add-hint")
         page.wait_for_function("document.querySelector('#note').innerText.includes('1 hint(s)')", timeout=60_000)
         ticked = page.locator("#hints .bool-cell input[type=checkbox]")  # the hint's row in the table: alike ticked
         assert ticked.count() == 1 and ticked.first.is_checked()
-        page.click("#full")
-        link = page.wait_for_selector("#result a[download]", timeout=120_000)
-        with page.expect_download() as download:
-            link.click()
-        saved = tmp_path / "download" / download.value.suggested_filename
-        download.value.save_as(saved)
+        saved = download_full(page, tmp_path)
         browser.close()
     got = mean_ab(saved, far_x, far_y, half=2)
     wanted, plain_there = alike[far_y - 2:far_y + 2, far_x - 2:far_x + 2].reshape(-1, 2).mean(0), \

@@ -50,7 +50,7 @@ class PropagationSettings:
     a cell anywhere must be to a hint to take its difference and the weight its own colour keeps there, and the
     short side of the grid it is solved on."""
 
-    reach: float = 1.0  # all chosen on sample-train's folds with simulated hints (docs/guided.md)
+    reach: float = 0.5  # all chosen on sample-train's folds, random and person-like hints (docs/guided.md)
     edge: float = 5.0
     alike: float = 10.0  # Lab units, for hints that ask (Hint.alike); 0 turns it off for all
     prior: float = 0.3

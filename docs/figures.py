@@ -10,7 +10,7 @@ what it prints into a file under ``docs/`` or a table of README.md between ``<!-
 - grid: docs/default-heldout.jpg, `zoo score`'s sample grid (gray | default | truth) of every 12th held-out
   photo, the first four (a rule fixed before looking, so not the best four).
 - curve: docs/hint-curve.png and the table beside it, `zoo score DEFAULT --hints 0,1,2,5,10,20` on the held-out
-  photos, gray's curve beside the default's (needs matplotlib).
+  photos with each `--hint-placement` (centred, worst), gray's curves beside the default's (needs matplotlib).
 - table: the shipped models on the held-out photos, `zoo bench SHIPPED --checkpoints zoo/weights --data heldout`,
   in the README and each shipped model's card.
 - external: each shipped model on `--data debian-external` (41 photos from packages the sample lacks; downloads
@@ -103,24 +103,30 @@ def curve(scratch: Path) -> None:
     import matplotlib.pyplot as plt
 
     model = default_name()
-    rows = [r for r in zoo_json("score", model, "--hints", ",".join(map(str, HINT_COUNTS)), "--results", "curve",
-                                cwd=scratch) if r["hints"] != "-"]
-    figure, axes = plt.subplots(1, 2, figsize=(8, 3.2), dpi=110)
-    for name, style in ((model, "o-"), ("gray", "s--")):
-        mine = [r for r in rows if r["model"] == name]
+    placements = {"centred": "random hints", "worst": "hints where most wrong"}
+    rows = [r | {"placement": placement}
+            for placement in placements
+            for r in zoo_json("score", model, "--hints", ",".join(map(str, HINT_COUNTS)), "--hint-placement",
+                              placement, "--results", "curve", cwd=scratch) if r["hints"] != "-"]
+    figure, axes = plt.subplots(1, 2, figsize=(8, 3.4), dpi=110)
+    for (name, placement), style in (((model, "centred"), "o-"), ((model, "worst"), "o:"),
+                                     (("gray", "centred"), "s--"), (("gray", "worst"), "s:")):
+        mine = [r for r in rows if r["model"] == name and r["placement"] == placement]
         for axis, key in zip(axes, ("PSNR (dB)", "CIEDE2000")):
-            axis.plot([int(r["hints"]) for r in mine], [float(r[key]) for r in mine], style, label=name)
+            axis.plot([int(r["hints"]) for r in mine], [float(r[key]) for r in mine], style,
+                      color="C0" if name == model else "gray", label=f"{name}, {placements[placement]}")
     for axis, key, better in zip(axes, ("PSNR (dB)", "CIEDE2000"), ("higher", "lower")):
         axis.set(xlabel="hints per photo", ylabel=f"{key} ({better} is better)", xscale="symlog",
                  xticks=HINT_COUNTS, xticklabels=[str(n) for n in HINT_COUNTS])
         axis.grid(alpha=0.3)
-    axes[0].legend()
-    figure.suptitle(f"{len(heldout())} held-out photos, simulated hints as Zhang et al. place them (the truth's mean "
-                     "over 6 x 6 px)", size=9)
+    axes[0].legend(fontsize=7)
+    figure.suptitle(f"{len(heldout())} held-out photos; each hint the truth's mean over 6 x 6 px, placed at random "
+                     "as Zhang et al. place them, or where the colours are most wrong", size=8)
     figure.tight_layout()
     figure.savefig(DOCS / "hint-curve.png")
-    table = [{"what": f"{name}: {key}", **{r["hints"]: r[key] for r in rows if r["model"] == name}}
-             for name in (model, "gray") for key in ("PSNR (dB)", "CIEDE2000")]
+    table = [{"what": f"{name}, {placements[placement]}: {key}",
+              **{r["hints"]: r[key] for r in rows if r["model"] == name and r["placement"] == placement}}
+             for placement in placements for name in (model, "gray") for key in ("PSNR (dB)", "CIEDE2000")]
     columns = {"what": "hints per photo", **{str(n): str(n) for n in HINT_COUNTS}}
     replace_between_markers(README, "hint-curve", markdown(table, columns))
 

@@ -34,6 +34,7 @@ from zoo.hints import (
     random_hint_channels,
     read_hints,
     simulated_hints,
+    worst_hint,
     write_hints,
 )
 from zoo.images import read_source
@@ -157,6 +158,22 @@ def test_simulated_hint_places_follow_zhang_et_als_centred_normal():
         mean = span / 2 - 0.5  # clipping at +-2 sd leaves the centre; flooring takes half a pixel
         assert abs(corner.mean() - mean) < 5 * np.sqrt(variance / draws) + 0.5 / draws, (span, corner.mean(), mean)
         assert corner.var() == pytest.approx(variance, rel=5 * np.sqrt(2 / draws) + 1 / span)
+
+
+def test_the_worst_hint_is_on_the_square_numpy_finds_most_wrong():
+    rng = np.random.default_rng(3)
+    truth = rng.uniform(-0.5, 0.5, (2, 31, 47))
+    now = truth + rng.normal(0, 0.05, truth.shape)
+    now[:, 20:26, 9:15] += 0.3  # one clearly wrong square, among smaller errors everywhere
+    for patch, current in ((6, now), (4, now), (6, rng.uniform(-0.5, 0.5, truth.shape)), (1, now)):
+        error = ((current - truth) ** 2).sum(0)
+        means = np.lib.stride_tricks.sliding_window_view(error, (patch, patch)).mean(axis=(2, 3))
+        top, left = np.unravel_index(np.argmax(means), means.shape)
+        hint = worst_hint(torch.from_numpy(current), torch.from_numpy(truth), patch)
+        assert hint.box == (left, top, left + patch, top + patch) and hint.size == patch, (patch, hint)
+        expected = truth[:, top:top + patch, left:left + patch].mean(axis=(1, 2)) * AB_SCALE
+        assert hint.ab == pytest.approx(tuple(expected), abs=1e-9)
+    assert worst_hint(torch.from_numpy(now), torch.from_numpy(truth), 6).box == (9, 20, 15, 26)
 
 
 def test_training_hints_follow_zhang_et_als_simulation():
@@ -382,6 +399,34 @@ def test_the_hint_curve_starts_at_the_automatic_row_and_hints_help(tmp_path):
     assert (tmp_path / "results" / "plots" / f"{path.stem}-hints.png").is_file()
     page = build_report([load_results(path)])
     assert 'id="plot-hints"' in page and page.count(f">{FAST}<") >= 3
+
+
+def test_the_worst_placement_puts_each_hint_where_the_colours_are_still_most_wrong(tmp_path):
+    from zoo.color import L_SCALE, lab_normalized_to_rgb, rgb_uint8_to_lab_normalized
+    from zoo.harness.protocols import ProtocolImages, get_protocol
+    from zoo.harness.scoring import score_models
+
+    photo = resolve_source("heldout")[3]
+    scores = score_models({}, data=str(photo), image_size=96, workers=0, hints=(0, 1, 2), hint_placement="worst",
+                          echo=lambda s: None)
+    assert "most wrong" in scores.protocol["hints"]
+    by = {row.get("hints"): row for row in scores.rows if row["model"] == "gray"}
+    # by hand: the photo as the protocol prepares it; gray's colours (ab = 0), then each hint where they are
+    # most wrong, spread before the next is placed; PSNR over the sRGB as numpy computes it
+    [stack] = ProtocolImages([[photo]], get_protocol("zoo"), 96)
+    L, ab = rgb_uint8_to_lab_normalized(stack[None, 0])
+    grid = Propagation(((L[0, 0].double() + 1) * L_SCALE).numpy(), PropagationSettings())
+    truth = stack[0].double().numpy() / 255
+    now, hints = torch.zeros_like(ab[0]), []
+    for count in (1, 2):
+        hints.append(worst_hint(now, ab[0], 6))
+        now = spread_hints(torch.zeros_like(ab[0]), hints, (96, 96), lambda: grid)
+        rgb = lab_normalized_to_rgb(L.double(), now[None].double())[0].numpy()
+        psnr = 10 * np.log10(1 / np.mean((rgb - truth) ** 2))
+        assert by[count]["psnr"] == pytest.approx(psnr, abs=2e-3), count  # float32 RGB in the harness
+    assert hints[0] != hints[1]
+    with pytest.raises(ValueError, match="unknown hint placement 'random'"):
+        score_models({}, data=str(photo), hints=(1,), hint_placement="random", echo=lambda s: None)
 
 
 def test_a_guided_model_exports_to_onnx_with_its_hint_input(tmp_path):

@@ -289,6 +289,20 @@ def simulated_hints(ab: Tensor, count: int, patch: int, seed: int) -> list[Hint]
     return hints
 
 
+def worst_hint(ab_now: Tensor, ab_true: Tensor, patch: int) -> Hint:
+    """The hint a person adds next to a photo coloured ``ab_now`` whose truth is ``ab_true`` (normalised, (2, H,
+    W) each): on the ``patch`` x ``patch`` square where the two differ most (the mean over it of the squared a*b*
+    difference; the first such square in reading order), the truth's mean ab there. Called after each hint is
+    spread, it places hints one by one where the colours are still most wrong."""
+    _, height, width = ab_true.shape
+    patch = min(patch, height, width)
+    error = ((ab_now.double() - ab_true.double()) ** 2).sum(0)[None, None]
+    top, left = divmod(int(torch.nn.functional.avg_pool2d(error, patch, stride=1).flatten().argmax()),
+                       width - patch + 1)
+    mean = ab_true[:, top:top + patch, left:left + patch].double().mean(dim=(1, 2)) * AB_SCALE
+    return Hint(left + patch // 2, top + patch // 2, (float(mean[0]), float(mean[1])), patch)
+
+
 # ---------------------------------------------------------------------------------------------------- training
 
 

@@ -244,13 +244,17 @@ def bench(models: tuple[str, ...], all_models: bool, checkpoints: Path | None, d
                    " model's colours; gray's curve beside it).")
 @click.option("--hint-patch", default=6, show_default=True, type=click.IntRange(1, 64),
               help="Side of the square whose mean true colour a simulated hint gives.")
+@click.option("--hint-placement", type=click.Choice(["centred", "worst"]), default="centred", show_default=True,
+              help="Where simulated hints go: centred (seeded, around the photo's centre, as Zhang et al. evaluate)"
+                   " or worst (one by one where the colours are still most wrong, as a person corrects a photo).")
 @click.option("--results", "results_dir", default="results", show_default=True, type=RESULTS_DIR,
               help="Folder for the JSON/CSV results and the sample grids.")
 @format_option("the results table")
 def score(model: str | None, checkpoint: Path | None, predictions: Path | None, name: str | None, data: str,
           protocol_name: str, image_size: int | None, batch_size: int, device: str, workers: int | None, fid: bool,
           fid_weights: Path | None, lpips: bool, inference: tuple[tuple[str, object], ...],
-          hint_counts: tuple[int, ...], hint_patch: int, results_dir: Path, table_format: str) -> None:
+          hint_counts: tuple[int, ...], hint_patch: int, hint_placement: str, results_dir: Path,
+          table_format: str) -> None:
     """Score MODEL's colours, or another colorizer's output files, against real photos: PSNR, SSIM, CF, dCF,
     CIEDE2000 (and FID-EffL0, FID, LPIPS).
 
@@ -266,6 +270,7 @@ def score(model: str | None, checkpoint: Path | None, predictions: Path | None, 
       zoo score gray --data sample --protocol resize256 --fid
       zoo score unet-resnet18 --checkpoint runs/unet-resnet18-20261124-101500 --data ~/photos
       zoo score unet-effnet-lite0-ciede --hints 0,1,2,5,10,20  # the hint curve, gray's beside it
+      zoo score unet-effnet-lite0-ciede --hints 0,1,2,5 --hint-placement worst  # hints where colours are wrong
       zoo score hf:OWNER/REPO                                   # a model from the Hugging Face Hub
       zoo score --predictions ddcolor-out/ --name ddcolor --data ~/val5k --protocol crop256
     """
@@ -309,7 +314,8 @@ def score(model: str | None, checkpoint: Path | None, predictions: Path | None, 
         generators = {} if checkpoint is None else {row: load_model(model, checkpoint, torch_device, dict(inference))}
         scores = score_models(generators, data=data, image_size=side, device=torch_device, batch_size=batch_size,
                               workers=workers, fid=fid, lpips=lpips, echo=_say, protocol=protocol.name,
-                              fid_weights=fid_weights, predictions=folders, hints=hint_counts, hint_patch=hint_patch)
+                              fid_weights=fid_weights, predictions=folders, hints=hint_counts, hint_patch=hint_patch,
+                              hint_placement=hint_placement)
     except (MissingWeightsError, ValueError) as exc:  # the harness's own: weights not here, predictions unfit
         fail(str(exc))
     for row in scores.rows:
@@ -319,7 +325,8 @@ def score(model: str | None, checkpoint: Path | None, predictions: Path | None, 
                 "device": str(torch_device), "dtype": "float32", "fid": fid or fid_weights is not None,
                 "fid_weights": None if fid_weights is None else str(fid_weights), "lpips": lpips,
                 "predictions": None if predictions is None else str(predictions), "set": dict(inference),
-                "hints": list(hint_counts), "hint_patch": hint_patch if hint_counts else None}
+                "hints": list(hint_counts), "hint_patch": hint_patch if hint_counts else None,
+                "hint_placement": hint_placement if hint_counts else None}
     doc = results.document("score", results.machine_info(torch_device), settings, scores.rows, protocol=scores.protocol)
     printer = _Printer(table_format)
     path = _finish(doc, scores, results_dir, printer)

@@ -50,7 +50,7 @@ from zoo.harness.predictions import check_sizes, match_predictions
 from zoo.harness.protocols import Protocol, ProtocolImages, get_protocol
 from zoo.guided import spread_hints
 from zoo.harness.schema import FIELDS, REFERENCE_ROWS
-from zoo.hints import photo_seed, simulated_hints
+from zoo.hints import Hint, photo_seed, simulated_hints, worst_hint
 from zoo.hub import is_hub_name
 from zoo.propagate import Propagation, PropagationSettings
 from zoo.spec import size_multiple
@@ -60,6 +60,12 @@ GRAY, TRUTH = REFERENCES
 METRICS = tuple(f.key for f in FIELDS if f.group == "quality" and f.key != "images")  # what a score row holds
 SCORED_FIELDS = ("images", *METRICS)  # what a score row adds to a bench row
 HINT_PATCH = 6  # side of the square whose mean colour a simulated hint gives (the hints issue's 6 x 6)
+HINT_PLACEMENTS = {  # where simulated hints go: name, what the recorded protocol says
+    "centred": "seeded by the photo's file name, each square's corner per axis normal around the photo's centre"
+               " (sd a quarter of the side, clipped), as Zhang et al. (2017) evaluate",
+    "worst": "one by one, each on the square where the colours so far (the last hints spread) are most wrong"
+             " (mean squared a*b* difference), as a person correcting the photo would place them",
+}
 FID_WEIGHTS = "weights-inception-2015-12-05-6726825d.pth"
 FID_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{FID_WEIGHTS}"
 BACKBONE_FIELDS = ("fid_effl0", "fid", "lpips")  # defined in a protocol block only when computed
@@ -224,13 +230,15 @@ class _Candidate:
 @dataclass
 class _HintCurve:
     """One model (or gray: ab = 0) scored with 0, 1, 2 ... simulated hints per photo: its automatic ab spread
-    with each photo's first n hints (:func:`zoo.guided.spread_hints`; a model that takes hints also gets them)."""
+    with each photo's first n hints (:func:`zoo.guided.spread_hints`; a model that takes hints also gets them),
+    placed as :data:`HINT_PLACEMENTS` says."""
 
     model: nn.Module | None  # an AtWorkingSize predictor; None for gray
     counts: tuple[int, ...]
     candidates: dict[int, _Candidate]
     patch: int
     settings: PropagationSettings
+    placement: str = "centred"
     error: str | None = None
 
     def update(self, batch: _Batch, names: Sequence[str]) -> None:
@@ -240,15 +248,28 @@ class _HintCurve:
         for index, name in enumerate(names):
             lightness = ((batch.L[index, 0].double() + 1) * L_SCALE).cpu().numpy()
             grid = functools.cache(functools.partial(Propagation, lightness, self.settings))
-            hints = simulated_hints(batch.ab[index].cpu(), max(self.counts), self.patch, photo_seed(name))
-            for count, candidate in self.candidates.items():
-                some = hints[:count]
+            truth = batch.ab[index].cpu()
+
+            def colours(some: list[Hint], index: int = index, grid: Callable[[], Propagation] = grid) -> Tensor:
                 base = automatic[index]
                 if some and self.model is not None and self.model.guided:
                     base = self.model(batch.L[index:index + 1], [some]).float()[0]
-                ab = spread_hints(base.cpu(), some, (side[1], side[0]), grid).to(batch.L.device)
-                pred = lab_normalized_to_rgb(batch.L[index:index + 1], ab[None].to(batch.L.dtype))
-                _update(candidate.metrics, pred, batch.truth[index:index + 1])
+                return spread_hints(base.cpu(), some, (side[1], side[0]), grid)
+
+            if self.placement == "centred":
+                hints = simulated_hints(truth, max(self.counts), self.patch, photo_seed(name))
+                spread = {count: colours(hints[:count]) for count in self.counts}
+            else:  # worst: each next hint where the colours so far are most wrong
+                hints, ab, spread = [], colours([]), {}
+                for count in range(max(self.counts) + 1):
+                    if count:
+                        hints.append(worst_hint(ab, truth, self.patch))
+                        ab = colours(hints)
+                    if count in self.candidates:
+                        spread[count] = ab
+            for count, ab in spread.items():
+                pred = lab_normalized_to_rgb(batch.L[index:index + 1], ab[None].to(batch.L))
+                _update(self.candidates[count].metrics, pred, batch.truth[index:index + 1])
 
 
 def load_images(data: str, image_size: int, echo: Callable[[str], None] = print) -> list[Path]:
@@ -299,6 +320,7 @@ def score_models(
     predictions: Mapping[str, Path] | None = None,
     hints: Sequence[int] = (),
     hint_patch: int = HINT_PATCH,
+    hint_placement: str = "centred",
     propagation: PropagationSettings | None = None,
 ) -> Scores:
     """Score ``models`` (name: predictor from L to ab, eval mode, on ``device``), the folders of ``predictions``
@@ -306,9 +328,10 @@ def score_models(
     by ``protocol`` (:data:`zoo.harness.protocols.PROTOCOLS`; ``image_size`` is the side of ``zoo``).
 
     With ``hints`` (counts such as 0, 1, 2, 5, 10, 20), every model and gray are also scored with that many hints
-    per photo, simulated as Zhang et al. (2017) evaluate (:func:`zoo.hints.simulated_hints`: seeded by the
-    photo's file name, placed around its centre, the truth's mean colour over ``hint_patch`` x ``hint_patch``
-    pixels) and spread by ``propagation`` (:class:`zoo.propagate.PropagationSettings`): rows with ``hints`` set.
+    per photo, each the truth's mean colour over ``hint_patch`` x ``hint_patch`` pixels, placed as
+    ``hint_placement`` (:data:`HINT_PLACEMENTS`) says: ``centred`` as Zhang et al. (2017) evaluate
+    (:func:`zoo.hints.simulated_hints`), ``worst`` where the colours are most wrong (:func:`zoo.hints.worst_hint`);
+    spread by ``propagation`` (:class:`zoo.propagate.PropagationSettings`): rows with ``hints`` set.
 
     With ``fid``, FID-EffL0 (and Inception FID where its weights are on this machine, or at ``fid_weights``);
     with ``lpips``, LPIPS. A model whose forward fails is a row with its error; the others go on. Rows: the
@@ -321,6 +344,8 @@ def score_models(
     if clash or set(models) & set(predictions):
         raise ValueError(f"candidate names must differ from each other and from {', '.join(REFERENCES)}")
     method = get_protocol(protocol)
+    if hint_placement not in HINT_PLACEMENTS:
+        raise ValueError(f"unknown hint placement {hint_placement!r}: {' or '.join(HINT_PLACEMENTS)}")
     side = method.side(image_size)
     backbones = resolve_backbones(fid, lpips, fid_weights)
     for note in backbones.notes:
@@ -340,7 +365,8 @@ def score_models(
     candidates[TRUTH] = _Candidate(lambda b: b.truth, _metric_set(backbones, effl0, device), shown=False)
     counts = tuple(sorted(set(hints)))
     curves = {name: _HintCurve(model, counts, {n: _Candidate(_no_prediction, _metric_set(backbones, effl0, device))
-                                                 for n in counts}, hint_patch, propagation or PropagationSettings())
+                                                 for n in counts}, hint_patch, propagation or PropagationSettings(),
+                                 hint_placement)
               for name, model in ({**models, GRAY: None} if counts else {}).items()}
     names = [group[0].name for group in groups]
     seen = 0
@@ -381,7 +407,11 @@ def score_models(
     for row in rows:
         if row["model"] in matched and matched[row["model"]]["missing"]:
             row["note"] = f"scored on {len(groups)} photos: {matched[row['model']]['missing']} have no prediction"
-    return Scores(rows, describe_protocol(method, side, data, len(groups), backbones, matched), shown)
+    recorded = describe_protocol(method, side, data, len(groups), backbones, matched)
+    if counts:
+        recorded["hints"] = (f"{hint_patch} x {hint_patch} squares, each the truth's mean a*b*, placed"
+                             f" {HINT_PLACEMENTS[hint_placement]}; spread over the model's colours")
+    return Scores(rows, recorded, shown)
 
 
 def _model_prediction(model: nn.Module) -> Callable[[_Batch], Tensor]:

@@ -8,10 +8,13 @@ of a session with five hints already placed:
 - ``add_hint``: a sixth hint, to the new ab on the spreading grid (one triangular solve, the 6 x 6 system);
 - ``preview``: that, rendered at 1024 px on the long side (what a page shows while hints change);
 - ``full_resolution``: that, rendered at 12 MP (what the download writes);
-- ``first_hint``: building the spreading system itself (once per photo, on its first hint).
+- ``first_hint``: building the spreading system itself (once per photo, on its first hint; ``[here]``: the second
+  system, at the shorter reach, built on the first hint marked ``here``).
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import pytest
 from PIL import Image
@@ -67,6 +70,9 @@ def test_full_resolution(benchmark: BenchmarkFixture, photo: GuidedPhoto) -> Non
     record(benchmark, photo)
 
 
-def test_first_hint(benchmark: BenchmarkFixture, photo: GuidedPhoto) -> None:
-    benchmark.pedantic(Propagation, args=(photo.lightness, photo.settings), rounds=3, iterations=1)
+@pytest.mark.parametrize("spread", ["nearby", "here"])
+def test_first_hint(benchmark: BenchmarkFixture, photo: GuidedPhoto, spread: str) -> None:
+    settings = photo.settings if spread == "nearby" else replace(photo.settings, reach=photo.settings.here)
+    benchmark.pedantic(Propagation, args=(photo.lightness, settings), rounds=3, iterations=1)
     record(benchmark, photo)
+

@@ -146,7 +146,8 @@ def test_a_person_places_a_hint_on_the_page_and_downloads_the_colour_photo(app_u
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium (.ci/setup-browser.sh installs Debian's)")
-def test_everything_like_it_ticked_colours_what_the_model_coloured_like_the_spot(app_url, tmp_path):
+@pytest.mark.parametrize(("spread", "label"), [("alike", "Everything like it"), ("here", "Only here")])
+def test_how_far_the_colour_goes_is_chosen_per_hint_on_the_page(app_url, tmp_path, spread, label):
     from playwright.sync_api import sync_playwright
 
     from zoo.colorizer import Colorizer
@@ -154,35 +155,36 @@ def test_everything_like_it_ticked_colours_what_the_model_coloured_like_the_spot
     from zoo.hints import Hint
     from zoo.images import read_source
 
-    # a sunset the model leaves pale: the person ticks "Everything like it" and says the sky is yellow-orange
+    # a sunset the model leaves pale: the person says the sky is yellow-orange, everywhere like it or only here
     photo = next(p for p in resolve_source("sample") if p.name == "gnome-control-center-data--surfer.jpg")
     width, height = Image.open(photo).size
     spot_x, spot_y, colour = width // 5, height // 6, "#f0b030"
-    # in-process, the same code the page calls: where an alike hint and a plain one part most, far from the spot
+    # in-process, the same code the page calls: where the chosen spread and the default (nearby) part most, away
+    # from the spot (alike: in the far half of the photo)
     session = GuidedPhoto(Colorizer.from_checkpoint(model=FAST, device="cpu"), read_source(photo))
-    hint = Hint(spot_x, spot_y, colour_ab(colour), 9, alike=True)
-    alike, plain = (rgb2lab(np.asarray(session.image([h])))[..., 1:] for h in (hint, replace(hint, alike=False)))
-    apart = np.abs(alike - plain).sum(-1)
-    apart[:, : width // 2] = 0  # only the far half of the photo
+    hint = Hint(spot_x, spot_y, colour_ab(colour), 9, spread=spread)
+    chosen, nearby = (rgb2lab(np.asarray(session.image([h])))[..., 1:] for h in (hint, replace(hint, spread="nearby")))
+    apart = np.abs(chosen - nearby).sum(-1)
+    if spread == "alike":
+        apart[:, : width // 2] = 0
+    apart[max(0, spot_y - 12):spot_y + 12, max(0, spot_x - 12):spot_x + 12] = 0
     far_y, far_x = np.unravel_index(apart.argmax(), apart.shape)
     far_x, far_y = min(max(far_x, 3), width - 4), min(max(far_y, 3), height - 4)
     with sync_playwright() as playwright:
         browser, page = open_page(playwright, app_url, photo)
         click_photo(page, spot_x, spot_y, (width, height))
         type_colour(page, colour)
-        page.check("#hint-alike input[type=checkbox]")
+        page.locator("#hint-spread label", has_text=label).click()
         page.click("#add-hint")
         page.wait_for_function("document.querySelector('#note').innerText.includes('1 hint(s)')", timeout=60_000)
-        ticked = page.locator("#hints .bool-cell input[type=checkbox]")  # the hint's row in the table: alike ticked
-        assert ticked.count() == 1 and ticked.first.is_checked()
+        assert spread in page.inner_text("#hints")  # the hint's row in the table says how far it spreads
         saved = download_full(page, tmp_path)
         browser.close()
     got = mean_ab(saved, far_x, far_y, half=2)
-    wanted, plain_there = alike[far_y - 2:far_y + 2, far_x - 2:far_x + 2].reshape(-1, 2).mean(0), \
-        plain[far_y - 2:far_y + 2, far_x - 2:far_x + 2].reshape(-1, 2).mean(0)
-    # JPEG keeps ab within a few units; the alike hint moved this far spot by many more than that
-    assert np.abs(wanted - plain_there).max() > 10
-    assert np.abs(got - wanted).max() < 4 < np.abs(got - plain_there).max()
+    wanted, nearby_there = (ab[far_y - 2:far_y + 2, far_x - 2:far_x + 2].reshape(-1, 2).mean(0) for ab in (chosen, nearby))
+    # JPEG keeps ab within a few units; the chosen spread moved this spot by many more than that
+    assert np.abs(wanted - nearby_there).max() > 10
+    assert np.abs(got - wanted).max() < 4 < np.abs(got - nearby_there).max()
 
 
 def test_scripts_colorize_through_the_api_and_bad_uploads_are_messages(app_url, tmp_path):

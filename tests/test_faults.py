@@ -207,6 +207,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                               ' "color": "#00ff00"}]')
         Path("hints/size0.json").write_text('[{"x": 10, "y": 12, "color": "#c0392b", "size": 0}]')
         Path("hints/alike-yes.json").write_text('[{"x": 10, "y": 12, "color": "#c0392b", "alike": "yes"}]')
+        Path("hints/spread-far.json").write_text('[{"x": 10, "y": 12, "color": "#c0392b", "spread": "far"}]')
         Path("hints/folder").mkdir()
         Path("hints/folder/p0.json").write_text('[{"x": 1, "y": 2, "color": "#2040c0"}]')
         Path("hints/folder/p9.json").write_text('[{"x": 1, "y": 2, "color": "#2040c0"}]')  # there is no p9
@@ -607,6 +608,8 @@ CASES = [
          "hints/size0.json", "size must be at least 1 pixel"),
     Case("colorize-hints-alike-not-true-or-false", f"{COLORIZE} photos/p0.png --out out --hints hints/alike-yes.json",
          1, "hints/alike-yes.json", "\"alike\" must be true or false"),
+    Case("colorize-hints-spread-unknown", f"{COLORIZE} photos/p0.png --out out --hints hints/spread-far.json",
+         1, "hints/spread-far.json", "\"spread\" must be one of nearby, here, alike"),
     Case("colorize-hints-file-with-no-photo", f"{COLORIZE} photos --out out --hints hints/folder", 1,
          "hints/folder/p9.json", "a hint file with no photo"),
     Case("colorize-hints-outside-in-a-folder", f"{COLORIZE} photos --out out --hints hints/outside-in-folder", 1,

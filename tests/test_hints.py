@@ -68,17 +68,21 @@ def test_a_colour_hint_takes_the_colours_a_star_b_star_as_scikit_image_computes_
 def test_hints_parse_from_the_command_line_and_round_trip_through_a_file(tmp_path):
     hint = parse_hint("120, 80,#c0392b,7")
     assert (hint.x, hint.y, hint.size) == (120, 80, 7) and hint.ab == pytest.approx(colour_ab("#c0392b"))
-    assert hint.box == (117, 77, 124, 84) and not hint.alike
-    assert parse_hint("120,80,#c0392b,7,alike") == Hint(120, 80, hint.ab, 7, alike=True)
-    assert parse_hint("120,80,#c0392b,alike") == Hint(120, 80, hint.ab, 1, alike=True)
+    assert hint.box == (117, 77, 124, 84) and hint.spread == "nearby"
+    assert parse_hint("120,80,#c0392b,7,alike") == Hint(120, 80, hint.ab, 7, spread="alike")
+    assert parse_hint("120,80,#c0392b,here") == Hint(120, 80, hint.ab, 1, spread="here")
+    assert parse_hint("120,80,#c0392b,9,Nearby") == Hint(120, 80, hint.ab, 9)
     path = tmp_path / "h.json"
-    path.write_text(json.dumps([{"x": 3.7, "y": 4, "color": "#00ff00"}, {"x": 1, "y": 2, "ab": [10, -20.5],
-                                                                         "size": 3, "frame": 12, "alike": True}]))
-    first, second = read_hints(path)
-    assert (first.x, first.y, first.size, first.frame, first.alike) == (3, 4, 1, None, False)  # inside pixel 3
-    assert (second.ab, second.size, second.frame, second.alike) == ((10.0, -20.5), 3, 12, True)
-    write_hints(tmp_path / "again.json", [first, second])
-    assert read_hints(tmp_path / "again.json") == [Hint(3, 4, pytest.approx(first.ab, abs=1e-4)), second]
+    path.write_text(json.dumps([{"x": 3.7, "y": 4, "color": "#00ff00"},
+                                {"x": 1, "y": 2, "ab": [10, -20.5], "size": 3, "frame": 12, "spread": "here"},
+                                {"x": 5, "y": 6, "color": "#00ff00", "alike": True}]))  # alike's first spelling
+    first, second, third = read_hints(path)
+    assert (first.x, first.y, first.size, first.frame, first.spread) == (3, 4, 1, None, "nearby")  # inside pixel 3
+    assert (second.ab, second.size, second.frame, second.spread) == ((10.0, -20.5), 3, 12, "here")
+    assert third.spread == "alike"
+    write_hints(tmp_path / "again.json", [first, second, third])
+    assert read_hints(tmp_path / "again.json") == [Hint(3, 4, pytest.approx(first.ab, abs=1e-4)), second,
+                                                   Hint(5, 6, pytest.approx(third.ab, abs=1e-4), spread="alike")]
 
 
 @pytest.mark.parametrize(("content", "says"), [
@@ -95,6 +99,9 @@ def test_hints_parse_from_the_command_line_and_round_trip_through_a_file(tmp_pat
     ("[{\"x\": 1, \"y\": 2, \"color\": \"#123456\", \"size\": 2.5}]", "size must be a whole number"),
     ("[{\"x\": 1, \"y\": 2, \"color\": \"#123456\", \"colour\": 1}]", "unknown key 'colour'"),
     ("[{\"x\": 1, \"y\": 2, \"color\": \"#123456\", \"alike\": \"yes\"}]", "\"alike\" must be true or false"),
+    ("[{\"x\": 1, \"y\": 2, \"color\": \"#123456\", \"spread\": \"far\"}]",
+     "\"spread\" must be one of nearby, here, alike, got 'far'"),
+    ("[{\"x\": 1, \"y\": 2, \"color\": \"#123456\", \"spread\": \"here\", \"alike\": true}]", "disagree"),
     ("[{\"x\": 1, \"y\": 2, \"color\": \"#123456\"}, {\"x\": 1, \"y\": 2, \"color\": \"#123456\", \"frame\": -1}]",
      "hint 2: frame must be 0 or more"),
 ])
@@ -251,6 +258,43 @@ def test_a_hint_reaches_as_the_screened_poisson_greens_function_k0():
     np.testing.assert_allclose(ratio, expected, rtol=0.02)  # the lattice's Green's function, far from the boundary
 
 
+def test_hints_of_two_reaches_are_exact_and_each_is_its_own_greens_function_as_dense_inverses_compute():
+    """r = sum_j g_j w_j, g_j = B(reach_j)^-1 u_j, with w solving u_i . r = d_i: against numpy's dense inverses."""
+    rng = np.random.default_rng(6)
+    lightness = rng.uniform(0, 100, (12, 15))
+    settings = PropagationSettings(reach=0.6, here=0.1, edge=20.0)
+    targets = [((slice(2, 4), slice(3, 6)), np.array([0.3, -0.1])), ((slice(9, 10), slice(12, 13)), np.array([-0.2, 0.4])),
+               ((slice(6, 7), slice(1, 3)), np.array([0.1, 0.1]))]
+    reaches = [0.6, 0.1, 0.6]
+    got = Propagation(lightness, settings).residual(targets, reaches)
+    G = np.zeros((lightness.size, len(targets)))
+    for j, (((rows, columns), _), reach) in enumerate(zip(targets, reaches)):
+        u = np.zeros(lightness.shape)
+        u[rows, columns] = 1 / u[rows, columns].size
+        G[:, j] = np.linalg.inv(system_matrix(lightness, replace(settings, reach=reach)).toarray()) @ u.ravel()
+    means = np.array([[G[:, j].reshape(lightness.shape)[rows, columns].mean() for j in range(3)]
+                      for (rows, columns), _ in targets])
+    expected = (G @ np.linalg.solve(means, np.stack([d for _, d in targets]))).T.reshape(2, *lightness.shape)
+    np.testing.assert_allclose(got, expected, atol=1e-5)  # the solver's 1e-6 relative regularisation
+    for (rows, columns), d in targets:
+        np.testing.assert_allclose(got[:, rows, columns].mean(axis=(1, 2)), d, atol=1e-5)
+
+
+def test_a_here_hint_keeps_its_colour_close_as_the_shorter_greens_function_k0():
+    side = 241
+    settings = PropagationSettings(reach=0.1, here=0.05)  # screening lengths 24 and 12 cells, far from the border
+    flat = np.full((side, side), 50.0)
+    ab = torch.zeros(2, side, side, dtype=torch.float64)
+    centre = side // 2
+    fields = {spread: spread_hints(ab, [Hint(centre, centre, (40.0, 0.0), 1, spread=spread)], (side, side),
+                                   lambda: Propagation(flat, settings))[0].numpy() for spread in ("nearby", "here")}
+    distances = np.arange(8, 41, 4)
+    for spread, reach in (("nearby", 0.1), ("here", 0.05)):
+        ratio = fields[spread][centre, centre + distances] / fields[spread][centre, centre + 8]
+        np.testing.assert_allclose(ratio, k0(distances / (reach * side)) / k0(8 / (reach * side)), rtol=0.02)
+        assert fields[spread][centre, centre] == pytest.approx(40.0 / AB_SCALE, abs=1e-6)
+
+
 def test_colour_stops_at_a_lightness_edge():
     lightness = np.full((40, 60), 30.0)
     lightness[:, 30:] = 70.0  # a 40-unit step: exp(-40^2 / 2 5^2) ~ 1e-14 across it at edge 5
@@ -290,10 +334,10 @@ def test_an_alike_hint_recolours_what_the_model_coloured_like_it_beyond_an_edge_
     model[:, :, 64:] = np.array([25.0, 40.0])[:, None, None]
     model[:, :, 28:32] = model[:, :, 60:64] = 0.0
     ab = torch.from_numpy(model / AB_SCALE)
-    hint = Hint(10, 20, (-20.0, 45.0), 3, alike=True)  # "all this is green-yellow", on the left patch
+    hint = Hint(10, 20, (-20.0, 45.0), 3, spread="alike")  # "all this is green-yellow", on the left patch
     settings = PropagationSettings()
     spread = spread_hints(ab, [hint], (90, 40), lambda: Propagation(lightness, settings)).numpy() * AB_SCALE
-    edge_only = spread_hints(ab, [replace(hint, alike=False)], (90, 40), lambda: Propagation(lightness, settings))
+    edge_only = spread_hints(ab, [replace(hint, spread="nearby")], (90, 40), lambda: Propagation(lightness, settings))
     edge_only = edge_only.numpy() * AB_SCALE
     # exact at the hint, up to the constraint system's 1e-6 relative regularisation of the remaining ~15 Lab units
     np.testing.assert_allclose(spread[:, 19:22, 9:12].mean(axis=(1, 2)), hint.ab, atol=1e-4)

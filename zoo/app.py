@@ -6,7 +6,7 @@ One path through it::
     drop photos -> pick one and a model -> GuidedPhoto: the model runs once, its colours are kept
     click the photo -> the colour picker opens on the colour the model puts there (GuidedPhoto.suggest)
     add, move or remove hints -> new colours from the kept prediction (GuidedPhoto.ab: one solve a hint)
-    "Everything like it" ticked -> the hint also colours what the model coloured like its spot (Hint.alike)
+    how far the colour goes, per hint (Hint.spread): nearby; only here (a small thing); everything like it
     gray | colour on a before/after slider (a preview); "Full resolution" writes the file as zoo colorize does
     POST /colorize (gradio_client): a photo file, a model name, hints as --hints JSON -> the colour file
 
@@ -39,7 +39,7 @@ from zoo.images import BadImageError
 PREVIEW = 1024  # longest side of the images the page shows while hints change
 KEPT_PHOTOS = 4  # photos whose model colours stay in memory at once (a 12 MP photo's session is ~100 MB)
 DEFAULT_MAX_MEGAPIXELS = 50.0
-HINT_COLUMNS = ["x", "y", "color", "size", "alike"]
+HINT_COLUMNS = ["x", "y", "color", "size", "spread"]
 
 
 class AppError(ZooError):
@@ -134,7 +134,7 @@ class Sessions:
 
 
 def hints_from_rows(rows: Any, size: tuple[int, int], where: str) -> list[Hint]:
-    """The hints of the page's table (rows of x, y, colour, size, alike; blank rows skipped), checked against a
+    """The hints of the page's table (rows of x, y, colour, size, spread; blank rows skipped), checked against a
     photo of ``size``; AppError naming the row otherwise."""
     values = rows.values.tolist() if hasattr(rows, "values") else list(rows or [])
     hints = []
@@ -146,7 +146,7 @@ def hints_from_rows(rows: Any, size: tuple[int, int], where: str) -> list[Hint]:
         if cells[3] is not None:
             record["size"] = _number(cells[3])
         if cells[4] is not None:
-            record["alike"] = {"true": True, "false": False}.get(str(cells[4]).strip().lower(), cells[4])
+            record["spread"] = str(cells[4]).strip().lower()
         try:
             hints.append(hint_from_record(record))
         except ValueError as err:
@@ -230,10 +230,10 @@ def build_app(models: ModelChoices, max_pixels: int, work: Path) -> Any:
         proposed = session.suggest(x, y, hints)
         return proposed.hex, [x, y], f"Point ({x}, {y}): the colours there now are {proposed.hex}. Pick a colour, then Add hint."
 
-    def add(rows: Any, point: list[int] | None, colour: str, size: float, alike: bool) -> list[list[Any]]:
+    def add(rows: Any, point: list[int] | None, colour: str, size: float, spread: str) -> list[list[Any]]:
         if not point:
             raise AppError("click the photo where the hint goes first")
-        return [*_rows(rows), [point[0], point[1], colour, int(size), bool(alike)]]
+        return [*_rows(rows), [point[0], point[1], colour, int(size), spread]]
 
     def move(rows: Any, point: list[int] | None, number: float) -> list[list[Any]]:
         table = _rows(rows)
@@ -274,15 +274,17 @@ def build_app(models: ModelChoices, max_pixels: int, work: Path) -> Any:
                 model = gr.Dropdown(label="Model", choices=models.names, value=models.names[0], elem_id="model")
                 colour = gr.ColorPicker(label="Hint colour", value="#c0392b", elem_id="hint-colour")
                 size = gr.Slider(1, 64, value=9, step=1, label="Hint size (pixels of the photo)", elem_id="hint-size")
-                alike = gr.Checkbox(label="Everything like it (a sky, a field, one fabric): also colour what the model "
-                                    "coloured like this spot, wherever it is", value=False, elem_id="hint-alike")
+                spread = gr.Radio(label="How far the colour goes", value="nearby", elem_id="hint-spread", choices=[
+                    ("Nearby: along similar lightness, up to edges", "nearby"),
+                    ("Only here: a small thing (a beak, a button)", "here"),
+                    ("Everything like it: what the model coloured like this spot, anywhere (a sky, a field)", "alike")])
                 with gr.Row():
                     add_button = gr.Button("Add hint", variant="primary", elem_id="add-hint")
                     number = gr.Number(label="Hint #", value=1, precision=0, minimum=1, elem_id="hint-number")
                 with gr.Row():
                     move_button = gr.Button("Move hint # here", elem_id="move-hint")
                     remove_button = gr.Button("Remove hint #", elem_id="remove-hint")
-                table = gr.Dataframe(headers=HINT_COLUMNS, datatype=["number", "number", "str", "number", "bool"],
+                table = gr.Dataframe(headers=HINT_COLUMNS, datatype=["number", "number", "str", "number", "str"],
                                      column_count=5, interactive=True, label="Hints", elem_id="hints")
             with gr.Column(scale=2):
                 note = gr.Markdown("Drop a photo to start.", elem_id="note")
@@ -303,7 +305,7 @@ def build_app(models: ModelChoices, max_pixels: int, work: Path) -> Any:
         model.change(**redraw, api_visibility="private")
         table.change(**redraw, api_visibility="private")
         canvas.select(guarded(clicked), [chosen, model, table], [colour, point, note], api_visibility="private")
-        add_button.click(guarded(add), [table, point, colour, size, alike], table, api_visibility="private")
+        add_button.click(guarded(add), [table, point, colour, size, spread], table, api_visibility="private")
         move_button.click(guarded(move), [table, point, number], table, api_visibility="private")
         remove_button.click(guarded(remove), [table, number], table, api_visibility="private")
         full_button.click(guarded(full), [chosen, model, table], result, api_visibility="private")

@@ -5,8 +5,9 @@ One path through it::
     photo = GuidedPhoto(colorizer, source)         # the model's own ab (once), the photo's lightness on a grid
     photo.suggest(x, y)                            # the colour the model puts at a pixel: what a picker opens on
     photo.ab(hints)                                # (2, h, w) on the grid: the model's ab + each hint's difference
-                                                   #   from it spread edge-aware (zoo.propagate; an alike hint's
-                                                   #   also to what the model coloured like it); exact at hints
+                                                   #   from it spread edge-aware (zoo.propagate; a here hint's
+                                                   #   less far, an alike hint's also to what the model coloured
+                                                   #   like it); exact at hints
     photo.image(hints) or photo.preview(hints, 1024)   # full resolution, or a quick rendering for a screen
 
 Any model takes hints this way, automatic or not. A model whose generator takes hints itself (``guided-unet``)
@@ -61,8 +62,8 @@ def spread_hints(ab: Tensor, hints: Sequence[Hint], photo_size: tuple[int, int],
                  propagation: Callable[[], Propagation]) -> Tensor:
     """Normalised ``ab`` (2, h, w) on a grid over a photo of ``photo_size`` (w, h) with each hint's difference
     from it spread by ``propagation()`` (asked for only when there are hints): an ``alike`` hint's first to the
-    cells the model coloured like it, then every hint's edge-aware (:mod:`zoo.propagate`), so that every hint's
-    mean over its cells is then its colour."""
+    cells the model coloured like it, then every hint's edge-aware (:mod:`zoo.propagate`; a ``here`` hint's with
+    the shorter reach), so that every hint's mean over its cells is then its colour."""
     if not hints:
         return ab
     spread = propagation()
@@ -74,10 +75,11 @@ def spread_hints(ab: Tensor, hints: Sequence[Hint], photo_size: tuple[int, int],
         return [((rows, columns), (colour - ab[:, rows, columns].mean(dim=(1, 2))).numpy())
                 for (rows, columns), colour in zip(cells, wanted, strict=True)]
 
-    if any(hint.alike for hint in hints):
-        alike = [target for target, hint in zip(differences(base), hints, strict=True) if hint.alike]
+    if any(hint.spread == "alike" for hint in hints):
+        alike = [target for target, hint in zip(differences(base), hints, strict=True) if hint.spread == "alike"]
         base = base + torch.from_numpy(spread.alike(alike, (base * AB_SCALE).numpy()))
-    return (base + torch.from_numpy(spread.residual(differences(base)))).to(ab.dtype)
+    reaches = [spread.settings.here if hint.spread == "here" else spread.settings.reach for hint in hints]
+    return (base + torch.from_numpy(spread.residual(differences(base), reaches))).to(ab.dtype)
 
 
 class GuidedPhoto:

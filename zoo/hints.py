@@ -36,7 +36,8 @@ from zoo.errors import ZooError, one_line
 HINT_CHANNELS = 3  # hint a, hint b (normalised, 0 where no hint) and the mask (1 where a hint is)
 AB_LIMIT = 128.0  # |a*|, |b*| of any colour a hint may name (sRGB's gamut reaches about 98 and 107)
 _HEX = re.compile(r"#?([0-9a-fA-F]{6}|[0-9a-fA-F]{3})")
-_KEYS = {"x", "y", "color", "ab", "size", "frame", "alike"}
+_KEYS = {"x", "y", "color", "ab", "size", "frame", "spread", "alike"}
+SPREADS = ("nearby", "here", "alike")  # how far a hint's colour goes (Hint.spread)
 
 
 class HintError(ZooError, ValueError):
@@ -47,15 +48,16 @@ class HintError(ZooError, ValueError):
 class Hint:
     """A colour at a pixel of the upright photo: ``ab`` in Lab units over the ``size`` x ``size`` square of
     pixels centred on column ``x``, row ``y``; ``frame`` the video frame it belongs to (None for a photo);
-    ``alike``: the colour is also that of everything the model coloured like this spot, wherever it is (a sky,
-    a field, one fabric; :mod:`zoo.propagate`), not only of what is near it."""
+    ``spread``, how far the colour goes (:mod:`zoo.propagate`): ``nearby`` along similar lightness until edges
+    stop it; ``here``, a small thing (a beak, a button), held closer to the spot; ``alike``, also everything the
+    model coloured like this spot, wherever it is (a sky, a field, one fabric)."""
 
     x: int
     y: int
     ab: tuple[float, float]
     size: int = 1
     frame: int | None = None
-    alike: bool = False
+    spread: str = "nearby"
 
     @property
     def box(self) -> tuple[int, int, int, int]:
@@ -70,8 +72,8 @@ class Hint:
             record["size"] = self.size
         if self.frame is not None:
             record["frame"] = self.frame
-        if self.alike:
-            record["alike"] = True
+        if self.spread != "nearby":
+            record["spread"] = self.spread
         return record
 
 
@@ -133,28 +135,34 @@ def hint_from_record(record: object, default_size: int = 1) -> Hint:
         frame = int(_number(frame, "frame", integer=True))
         if frame < 0:
             raise ValueError(f"frame must be 0 or more, got {frame}")
-    alike = record.get("alike", False)
+    alike = record.get("alike", False)  # "alike": true, the spelling before "spread"
     if not isinstance(alike, bool):
         raise ValueError(f"\"alike\" must be true or false, got {alike!r}")
-    return Hint(x, y, ab, size, frame, alike)
+    spread = record.get("spread", "alike" if alike else "nearby")
+    if spread not in SPREADS:
+        raise ValueError(f"\"spread\" must be one of {', '.join(SPREADS)}, got {spread!r}")
+    if alike and spread != "alike":
+        raise ValueError(f"\"alike\": true and \"spread\": {spread!r} disagree")
+    return Hint(x, y, ab, size, frame, spread)
 
 
 def parse_hint(text: str) -> Hint:
-    """The hint of ``--hint X,Y,#RRGGBB`` (or ``X,Y,#RRGGBB,SIZE``; a last field ``alike`` makes it an
-    everything-like-this hint); HintError naming the option otherwise."""
+    """The hint of ``--hint X,Y,#RRGGBB`` (or ``X,Y,#RRGGBB,SIZE``; a last field ``here``, ``alike`` or
+    ``nearby`` says how far it spreads); HintError naming the option otherwise."""
     parts = [part.strip() for part in text.split(",")]
-    alike = len(parts) > 3 and parts[-1].lower() == "alike"
-    parts = parts[:-1] if alike else parts
+    spread = "nearby"
+    if len(parts) > 3 and parts[-1].lower() in SPREADS:
+        spread, parts = parts[-1].lower(), parts[:-1]
     try:
         if len(parts) not in (3, 4):
-            raise ValueError("expected X,Y,#RRGGBB or X,Y,#RRGGBB,SIZE (and ,alike for everything like it)")
+            raise ValueError("expected X,Y,#RRGGBB or X,Y,#RRGGBB,SIZE (and ,here or ,alike: how far it spreads)")
         numbers = {}
         for key, part in zip(("x", "y"), parts[:2], strict=True):
             try:
                 numbers[key] = float(part)
             except ValueError:
                 raise ValueError(f"{key} must be a number, got {part!r}") from None
-        record: dict[str, object] = {**numbers, "color": parts[2], "alike": alike}
+        record: dict[str, object] = {**numbers, "color": parts[2], "spread": spread}
         if len(parts) == 4:
             try:
                 record["size"] = int(parts[3])

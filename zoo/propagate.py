@@ -1,12 +1,13 @@
 """Spreading colour hints over a photo, on top of any model's own colours: edge-aware to what is near each hint
-and, for a hint that says so (``Hint.alike``), to what looks like it to the model, wherever it is.
+(``Hint.spread``: ``nearby``, or ``here`` for a small thing, which keeps it closer) and, for a hint that says so
+(``alike``), to what looks like it to the model, wherever it is.
 
 One path through it::
 
-    spread = Propagation(lightness on a grid (h, w), PropagationSettings(reach, edge, alike))   # factorised once
+    spread = Propagation(lightness on a grid (h, w), PropagationSettings(reach, here, edge, alike))
     ab = model ab on the grid
     ab = ab + spread.alike([(cells of alike hint 1, its colour - ab there), ...], ab)  # alike hints only
-    ab = ab + spread.residual([(cells of hint 1, its colour - ab there), ...])  # exact at the hints, the rest pulled
+    ab = ab + spread.residual([(cells of hint 1, its colour - ab there), ...], [reach of hint 1, ...])  # exact
 
 **Alike** (hints that ask for it). A hint's difference d_i from the model is first carried to every cell whose model
 colour is like the model's colour at the hint, however far: cell p moves by sum_i d_i k_ip / (sum_i k_ip + prior),
@@ -28,12 +29,17 @@ recolouring hints costs none, which is what makes a click interactive. ``reach``
 side)^2: in a flat region a hint's influence at distance d falls as the screened Poisson equation's Green's
 function, K0(d / (reach x short side)) (the modified Bessel function: about exp(-d / l) / sqrt(d) beyond l), so
 reach is how far, as a fraction of the photo's short side, a hint holds most of its colour where no edge stops it.
+
+**Only here.** Lightness edges do not stop colour between things of about the same lightness: a yellow stamen on a
+white petal, an orange beak on a white head. A hint marked ``here`` spreads with the shorter reach ``here``: its
+Green's function comes from B at that reach (factorised on the first such hint), the others' from B at ``reach``,
+and the constraint system above, with each hint's own g_i, still makes every hint exact.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import sparse
@@ -45,20 +51,22 @@ _CONFLICT = 1e-6  # added to the constraint system's diagonal, relative to it: h
 
 @dataclass(frozen=True)
 class PropagationSettings:
-    """How far a hint reaches (its screening length, a fraction of the short side), how strongly lightness edges
-    stop it (Lab L units: a smaller edge stops colour at fainter edges), how alike (Lab units, the model's colours)
-    a cell anywhere must be to a hint to take its difference and the weight its own colour keeps there, and the
-    short side of the grid it is solved on."""
+    """How far a hint reaches (its screening length, a fraction of the short side; ``here`` for a hint marked so),
+    how strongly lightness edges stop it (Lab L units: a smaller edge stops colour at fainter edges), how alike
+    (Lab units, the model's colours) a cell anywhere must be to a hint to take its difference and the weight its
+    own colour keeps there, and the short side of the grid it is solved on."""
 
     reach: float = 0.5  # all chosen on sample-train's folds, random and person-like hints (docs/guided.md)
+    here: float = 0.15  # a hint marked here (docs/guided.md, "Only here")
     edge: float = 5.0
     alike: float = 10.0  # Lab units, for hints that ask (Hint.alike); 0 turns it off for all
     prior: float = 0.3
     grid: int = 256
 
     def __post_init__(self) -> None:
-        if not 0 < self.reach <= 100:
-            raise ValueError(f"reach must be in (0, 100], got {self.reach}")
+        for name, reach in (("reach", self.reach), ("here", self.here)):
+            if not 0 < reach <= 100:
+                raise ValueError(f"{name} must be in (0, 100], got {reach}")
         if not 0 < self.edge <= 100:
             raise ValueError(f"edge must be in (0, 100] Lab units, got {self.edge}")
         if not 0 <= self.alike <= 100:
@@ -105,26 +113,39 @@ class Propagation:
         self.shape = lightness.shape
         self.lightness = np.asarray(lightness, dtype=np.float64)
         self.settings = settings
-        factor = sparse_linalg.splu(system_matrix(lightness, settings), permc_spec="MMD_AT_PLUS_A",
-                                    diag_pivot_thresh=0.0, options={"SymmetricMode": True})
-        self._solve = factor.solve
-        self._green: dict[tuple[int, int, int, int], np.ndarray] = {}
+        self._solves: dict[float, Callable[[np.ndarray], np.ndarray]] = {}
+        self._green: dict[tuple[float, int, int, int, int], np.ndarray] = {}
+        self._solver(settings.reach)  # factorised now: the first hint of a photo pays for it, later ones do not
 
-    def green(self, cells: Cells) -> np.ndarray:
-        """B^-1 u for the mean over ``cells`` (h w,), computed once per set of cells."""
+    def _solver(self, reach: float) -> Callable[[np.ndarray], np.ndarray]:
+        """B^-1 at ``reach``, a sparse LU factorised on first use."""
+        if reach not in self._solves:
+            matrix = system_matrix(self.lightness, replace(self.settings, reach=reach))
+            self._solves[reach] = sparse_linalg.splu(matrix, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0,
+                                                     options={"SymmetricMode": True}).solve
+        return self._solves[reach]
+
+    def green(self, cells: Cells, reach: float | None = None) -> np.ndarray:
+        """B^-1 u for the mean over ``cells`` (h w,) at ``reach`` (the settings' by default), computed once each."""
+        reach = self.settings.reach if reach is None else reach
         rows, columns = cells
-        key = (rows.start, rows.stop, columns.start, columns.stop)
+        key = (reach, rows.start, rows.stop, columns.start, columns.stop)
         if key not in self._green:
             u = np.zeros(self.shape)
             u[rows, columns] = 1.0 / ((rows.stop - rows.start) * (columns.stop - columns.start))
-            self._green[key] = self._solve(u.ravel())
+            self._green[key] = self._solver(reach)(u.ravel())
         return self._green[key]
 
-    def residual(self, targets: Sequence[tuple[Cells, np.ndarray]]) -> np.ndarray:
-        """(2, h, w): the smoothest field whose mean over each target's cells is its difference (2,)."""
+    def residual(self, targets: Sequence[tuple[Cells, np.ndarray]],
+                 reaches: Sequence[float] | None = None) -> np.ndarray:
+        """(2, h, w): the field, a sum of the targets' Green's functions (each at its reach in ``reaches``; the
+        settings' by default), whose mean over each target's cells is its difference (2,); with one reach for all,
+        the smoothest such field."""
         if not targets:
             return np.zeros((2, *self.shape))
-        green = np.stack([self.green(cells) for cells, _ in targets], axis=1)  # (h w, k)
+        reaches = [self.settings.reach] * len(targets) if reaches is None else reaches
+        green = np.stack([self.green(cells, reach) for (cells, _), reach in zip(targets, reaches, strict=True)],
+                         axis=1)  # (h w, k)
         means = np.stack([green.reshape(*self.shape, -1)[rows, columns].reshape(-1, len(targets)).mean(0)
                           for (rows, columns), _ in targets])  # (k, k): u_i . g_j
         means += _CONFLICT * np.diag(np.diag(means))

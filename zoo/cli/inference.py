@@ -28,8 +28,9 @@ from zoo.cli.options import COUNT, SETTING, device_option, image_size_type
 @device_option()
 @click.option("--hint", "hint_list", multiple=True, metavar="X,Y,#RRGGBB",
               help="A colour hint for the one photo given: pixel X, Y of the upright photo is this colour (its a*b*;"
-                   " the photo keeps its lightness); ,SIZE after the colour covers a SIZE x SIZE square; a last ,alike"
-                   " makes it true of everything the model coloured like that spot, wherever it is. Repeatable.")
+                   " the photo keeps its lightness); ,SIZE after the colour covers a SIZE x SIZE square; a last ,here keeps"
+                   " it close (a small thing), ,alike makes it true of everything the model coloured like that spot,"
+                   " wherever it is. Repeatable.")
 @click.option("--hints", "hint_path", type=click.Path(path_type=Path, exists=True),
               help="A JSON hint file for the one photo given ([{\"x\": 120, \"y\": 80, \"color\": \"#c0392b\"}]), or a"
                    " folder of them for a folder input: STEM.json per photo, in the input's layout.")

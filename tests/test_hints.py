@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -295,6 +296,15 @@ def test_a_here_hint_keeps_its_colour_close_as_the_shorter_greens_function_k0():
         assert fields[spread][centre, centre] == pytest.approx(40.0 / AB_SCALE, abs=1e-6)
 
 
+@pytest.mark.parametrize(("setting", "says"), [({"reach": 0.0}, "reach must be in (0, 100]"),
+                                               ({"here": 0.0}, "here must be in (0, 100]"),
+                                               ({"alike": 0.0}, "alike must be in (0, 100] Lab units"),
+                                               ({"edge": 101.0}, "edge must be in (0, 100]")])
+def test_spreading_settings_out_of_range_are_refused(setting, says):
+    with pytest.raises(ValueError, match=re.escape(says)):
+        PropagationSettings(**setting)
+
+
 def test_colour_stops_at_a_lightness_edge():
     lightness = np.full((40, 60), 30.0)
     lightness[:, 30:] = 70.0  # a 40-unit step: exp(-40^2 / 2 5^2) ~ 1e-14 across it at edge 5
@@ -320,7 +330,6 @@ def test_alike_carries_a_hint_to_cells_the_model_coloured_alike_as_a_direct_sum_
                 k = math.exp(-sum((lab[c, row, column] - at_hint[c]) ** 2 for c in range(3)) / (2 * 12.0**2))
                 moved, total = moved + difference * k, total + k
             np.testing.assert_allclose(got[:, row, column], moved / (total + 0.5), rtol=1e-12)
-    assert not Propagation(lightness, PropagationSettings(alike=0.0)).alike(targets, ab).any()
 
 
 def test_an_alike_hint_recolours_what_the_model_coloured_like_it_beyond_an_edge_and_stays_exact():

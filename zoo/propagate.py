@@ -59,7 +59,7 @@ class PropagationSettings:
     reach: float = 0.5  # all chosen on sample-train's folds, random and person-like hints (docs/guided.md)
     here: float = 0.15  # a hint marked here (docs/guided.md, "Only here")
     edge: float = 5.0
-    alike: float = 10.0  # Lab units, for hints that ask (Hint.alike); 0 turns it off for all
+    alike: float = 10.0  # Lab units, for hints that ask (Hint.spread == "alike")
     prior: float = 0.3
     grid: int = 256
 
@@ -69,8 +69,8 @@ class PropagationSettings:
                 raise ValueError(f"{name} must be in (0, 100], got {reach}")
         if not 0 < self.edge <= 100:
             raise ValueError(f"edge must be in (0, 100] Lab units, got {self.edge}")
-        if not 0 <= self.alike <= 100:
-            raise ValueError(f"alike must be in [0, 100] Lab units (0: off), got {self.alike}")
+        if not 0 < self.alike <= 100:
+            raise ValueError(f"alike must be in (0, 100] Lab units, got {self.alike}")
         if not 0 < self.prior <= 100:
             raise ValueError(f"prior must be in (0, 100], got {self.prior}")
         if not 8 <= self.grid <= 4096:
@@ -154,9 +154,8 @@ class Propagation:
 
     def alike(self, targets: Sequence[tuple[Cells, np.ndarray]], ab: np.ndarray) -> np.ndarray:
         """(2, h, w): each target's difference (2,) carried to the cells whose model colour (this lightness and
-        ``ab``, (2, h, w) in Lab units) is like the model's colour over the target's cells (the module docstring);
-        zeros where ``alike`` is 0."""
-        if not targets or not self.settings.alike:
+        ``ab``, (2, h, w) in Lab units) is like the model's colour over the target's cells (the module docstring)."""
+        if not targets:
             return np.zeros((2, *self.shape))
         lab = np.concatenate([self.lightness[None], np.asarray(ab, dtype=np.float64)])  # (3, h, w)
         scale = -0.5 / self.settings.alike**2

@@ -75,4 +75,3 @@ def test_first_hint(benchmark: BenchmarkFixture, photo: GuidedPhoto, spread: str
     settings = photo.settings if spread == "nearby" else replace(photo.settings, reach=photo.settings.here)
     benchmark.pedantic(Propagation, args=(photo.lightness, settings), rounds=3, iterations=1)
     record(benchmark, photo)
-

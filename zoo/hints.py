@@ -290,11 +290,7 @@ def simulated_hints(ab: Tensor, count: int, patch: int, seed: int) -> list[Hint]
     uniform = torch.rand(count, 2, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     normal = torch.special.ndtri(uniform)  # by its inverse CDF: the first n draws do not depend on count
     corners = (span / 2 + normal * span / 4).clamp(torch.zeros(2, dtype=torch.float64), span - 1).floor().long()
-    hints = []
-    for top, left in corners.tolist():
-        mean = ab[:, top:top + patch, left:left + patch].double().mean(dim=(1, 2)) * AB_SCALE
-        hints.append(Hint(left + patch // 2, top + patch // 2, (float(mean[0]), float(mean[1])), patch))
-    return hints
+    return [patch_hint(ab, top, left, patch) for top, left in corners.tolist()]
 
 
 def worst_hint(ab_now: Tensor, ab_true: Tensor, patch: int) -> Hint:
@@ -307,7 +303,13 @@ def worst_hint(ab_now: Tensor, ab_true: Tensor, patch: int) -> Hint:
     error = ((ab_now.double() - ab_true.double()) ** 2).sum(0)[None, None]
     top, left = divmod(int(torch.nn.functional.avg_pool2d(error, patch, stride=1).flatten().argmax()),
                        width - patch + 1)
-    mean = ab_true[:, top:top + patch, left:left + patch].double().mean(dim=(1, 2)) * AB_SCALE
+    return patch_hint(ab_true, top, left, patch)
+
+
+def patch_hint(ab: Tensor, top: int, left: int, patch: int) -> Hint:
+    """The hint a simulation gives for the ``patch`` x ``patch`` square at (``top``, ``left``) of a photo whose
+    true normalised ab is ``ab`` (2, H, W): the truth's mean ab over it, in Lab units."""
+    mean = ab[:, top:top + patch, left:left + patch].double().mean(dim=(1, 2)) * AB_SCALE
     return Hint(left + patch // 2, top + patch // 2, (float(mean[0]), float(mean[1])), patch)
 
 

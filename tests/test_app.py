@@ -5,6 +5,7 @@ Colours are checked in the files that come back, against scikit-image's Lab."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -14,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -41,14 +43,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`zoo app` in a process of its own, on 127.0.0.1 and a free port, the fast model offered first after the
-    default; stopped with SIGINT as Ctrl-C stops it."""
-    log = tmp_path_factory.mktemp("app") / "app.log"
-    with log.open("w") as out:
+@contextlib.contextmanager
+def running_app(folder: Path, stop: signal.Signals) -> Iterator[str]:
+    """`zoo app` in a process of its own, on 127.0.0.1 and a free port, its temporary files under ``folder`` (its
+    log beside them): its address while it runs. Then stopped with ``stop``, which must end it with status 0 and
+    nothing left in the temporary folder: the photos sent to it, Gradio's copies and the results all deleted."""
+    log, scratch = folder / "app.log", folder / "tmp"
+    scratch.mkdir()
+    with log.open("w") as out:  # SIGINT reaches it as from a terminal, also where a background shell ignores it
         process = subprocess.Popen([sys.executable, "-m", "zoo.cli", "app", "--port", str(free_port()),
-                                    "--max-megapixels", "5"], stdout=out, stderr=subprocess.STDOUT)
+                                    "--max-megapixels", "5"], stdout=out, stderr=subprocess.STDOUT,
+                                   env={**os.environ, "TMPDIR": str(scratch)},
+                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 180
         while not (match := re.search(r"zoo app: (http://127\.0\.0\.1:\d+/)", log.read_text())):
@@ -56,11 +62,26 @@ def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             time.sleep(0.2)
         yield match.group(1)
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        if process.poll() is None:  # else it never started, and the assertion above says why
+            process.send_signal(stop)
+            try:
+                assert process.wait(20) == 0, log.read_text()
+            except subprocess.TimeoutExpired:
+                process.kill()
+                pytest.fail(f"zoo app went on for 20 s after {stop.name}: {log.read_text()}")
+            assert not [path for path in scratch.rglob("*") if path.is_file()], log.read_text()
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The app every page test uses, the fast model offered first after the default; stopped as Ctrl-C stops it."""
+    with running_app(tmp_path_factory.mktemp("app"), signal.SIGINT) as url:
+        yield url
+
+
+def test_sigterm_stops_the_app_and_removes_its_files(tmp_path):
+    with running_app(tmp_path, signal.SIGTERM) as url:
+        assert urllib.request.urlopen(url, timeout=30).status == 200
 
 
 def mean_ab(path: Path, x: int, y: int, half: int = 3) -> np.ndarray:

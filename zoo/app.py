@@ -14,13 +14,16 @@ It calls the colorizer and the hints code and has nothing of its own but the pag
 (``pip install 'colorization-zoo[app]'``), imported only here. The app listens on 127.0.0.1 unless told
 otherwise, makes no share link, sends no analytics, and runs one job at a time (a CPU colorizes one photo at
 a time fastest). A file that is not a photo, a photo over the size limit or a model that fails is a plain
-message on the page and an error of the API call; the app goes on serving.
+message on the page and an error of the API call; the app goes on serving. Ctrl-C or SIGTERM stops it, and the
+photos sent to it and the results it wrote, all in one temporary folder of its own, are deleted then.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import shutil
+import signal
 import tempfile
 import threading
 from collections import OrderedDict
@@ -38,6 +41,7 @@ from zoo.images import BadImageError
 
 PREVIEW = 1024  # longest side of the images the page shows while hints change
 KEPT_PHOTOS = 4  # photos whose model colours stay in memory at once (a 12 MP photo's session is ~100 MB)
+DAY = 86_400  # seconds: Gradio's copies of photos and results older than this go while the app runs, all when it stops
 DEFAULT_MAX_MEGAPIXELS = 50.0
 HINT_COLUMNS = ["x", "y", "color", "size", "spread"]
 
@@ -263,7 +267,7 @@ def build_app(models: ModelChoices, max_pixels: int, work: Path) -> Any:
             raise AppError("no image given")
         return str(colorize_file(sessions, image, model or models.names[0], hints, work))
 
-    with gr.Blocks(title="colorization-zoo", analytics_enabled=False) as page:
+    with gr.Blocks(title="colorization-zoo", analytics_enabled=False, delete_cache=(DAY, DAY)) as page:
         gr.Markdown("# colorization-zoo\nDrop photos, pick a model, click the photo to tell it what colour a thing is.")
         point = gr.State(None)
         with gr.Row():
@@ -345,16 +349,27 @@ def _full_resolution_point(index: Sequence[int], size: tuple[int, int]) -> tuple
     return x, y
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM (kill, a service manager) stops the app as Ctrl-C does
+
+
 def serve(models: ModelChoices, host: str = "127.0.0.1", port: int | None = None,
           max_megapixels: float = DEFAULT_MAX_MEGAPIXELS, echo: Callable[[str], None] = print) -> None:
-    """Build the page and serve it until interrupted; prints the address."""
+    """Build the page and serve it until Ctrl-C or SIGTERM; prints the address. The photos sent to it and the
+    results it wrote are deleted when it stops: all are under one temporary folder of its own (Gradio's too, unless
+    ``GRADIO_TEMP_DIR`` says where; then the page's ``delete_cache`` deletes its copies)."""
     work = Path(tempfile.mkdtemp(prefix="zoo-app-"))
-    page = build_app(models, int(max_megapixels * 1e6), work)
-    _, url, _ = page.launch(server_name=host, server_port=port, share=False, prevent_thread_lock=True, quiet=True,
-                            max_file_size=f"{int(max_megapixels * 4)}mb", allowed_paths=[str(work)],
-                            footer_links=["api"], ssr_mode=False)
-    echo(f"zoo app: {url} (models: {', '.join(models.names)}; Ctrl-C stops it)")
+    os.environ.setdefault("GRADIO_TEMP_DIR", str(work / "gradio"))  # read when the page and its server are made
     try:
-        page.block_thread()
+        page = build_app(models, int(max_megapixels * 1e6), work)
+        _, url, _ = page.launch(server_name=host, server_port=port, share=False, prevent_thread_lock=True,
+                                quiet=True, max_file_size=f"{int(max_megapixels * 4)}mb", allowed_paths=[str(work)],
+                                footer_links=["api"], ssr_mode=False)
+        signal.signal(signal.SIGTERM, _interrupt)
+        echo(f"zoo app: {url} (models: {', '.join(models.names)}; Ctrl-C stops it)")
+        try:
+            page.block_thread()
+        finally:
+            page.close()
     finally:
-        page.close()
+        shutil.rmtree(work, ignore_errors=True)

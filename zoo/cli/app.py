@@ -27,8 +27,9 @@ def app(host: str, port: int | None, models: tuple[str, ...], checkpoints: tuple
 
     Drop photos, choose a model, click the photo to place a hint (the colour picker opens on the colour the
     model puts there), move or remove hints, compare gray and colour on a slider and download the result at
-    full resolution. Scripts use the same through the API endpoint /colorize (gradio_client). Needs the app
-    extra: pip install 'colorization-zoo[app]'.
+    full resolution. Scripts use the same through the API endpoint /colorize (gradio_client). Ctrl-C or SIGTERM
+    stops it and deletes the photos sent to it and the results it wrote. Needs the app extra: pip install
+    'colorization-zoo[app]'.
 
     \b
     Example:

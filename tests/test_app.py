@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -208,11 +209,12 @@ def test_how_far_the_colour_goes_is_chosen_per_hint_on_the_page(app_url, tmp_pat
     assert np.abs(got - wanted).max() < 4 < np.abs(got - nearby_there).max()
 
 
-def test_scripts_colorize_through_the_api_and_bad_uploads_are_messages(app_url, tmp_path):
+def test_scripts_colorize_through_the_api_and_bad_uploads_are_messages(app_url, tmp_path, monkeypatch):
     from gradio_client import Client, handle_file
     from gradio_client.exceptions import AppError
 
-    client = Client(app_url, verbose=False)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the client's downloads pass through
+    client = Client(app_url, verbose=False, download_files=tmp_path / "downloads")
     photo = resolve_source("heldout")[1]
     truth = mean_ab(photo, 60, 50, half=4)  # the photo's own colour there: in gamut at its lightness
     hints = json.dumps([{"x": 60, "y": 50, "ab": truth.round(3).tolist(), "size": 8}])

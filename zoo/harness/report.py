@@ -34,7 +34,6 @@ from zoo.files import write_text
 from zoo.harness import plots, schema
 from zoo.harness.schema import REFERENCE_ROWS, is_number, numeric_keys
 
-PANEL_NAMES = ("gray", "model", "truth")
 GRAY = REFERENCE_ROWS[0]
 PLOT_SIZE = (6.4, 4.0)  # inches at 100 dpi: two plots side by side on a wide page
 

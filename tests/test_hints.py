@@ -281,6 +281,22 @@ def test_hints_of_two_reaches_are_exact_and_each_is_its_own_greens_function_as_d
         np.testing.assert_allclose(got[:, rows, columns].mean(axis=(1, 2)), d, atol=1e-5)
 
 
+@pytest.mark.parametrize("reaches", [(0.6, 0.6), (0.6, 0.1), (0.1, 0.6)])
+def test_two_hints_on_the_same_cells_average_whatever_their_reaches(reaches):
+    """A person adds a hint where one already is, of another colour and spread: the two are averaged there, and
+    the field stays within the hints' differences (it once came out 1e5 times larger when the reaches differed)."""
+    rng = np.random.default_rng(7)
+    lightness = rng.uniform(0, 100, (12, 15))
+    cells = (slice(4, 6), slice(5, 8))
+    targets = [(cells, np.array([0.3, -0.1])), (cells, np.array([-0.1, 0.2])),
+               ((slice(9, 10), slice(12, 13)), np.array([0.2, 0.2]))]
+    got = Propagation(lightness, PropagationSettings(reach=0.6, here=0.1, edge=20.0)).residual(
+        targets, [*reaches, 0.6])
+    np.testing.assert_allclose(got[:, 4:6, 5:8].mean(axis=(1, 2)), [0.1, 0.05], atol=1e-6)
+    np.testing.assert_allclose(got[:, 9, 12], [0.2, 0.2], atol=1e-6)
+    assert np.abs(got).max() <= 0.3
+
+
 def test_a_here_hint_keeps_its_colour_close_as_the_shorter_greens_function_k0():
     side = 241
     settings = PropagationSettings(reach=0.1, here=0.05)  # screening lengths 24 and 12 cells, far from the border

@@ -24,7 +24,8 @@ over neighbouring cells p, q of w_pq (r_p - r_q)^2 plus lambda sum r_p^2, where 
 edge^2) lets colour flow along similar lightness and stop at edges, and lambda pulls it back to the model's colour
 away from the hints. With B = lambda I + the graph Laplacian of w, the solution under hard constraints u_i . r =
 d_i (u_i: the mean over hint i's cells) is r = G (U^T G)^-1 d with G = B^-1 U: a sum of each hint's Green's
-function. B is factorised once per photo (sparse LU), each new hint costs one triangular solve, and moving or
+function (solved as least squares with a faint ridge, so hints asking the same cells for two colours average).
+B is factorised once per photo (sparse LU), each new hint costs one triangular solve, and moving or
 recolouring hints costs none, which is what makes a click interactive. ``reach`` sets lambda = 1 / (reach x short
 side)^2: in a flat region a hint's influence at distance d falls as the screened Poisson equation's Green's
 function, K0(d / (reach x short side)) (the modified Bessel function: about exp(-d / l) / sqrt(d) beyond l), so
@@ -46,7 +47,7 @@ from scipy import sparse
 from scipy.sparse import linalg as sparse_linalg
 
 Cells = tuple[slice, slice]  # (rows, columns) of the grid a hint covers
-_CONFLICT = 1e-6  # added to the constraint system's diagonal, relative to it: hints on the same cells average
+_CONFLICT = 1e-6  # the constraint system's ridge, relative to its diagonal: hints on the same cells average
 
 
 @dataclass(frozen=True)
@@ -148,8 +149,11 @@ class Propagation:
                          axis=1)  # (h w, k)
         means = np.stack([green.reshape(*self.shape, -1)[rows, columns].reshape(-1, len(targets)).mean(0)
                           for (rows, columns), _ in targets])  # (k, k): u_i . g_j
-        means += _CONFLICT * np.diag(np.diag(means))
-        weights = np.linalg.solve(means, np.stack([np.asarray(d, dtype=np.float64) for _, d in targets]))  # (k, 2)
+        wanted = np.stack([np.asarray(d, dtype=np.float64) for _, d in targets])  # (k, 2)
+        # least squares with a faint ridge: exact for hints apart, the mean for hints that ask the same cells for
+        # different colours, and no huge weights that cancel only where their Green's functions are alike
+        ridge = (_CONFLICT * np.diag(means).mean()) ** 2 * np.eye(len(targets))
+        weights = np.linalg.solve(means.T @ means + ridge, means.T @ wanted)  # (k, 2)
         return (green @ weights).T.reshape(2, *self.shape)
 
     def alike(self, targets: Sequence[tuple[Cells, np.ndarray]], ab: np.ndarray) -> np.ndarray:

@@ -16,7 +16,7 @@ what it prints into a file under ``docs/`` or a table of README.md between ``<!-
 - external: each shipped model on `--data debian-external` (41 photos from packages the sample lacks; downloads
   three Debian packages, 157 MB, once), gray beside it, in its card; docs/default-external.jpg, the default's
   sample grid of every 10th of those photos, the first four.
-- app: docs/app.png, the page of `zoo app` with a photo and one hint (needs the app extra and chromium).
+- app: docs/app.png, the page of `zoo app` with a photo, one hint and a second tried (needs the app extra and chromium).
 """
 
 from __future__ import annotations
@@ -163,7 +163,7 @@ def external(scratch: Path) -> None:
 
 
 def app(scratch: Path) -> None:
-    """The page as a person leaves it: a held-out photo dropped on it, a hint placed, the colours shown."""
+    """The page as a person uses it: a held-out photo dropped on it, a hint placed, a second one being tried."""
     import socket
     import time
     import urllib.request
@@ -201,8 +201,18 @@ def app(scratch: Path) -> None:
             page.click("h1")
             page.click("#add-hint")
             page.wait_for_function("document.querySelector('#note').innerText.includes('1 hint(s)')")
+            page.wait_for_timeout(1500)  # the photo redrawn with the hint
+            page.mouse.click(box["x"] + 0.5 * box["width"], box["y"] + 0.6 * box["height"])  # the rock: tried
+            page.wait_for_function("document.querySelector('#note').innerText.includes('Point (')")
+            page.wait_for_function("document.querySelectorAll('#hint-tries img').length == 3")
+            shown = page.get_attribute("#hint-tries img", "src")
+            page.click("#hint-colour .dialog-button")
+            page.fill("#hint-colour input[type=text]", "#c0704a")
+            page.keyboard.press("Enter")
+            page.click("h1")
+            page.wait_for_function(f"document.querySelector('#hint-tries img')?.src != {json.dumps(shown)}")
             page.wait_for_timeout(1500)
-            page.screenshot(path=str(DOCS / "app.png"))
+            page.screenshot(path=str(DOCS / "app.png"), full_page=True)
             browser.close()
     finally:
         server.terminate()

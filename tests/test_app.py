@@ -168,8 +168,12 @@ def test_a_person_places_a_hint_on_the_page_and_downloads_the_colour_photo(app_u
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium (.ci/setup-browser.sh installs Debian's)")
-@pytest.mark.parametrize(("spread", "label"), [("alike", "Everything like it"), ("here", "Only here")])
-def test_how_far_the_colour_goes_is_chosen_per_hint_on_the_page(app_url, tmp_path, spread, label):
+@pytest.mark.parametrize(("spread", "label", "way"), [("alike", "Everything like it", "radio"),
+                                                      ("here", "Only here", "radio"),
+                                                      ("alike", "Everything like it", "tries")])
+def test_how_far_the_colour_goes_is_chosen_per_hint_on_the_page(app_url, tmp_path, spread, label, way):
+    """The person says how far a hint's colour goes: on the radio before adding it, or by clicking the one of the
+    hint's three tries (shown as soon as the colour is picked) that looks right."""
     from playwright.sync_api import sync_playwright
 
     from zoo.colorizer import Colorizer
@@ -195,9 +199,17 @@ def test_how_far_the_colour_goes_is_chosen_per_hint_on_the_page(app_url, tmp_pat
     with sync_playwright() as playwright:
         browser, page = open_page(playwright, app_url, photo)
         click_photo(page, spot_x, spot_y, (width, height))
-        type_colour(page, colour)
-        page.locator("#hint-spread label", has_text=label).click()
-        page.click("#add-hint")
+        if way == "radio":
+            type_colour(page, colour)
+            page.locator("#hint-spread label", has_text=label).click()
+            page.click("#add-hint")
+        else:  # the tries of the model's own colour there, then of the colour picked
+            page.wait_for_function("document.querySelectorAll('#hint-tries img').length == 3", timeout=60_000)
+            shown = page.get_attribute("#hint-tries img", "src")
+            type_colour(page, colour)
+            page.wait_for_function(f"document.querySelector('#hint-tries img')?.src != {json.dumps(shown)}",
+                                   timeout=60_000)
+            page.locator("#hint-tries button", has_text=label).click()
         page.wait_for_function("document.querySelector('#note').innerText.includes('1 hint(s)')", timeout=60_000)
         assert spread in page.inner_text("#hints")  # the hint's row in the table says how far it spreads
         saved = download_full(page, tmp_path)

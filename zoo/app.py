@@ -6,7 +6,8 @@ One path through it::
     drop photos -> pick one and a model -> GuidedPhoto: the model runs once, its colours are kept
     click the photo -> the colour picker opens on the colour the model puts there (GuidedPhoto.suggest)
     add, move or remove hints -> new colours from the kept prediction (GuidedPhoto.ab: one solve a hint)
-    how far the colour goes, per hint (Hint.spread): nearby; only here (a small thing); everything like it
+    how far the colour goes, per hint (Hint.spread): nearby; only here (a small thing); everything like it;
+      the hint being made is shown each way (three small previews): a click on one adds it so
     gray | colour on a before/after slider (a preview); "Full resolution" writes the file as zoo colorize does
     POST /colorize (gradio_client): a photo file, a model name, hints as --hints JSON -> the colour file
 
@@ -28,7 +29,7 @@ import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,13 @@ KEPT_PHOTOS = 4  # photos whose model colours stay in memory at once (a 12 MP ph
 DAY = 86_400  # seconds: Gradio's copies of photos and results older than this go while the app runs, all when it stops
 DEFAULT_MAX_MEGAPIXELS = 50.0
 HINT_COLUMNS = ["x", "y", "color", "size", "spread"]
+TRIAL = 480  # longest side of the three tries of a hint, one per spread
+SPREADS = {  # Hint.spread: (the radio's words, the try's caption)
+    "nearby": ("Nearby: along similar lightness, up to edges", "Nearby"),
+    "here": ("Only here: a small thing (a beak, a button)", "Only here"),
+    "alike": ("Everything like it: what the model coloured like this spot, anywhere (a sky, a field)",
+              "Everything like it"),
+}
 
 
 class AppError(ZooError):
@@ -239,6 +247,24 @@ def build_app(models: ModelChoices, max_pixels: int, work: Path) -> Any:
             raise AppError("click the photo where the hint goes first")
         return [*_rows(rows), [point[0], point[1], colour, int(size), spread]]
 
+    def tries(path: str | None, model: str, rows: Any, point: list[int] | None, colour: str,
+              size: float) -> list[tuple[Any, str]]:
+        """The photo with the hint being made spread each way: a person sees which is right before adding it."""
+        if not path or not point:
+            return []
+        session = sessions.photo(path, model)
+        hints = hints_from_rows(rows, session.size, Path(path).name)
+        try:
+            hint = hint_from_record({"x": point[0], "y": point[1], "color": colour, "size": int(size)})
+        except ValueError as err:
+            raise AppError(f"hint colour: {one_line(err)}") from None
+        return [(marked(session.preview([*hints, replace(hint, spread=spread)], TRIAL), [*hints, hint], session.size),
+                 caption) for spread, (_, caption) in SPREADS.items()]
+
+    def add_tried(rows: Any, point: list[int] | None, colour: str, size: float,
+                  evt: gr.SelectData) -> list[list[Any]]:
+        return add(rows, point, colour, size, list(SPREADS)[evt.index])
+
     def move(rows: Any, point: list[int] | None, number: float) -> list[list[Any]]:
         table = _rows(rows)
         index = int(number) - 1
@@ -278,10 +304,8 @@ def build_app(models: ModelChoices, max_pixels: int, work: Path) -> Any:
                 model = gr.Dropdown(label="Model", choices=models.names, value=models.names[0], elem_id="model")
                 colour = gr.ColorPicker(label="Hint colour", value="#c0392b", elem_id="hint-colour")
                 size = gr.Slider(1, 64, value=9, step=1, label="Hint size (pixels of the photo)", elem_id="hint-size")
-                spread = gr.Radio(label="How far the colour goes", value="nearby", elem_id="hint-spread", choices=[
-                    ("Nearby: along similar lightness, up to edges", "nearby"),
-                    ("Only here: a small thing (a beak, a button)", "here"),
-                    ("Everything like it: what the model coloured like this spot, anywhere (a sky, a field)", "alike")])
+                spread = gr.Radio(label="How far the colour goes", value="nearby", elem_id="hint-spread",
+                                  choices=[(words, value) for value, (words, _) in SPREADS.items()])
                 with gr.Row():
                     add_button = gr.Button("Add hint", variant="primary", elem_id="add-hint")
                     number = gr.Number(label="Hint #", value=1, precision=0, minimum=1, elem_id="hint-number")
@@ -294,6 +318,9 @@ def build_app(models: ModelChoices, max_pixels: int, work: Path) -> Any:
                 note = gr.Markdown("Drop a photo to start.", elem_id="note")
                 canvas = gr.Image(label="Click to place a hint", type="pil", interactive=False, elem_id="canvas",
                                   format="png")
+                tried = gr.Gallery(label="The hint, each way it can go: click one to add it so", columns=3,
+                                   allow_preview=False, object_fit="contain", height=300, elem_id="hint-tries",
+                                   format="jpeg")
                 slider = gr.ImageSlider(label="gray | colour", type="pil", elem_id="slider", format="png")
                 full_button = gr.Button("Full resolution", elem_id="full")
                 result = gr.File(label="Full-resolution result", elem_id="result")
@@ -308,8 +335,13 @@ def build_app(models: ModelChoices, max_pixels: int, work: Path) -> Any:
         chosen.change(**redraw, api_visibility="private")
         model.change(**redraw, api_visibility="private")
         table.change(**redraw, api_visibility="private")
+        attempt = {"fn": guarded(tries), "inputs": [chosen, model, table, point, colour, size], "outputs": tried,
+                   "api_visibility": "private", "trigger_mode": "always_last"}
         canvas.select(guarded(clicked), [chosen, model, table], [colour, point, note], api_visibility="private")
+        gr.on([point.change, colour.change, size.release], **attempt)
+        table.change(lambda: [], None, tried, api_visibility="private")  # a new hint set: the tries are stale
         add_button.click(guarded(add), [table, point, colour, size, spread], table, api_visibility="private")
+        tried.select(guarded(add_tried), [table, point, colour, size], table, api_visibility="private")
         move_button.click(guarded(move), [table, point, number], table, api_visibility="private")
         remove_button.click(guarded(remove), [table, number], table, api_visibility="private")
         full_button.click(guarded(full), [chosen, model, table], result, api_visibility="private")

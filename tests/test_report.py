@@ -151,12 +151,18 @@ class Chromium:
         path.write_bytes(base64.b64decode(data))
 
     def close(self) -> None:
-        self.process.terminate()
+        """Closed as its window is (it then deletes its temporary files); terminated if it does not answer."""
+        self.session = None
         try:
+            self.call("Browser.close", timeout=10)
             self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        except (TimeoutError, RuntimeError, OSError, subprocess.TimeoutExpired):
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
         os.close(self._write_end)
         os.close(self._read_end)
 

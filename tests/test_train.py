@@ -162,7 +162,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, model, settings):
 
 def test_torchrun_two_processes_on_gloo(tmp_path):
     out = tmp_path / "ddp"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(tmp_path)}  # torchrun's log folder stays behind
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29533", "-m", "zoo.cli",
            "train", "unet-resnet18-gan", "--out", str(out), "--image-size", "64", "--batch-size", "4", "--max-steps", "3",
            "--workers", "0", "--no-progress"]

@@ -7,6 +7,8 @@ of a session with five hints already placed:
 
 - ``add_hint``: a sixth hint, to the new ab on the spreading grid (one triangular solve, the 6 x 6 system);
 - ``preview``: that, rendered at 1024 px on the long side (what a page shows while hints change);
+- ``tries``: the sixth hint spread each of the three ways, three 480 px previews (what the app shows while a
+  colour is picked; the ``here`` system already built);
 - ``full_resolution``: that, rendered at 12 MP (what the download writes);
 - ``first_hint``: building the spreading system itself (once per photo, on its first hint; ``[here]``: the second
   system, at the shorter reach, built on the first hint marked ``here``).
@@ -62,6 +64,12 @@ def test_add_hint(benchmark: BenchmarkFixture, photo: GuidedPhoto) -> None:
 
 def test_preview(benchmark: BenchmarkFixture, photo: GuidedPhoto) -> None:
     benchmark(photo.preview, [*PLACED, NEW], 1024)
+    record(benchmark, photo)
+
+
+def test_tries(benchmark: BenchmarkFixture, photo: GuidedPhoto) -> None:
+    photo.tries(PLACED, NEW, 480)  # the first builds the here system: test_first_hint[here] times that
+    benchmark(photo.tries, PLACED, NEW, 480)
     record(benchmark, photo)
 
 

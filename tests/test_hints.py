@@ -397,6 +397,36 @@ def test_no_hints_is_the_automatic_colorization_and_hints_set_their_colour(color
         assert np.abs(rgb - image[y, x]).max() <= 3
 
 
+def test_a_hints_tries_each_set_its_colour_and_spread_as_far_as_their_spread_says(colorizer):
+    """The three previews a person compares before adding a hint (the app's tries): a sunset's sky told its own
+    orange, a blue hint on the sea already placed. Each has the hint's colour at the hint; away from it only-here
+    barely moves the colours, and everything-like-it spreads otherwise than nearby."""
+    path = next(p for p in resolve_source("sample") if p.name == "gnome-control-center-data--surfer.jpg")
+    photo = GuidedPhoto(colorizer, read_source(path))
+    placed = [Hint(photo.size[0] // 2, photo.size[1] - 20, (-5.0, -20.0), 9)]  # the sea, blue
+    x, y = photo.size[0] // 5, photo.size[1] // 6
+    truth = photo_lab(path)  # the sky's own colour there: in gamut at its lightness by construction
+    hint = Hint(x, y, tuple(truth[y - 4:y + 5, x - 4:x + 5, 1:].reshape(-1, 2).mean(0)), 9)
+    tries = photo.tries(placed, hint, 480)
+    assert list(tries) == ["nearby", "here", "alike"]
+    before = rgb2lab(np.asarray(photo.preview(placed, 480)))[..., 1:]
+    scale = tries["nearby"].width / photo.size[0]
+    x, y = round(x * scale), round(y * scale)
+    rows, columns = np.mgrid[:before.shape[0], :before.shape[1]]
+    far = np.hypot(rows - y, columns - x) > before.shape[1] / 4
+    moved, tried = {}, {}
+    for spread, image in tries.items():
+        assert image.size == photo.preview(placed, 480).size
+        ab = tried[spread] = rgb2lab(np.asarray(image))[..., 1:]
+        # at the hint: its colour, within what 8-bit sRGB and the 480 px rendering of the grid keep; the model's
+        # own colour there is far from it
+        at_hint = (np.abs(a[y - 1:y + 2, x - 1:x + 2].reshape(-1, 2).mean(0) - hint.ab).max() for a in (ab, before))
+        assert next(at_hint) < 3 < 10 < next(at_hint)
+        moved[spread] = np.abs(ab - before).sum(-1)[far].mean()  # a*b* units, over the photo's far part
+    assert moved["here"] < min(moved["nearby"], moved["alike"]) / 4
+    assert np.abs(tried["alike"] - tried["nearby"]).sum(-1)[far].mean() > 1
+
+
 def test_a_hint_on_the_command_line_colours_the_output_there(tmp_path):
     path = resolve_source("heldout")[0]
     result = CliRunner().invoke(colorize_command, [str(path), "--model", FAST, "--out", str(tmp_path / "out"),

@@ -29,7 +29,7 @@ import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before Gradio is i
 import gradio as gr
 
 from zoo.errors import ZooError, one_line
-from zoo.hints import Hint, HintError, check_inside, hint_from_record, parse_hints
+from zoo.hints import SPREADS, Hint, HintError, check_inside, hint_from_record, parse_hints
 from zoo.images import BadImageError
 
 PREVIEW = 1024  # longest side of the images the page shows while hints change
@@ -46,7 +46,7 @@ DAY = 86_400  # seconds: Gradio's copies of photos and results older than this g
 DEFAULT_MAX_MEGAPIXELS = 50.0
 HINT_COLUMNS = ["x", "y", "color", "size", "spread"]
 TRIAL = 480  # longest side of the three tries of a hint, one per spread
-SPREADS = {  # Hint.spread: (the radio's words, the try's caption)
+SPREAD_WORDS = {  # Hint.spread (zoo.hints.SPREADS): the radio's words, the try's caption
     "nearby": ("Nearby: along similar lightness, up to edges", "Nearby"),
     "here": ("Only here: a small thing (a beak, a button)", "Only here"),
     "alike": ("Everything like it: what the model coloured like this spot, anywhere (a sky, a field)",
@@ -258,12 +258,12 @@ def build_app(models: ModelChoices, max_pixels: int, work: Path) -> Any:
             hint = hint_from_record({"x": point[0], "y": point[1], "color": colour, "size": int(size)})
         except ValueError as err:
             raise AppError(f"hint colour: {one_line(err)}") from None
-        return [(marked(session.preview([*hints, replace(hint, spread=spread)], TRIAL), [*hints, hint], session.size),
-                 caption) for spread, (_, caption) in SPREADS.items()]
+        return [(marked(image, [*hints, hint], session.size), SPREAD_WORDS[spread][1])
+                for spread, image in session.tries(hints, hint, TRIAL).items()]
 
     def add_tried(rows: Any, point: list[int] | None, colour: str, size: float,
                   evt: gr.SelectData) -> list[list[Any]]:
-        return add(rows, point, colour, size, list(SPREADS)[evt.index])
+        return add(rows, point, colour, size, SPREADS[evt.index])
 
     def move(rows: Any, point: list[int] | None, number: float) -> list[list[Any]]:
         table = _rows(rows)
@@ -305,7 +305,7 @@ def build_app(models: ModelChoices, max_pixels: int, work: Path) -> Any:
                 colour = gr.ColorPicker(label="Hint colour", value="#c0392b", elem_id="hint-colour")
                 size = gr.Slider(1, 64, value=9, step=1, label="Hint size (pixels of the photo)", elem_id="hint-size")
                 spread = gr.Radio(label="How far the colour goes", value="nearby", elem_id="hint-spread",
-                                  choices=[(words, value) for value, (words, _) in SPREADS.items()])
+                                  choices=[(SPREAD_WORDS[value][0], value) for value in SPREADS])
                 with gr.Row():
                     add_button = gr.Button("Add hint", variant="primary", elem_id="add-hint")
                     number = gr.Number(label="Hint #", value=1, precision=0, minimum=1, elem_id="hint-number")

@@ -9,6 +9,7 @@ One path through it::
                                                    #   less far, an alike hint's also to what the model coloured
                                                    #   like it); exact at hints
     photo.image(hints) or photo.preview(hints, 1024)   # full resolution, or a quick rendering for a screen
+    photo.tries(hints, hint, 480)                  # the hint being made, spread each way: a person picks one
 
 Any model takes hints this way, automatic or not. A model whose generator takes hints itself (``guided-unet``)
 is run again with them (its ab changes with every hint set, a forward pass at the working size), and the
@@ -20,7 +21,7 @@ model's ab always is (:class:`zoo.colorizer.AbResizer`), and the photo keeps its
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -30,7 +31,8 @@ from torch import Tensor
 
 from zoo.color import AB_SCALE, L_SCALE, lab_normalized_to_rgb
 from zoo.colorizer import Colorizer, lightness_at, render_image
-from zoo.hints import Hint, HintError, check_inside, hex_colour, hint_cells, hint_channels, hint_from_record
+from zoo.hints import (SPREADS, Hint, HintError, check_inside, hex_colour, hint_cells, hint_channels,
+                       hint_from_record)
 from zoo.images import Source
 from zoo.propagate import Propagation, PropagationSettings, grid_shape
 
@@ -146,6 +148,12 @@ class GuidedPhoto:
     def image(self, hints: Sequence[Hint] = ()) -> Image.Image:
         """The colour photo at full resolution (as ``zoo colorize`` writes it)."""
         return render_image(self.source, self.ab(hints))
+
+    def tries(self, hints: Sequence[Hint], hint: Hint, longest: int = 480) -> dict[str, Image.Image]:
+        """Previews of ``hints`` plus ``hint`` spread each way (``Hint.spread``, in ``SPREADS`` order): what a
+        person compares before adding the hint. The spreads share the hint's solves; a first ``here`` factorises
+        the shorter reach."""
+        return {spread: self.preview([*hints, replace(hint, spread=spread)], longest) for spread in SPREADS}
 
     def preview(self, hints: Sequence[Hint] = (), longest: int = 1024) -> Image.Image:
         """The colour photo with its longer side at most ``longest`` pixels: what a page shows while hints change."""

@@ -209,6 +209,13 @@ def test_how_far_the_colour_goes_is_chosen_per_hint_on_the_page(app_url, tmp_pat
             type_colour(page, colour)
             page.wait_for_function(f"document.querySelector('#hint-tries img')?.src != {json.dumps(shown)}",
                                    timeout=60_000)
+            # another model's tries, then the fast one's again: what is clicked is what the page shows
+            for model in ("unet-effnet-lite2-color", FAST):
+                shown = page.get_attribute("#hint-tries img", "src")
+                page.locator("#model input").click()
+                page.get_by_role("option", name=model, exact=True).click()
+                page.wait_for_function(f"document.querySelector('#hint-tries img')?.src != {json.dumps(shown)}",
+                                       timeout=120_000)
             page.locator("#hint-tries button", has_text=label).click()
         page.wait_for_function("document.querySelector('#note').innerText.includes('1 hint(s)')", timeout=60_000)
         assert spread in page.inner_text("#hints")  # the hint's row in the table says how far it spreads

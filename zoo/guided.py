@@ -98,6 +98,7 @@ class GuidedPhoto:
         self._automatic = automatic
         self._lightness: np.ndarray | None = None
         self._propagation: Propagation | None = None
+        self._smaller: dict[int, Source] = {}  # the photo resized for previews, by longest side (a page uses two)
 
     @property
     def lightness(self) -> np.ndarray:
@@ -160,6 +161,9 @@ class GuidedPhoto:
         scale = longest / max(self.size)
         if scale >= 1:
             return self.image(hints)
-        small = self.source.image.resize((max(1, round(self.size[0] * scale)), max(1, round(self.size[1] * scale))),
-                                         Image.Resampling.BILINEAR, reducing_gap=None if self.source.sixteen_bit else 2.0)
-        return render_image(Source(small, self.source.format), self.ab(hints))
+        if longest not in self._smaller:  # resized once: each hint and each try renders on the same pixels
+            small = self.source.image.resize((max(1, round(self.size[0] * scale)), max(1, round(self.size[1] * scale))),
+                                             Image.Resampling.BILINEAR,
+                                             reducing_gap=None if self.source.sixteen_bit else 2.0)
+            self._smaller[longest] = Source(small, self.source.format)
+        return render_image(self._smaller[longest], self.ab(hints))

@@ -193,24 +193,23 @@ def app(scratch: Path) -> None:
             page.wait_for_selector("#canvas img", timeout=120_000)
             page.wait_for_function("document.querySelector('#note').innerText.includes('0 hint(s)')")
             box = page.locator("#canvas img").bounding_box()
-            page.mouse.click(box["x"] + 0.5 * box["width"], box["y"] + 0.12 * box["height"])  # the sky
-            page.wait_for_function("document.querySelector('#note').innerText.includes('Point (')")
-            page.click("#hint-colour .dialog-button")
-            page.fill("#hint-colour input[type=text]", "#3f7fd0")
-            page.keyboard.press("Enter")
-            page.click("h1")
+
+            def click_and_pick(across: float, down: float, colour: str) -> None:  # a point of the photo, a colour
+                page.mouse.click(box["x"] + across * box["width"], box["y"] + down * box["height"])
+                page.wait_for_function("document.querySelector('#note').innerText.includes('Point (')")
+                page.wait_for_function("document.querySelectorAll('#hint-tries img').length == 3")
+                shown = page.get_attribute("#hint-tries img", "src")
+                page.click("#hint-colour .dialog-button")
+                page.fill("#hint-colour input[type=text]", colour)
+                page.keyboard.press("Enter")
+                page.click("h1")
+                page.wait_for_function(f"document.querySelector('#hint-tries img')?.src != {json.dumps(shown)}")
+
+            click_and_pick(0.5, 0.12, "#3f7fd0")  # the sky
             page.click("#add-hint")
             page.wait_for_function("document.querySelector('#note').innerText.includes('1 hint(s)')")
             page.wait_for_timeout(1500)  # the photo redrawn with the hint
-            page.mouse.click(box["x"] + 0.5 * box["width"], box["y"] + 0.6 * box["height"])  # the rock: tried
-            page.wait_for_function("document.querySelector('#note').innerText.includes('Point (')")
-            page.wait_for_function("document.querySelectorAll('#hint-tries img').length == 3")
-            shown = page.get_attribute("#hint-tries img", "src")
-            page.click("#hint-colour .dialog-button")
-            page.fill("#hint-colour input[type=text]", "#c0704a")
-            page.keyboard.press("Enter")
-            page.click("h1")
-            page.wait_for_function(f"document.querySelector('#hint-tries img')?.src != {json.dumps(shown)}")
+            click_and_pick(0.5, 0.6, "#c0704a")  # the rock: its three tries shown
             page.wait_for_timeout(1500)
             page.screenshot(path=str(DOCS / "app.png"), full_page=True)
             browser.close()

@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -117,6 +117,18 @@ def type_colour(page, colour: str) -> None:
     page.click("h1")
 
 
+def choose_model(page, name: str) -> None:
+    page.locator("#model input").click()
+    page.get_by_role("option", name=name, exact=True).click()
+
+
+def tries_redrawn_after(page, action: Callable[[], None], timeout: int) -> None:
+    """``action``, then a wait until the hint's tries show other images than before it."""
+    shown = page.get_attribute("#hint-tries img", "src")
+    action()
+    page.wait_for_function(f"document.querySelector('#hint-tries img')?.src != {json.dumps(shown)}", timeout=timeout)
+
+
 def download_full(page, folder: Path) -> Path:
     """"Full resolution", then the file the page offers, saved into ``folder``."""
     page.click("#full")
@@ -205,17 +217,10 @@ def test_how_far_the_colour_goes_is_chosen_per_hint_on_the_page(app_url, tmp_pat
             page.click("#add-hint")
         else:  # the tries of the model's own colour there, then of the colour picked
             page.wait_for_function("document.querySelectorAll('#hint-tries img').length == 3", timeout=60_000)
-            shown = page.get_attribute("#hint-tries img", "src")
-            type_colour(page, colour)
-            page.wait_for_function(f"document.querySelector('#hint-tries img')?.src != {json.dumps(shown)}",
-                                   timeout=60_000)
+            tries_redrawn_after(page, lambda: type_colour(page, colour), 60_000)
             # another model's tries, then the fast one's again: what is clicked is what the page shows
             for model in ("unet-effnet-lite2-color", FAST):
-                shown = page.get_attribute("#hint-tries img", "src")
-                page.locator("#model input").click()
-                page.get_by_role("option", name=model, exact=True).click()
-                page.wait_for_function(f"document.querySelector('#hint-tries img')?.src != {json.dumps(shown)}",
-                                       timeout=120_000)
+                tries_redrawn_after(page, lambda model=model: choose_model(page, model), 120_000)
             page.locator("#hint-tries button", has_text=label).click()
         page.wait_for_function("document.querySelector('#note').innerText.includes('1 hint(s)')", timeout=60_000)
         assert spread in page.inner_text("#hints")  # the hint's row in the table says how far it spreads

@@ -409,19 +409,21 @@ def test_a_hints_tries_each_set_its_colour_and_spread_as_far_as_their_spread_say
     hint = Hint(x, y, tuple(truth[y - 4:y + 5, x - 4:x + 5, 1:].reshape(-1, 2).mean(0)), 9)
     tries = photo.tries(placed, hint, 480)
     assert list(tries) == ["nearby", "here", "alike"]
-    before = rgb2lab(np.asarray(photo.preview(placed, 480)))[..., 1:]
+    shown = photo.preview(placed, 480)  # the photo before the hint, as the tries are rendered
+    before = rgb2lab(np.asarray(shown))[..., 1:]
     scale = tries["nearby"].width / photo.size[0]
     x, y = round(x * scale), round(y * scale)
     rows, columns = np.mgrid[:before.shape[0], :before.shape[1]]
     far = np.hypot(rows - y, columns - x) > before.shape[1] / 4
     moved, tried = {}, {}
     for spread, image in tries.items():
-        assert image.size == photo.preview(placed, 480).size
+        assert image.size == shown.size
         ab = tried[spread] = rgb2lab(np.asarray(image))[..., 1:]
         # at the hint: its colour, within what 8-bit sRGB and the 480 px rendering of the grid keep; the model's
         # own colour there is far from it
-        at_hint = (np.abs(a[y - 1:y + 2, x - 1:x + 2].reshape(-1, 2).mean(0) - hint.ab).max() for a in (ab, before))
-        assert next(at_hint) < 3 < 10 < next(at_hint)
+        tried_there, model_there = (np.abs(a[y - 1:y + 2, x - 1:x + 2].reshape(-1, 2).mean(0) - hint.ab).max()
+                                    for a in (ab, before))
+        assert tried_there < 3 and model_there > 10
         moved[spread] = np.abs(ab - before).sum(-1)[far].mean()  # a*b* units, over the photo's far part
     assert moved["here"] < min(moved["nearby"], moved["alike"]) / 4
     assert np.abs(tried["alike"] - tried["nearby"]).sum(-1)[far].mean() > 1

@@ -340,7 +340,7 @@ def build_app(models: ModelChoices, max_pixels: int, work: Path) -> Any:
         canvas.select(guarded(clicked), [chosen, model, table], [colour, point, note], api_visibility="private")
         gr.on([point.change, colour.change, size.release, model.change], **attempt)
         chosen.change(lambda: None, None, point, api_visibility="private")  # a point of another photo: forgotten
-        table.change(lambda: [], None, tried, api_visibility="private")  # a new hint set: the tries are stale
+        table.change(list, None, tried, api_visibility="private")  # a new hint set: the tries are stale
         add_button.click(guarded(add), [table, point, colour, size, spread], table, api_visibility="private")
         tried.select(guarded(add_tried), [table, point, colour, size], table, api_visibility="private")
         move_button.click(guarded(move), [table, point, number], table, api_visibility="private")

@@ -31,8 +31,7 @@ from torch import Tensor
 
 from zoo.color import AB_SCALE, L_SCALE, lab_normalized_to_rgb
 from zoo.colorizer import Colorizer, lightness_at, render_image
-from zoo.hints import (SPREADS, Hint, HintError, check_inside, hex_colour, hint_cells, hint_channels,
-                       hint_from_record)
+from zoo.hints import SPREADS, Hint, HintError, check_inside, hex_colour, hint_cells, hint_channels, hint_from_record
 from zoo.images import Source
 from zoo.propagate import Propagation, PropagationSettings, grid_shape
 

@@ -23,7 +23,7 @@ from zoo.data import resolve_source
 from zoo.spec import default_model, get_spec, registry_path, weights_path
 
 DEFAULT = "unet-effnet-lite0-ciede"
-SHIPPED = (DEFAULT, "unet-effnet-lite2-color")  # every registry model with shipped weights
+SHIPPED = (DEFAULT, "unet-effnet-lite2-color", "unet-effnet-lite0-guided")  # every registry model with shipped weights
 CARD = Path(zoo.__file__).parent / "weights" / f"{DEFAULT}.md"
 EXPECTED = Path(__file__).parent / "data" / "default_heldout_scores.json"
 

@@ -23,6 +23,7 @@ from zoo.cli.inference import colorize as colorize_command
 from zoo.color import AB_SCALE
 from zoo.colorizer import Colorizer
 from zoo.data import resolve_source
+from zoo.factory import inferred_ab
 from zoo.guided import GuidedPhoto, spread_hints
 from zoo.hints import (
     Hint,
@@ -43,6 +44,7 @@ from zoo.models.guided_unet import guided_unet
 from zoo.propagate import Propagation, PropagationSettings, system_matrix
 
 FAST = "unet-effnet-lite0-ciede"  # the fastest shipped model (the default)
+LEARNED = "unet-effnet-lite0-guided"  # the shipped model whose network takes hints
 
 
 @pytest.fixture(scope="module")
@@ -468,6 +470,32 @@ def test_guided_unet_without_hints_is_exactly_its_unet_and_hints_move_it():
         hints[:, :, 30:34, 40:44] = torch.tensor([0.4, -0.3, 1.0]).view(1, 3, 1, 1)
         change = (model(torch.cat([L, hints], 1)) - model.unet(L)).abs().sum(1)
     assert change[:, 30:34, 40:44].mean() > 0.01 and change[:, 30:34, 40:44].mean() > 5 * change[:, :, :8].mean()
+
+
+def test_the_shipped_learned_model_is_its_unet_without_hints_and_takes_a_hints_colour_where_it_is():
+    """unet-effnet-lite0-guided as shipped, on a held-out photo, its own ab before any spreading: with no hints
+    exactly its U-Net's as the inference settings run it; a 6 x 6 hint of a colour far from what it put at the
+    photo's centre moves its colour there a third of the way or more toward the hint (these weights: two thirds),
+    and the colour half the short side away or more ten times less on average (these weights: 32 times less)."""
+    colorizer = Colorizer.from_checkpoint(model=LEARNED, device="cpu")
+    photo = GuidedPhoto(colorizer, read_source(resolve_source("heldout")[0]))
+    automatic = photo.model_ab([])
+    L = photo.model_input.unsqueeze(0)
+    generator, decoder = colorizer.predictor.generator, colorizer.predictor.decoder
+    unet = inferred_ab(lambda x: decoder(generator.unet(x)), L, **colorizer.spec.ab_settings)[0]
+    assert torch.equal(automatic, unet)
+
+    rows, columns = automatic.shape[-2:]
+    centre = automatic[:, rows // 2 - 1:rows // 2 + 2, columns // 2 - 1:columns // 2 + 2].mean((1, 2)) * AB_SCALE
+    hint_ab = max([(55.0, 40.0), (10.0, -45.0)], key=lambda ab: float(torch.dist(torch.tensor(ab), centre)))
+    width, height = photo.size
+    change = (photo.model_ab([Hint(width // 2, height // 2, hint_ab, 6)]) - automatic) * AB_SCALE
+    wanted = torch.tensor(hint_ab) - centre
+    there = change[:, rows // 2 - 1:rows // 2 + 2, columns // 2 - 1:columns // 2 + 2].mean((1, 2))
+    assert float(there @ wanted) / float(wanted @ wanted) > 1 / 3
+    y, x = torch.meshgrid(torch.arange(rows) - rows // 2, torch.arange(columns) - columns // 2, indexing="ij")
+    far = change.norm(dim=0)[x.square() + y.square() >= (min(rows, columns) / 2) ** 2].mean()
+    assert there.norm() > 10 * far
 
 
 # ---------------------------------------------------------------------------------------------------- hint curves

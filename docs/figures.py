@@ -10,7 +10,8 @@ what it prints into a file under ``docs/`` or a table of README.md between ``<!-
 - grid: docs/default-heldout.jpg, `zoo score`'s sample grid (gray | default | truth) of every 12th held-out
   photo, the first four (a rule fixed before looking, so not the best four).
 - curve: docs/hint-curve.png and the table beside it, `zoo score DEFAULT --hints 0,1,2,5,10,20` on the held-out
-  photos with each `--hint-placement` (centred, worst), gray's curves beside the default's (needs matplotlib).
+  photos with each `--hint-placement` (centred, worst), gray's curves beside the default's, and the learned guided
+  model's (LEARNED) with centred hints (needs matplotlib).
 - table: the shipped models on the held-out photos, `zoo bench SHIPPED --checkpoints zoo/weights --data heldout`,
   in the README and each shipped model's card.
 - external: each shipped model on `--data debian-external` (41 photos from packages the sample lacks; downloads
@@ -33,6 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 README = ROOT / "README.md"
 HINT_COUNTS = (0, 1, 2, 5, 10, 20)
+LEARNED = "unet-effnet-lite0-guided"  # the learned guided model (hints an input of its network), beside the default
 
 
 def zoo_json(*args: str, cwd: Path) -> list[dict[str, str]]:
@@ -104,17 +106,20 @@ def curve(scratch: Path) -> None:
 
     model = default_name()
     placements = {"centred": "random hints", "worst": "hints where most wrong"}
+    scored = ((model, "centred"), (model, "worst"), (LEARNED, "centred"))  # gray is in each; kept from the default's
     rows = [r | {"placement": placement}
-            for placement in placements
-            for r in zoo_json("score", model, "--hints", ",".join(map(str, HINT_COUNTS)), "--hint-placement",
-                              placement, "--results", "curve", cwd=scratch) if r["hints"] != "-"]
+            for name, placement in scored
+            for r in zoo_json("score", name, "--hints", ",".join(map(str, HINT_COUNTS)), "--hint-placement",
+                              placement, "--results", "curve", cwd=scratch)
+            if r["hints"] != "-" and (r["model"] == name or (r["model"] == "gray" and name == model))]
+    lines = {(model, "centred"): ("o-", "C0"), (model, "worst"): ("o:", "C0"), (LEARNED, "centred"): ("^-", "C1"),
+             ("gray", "centred"): ("s--", "gray"), ("gray", "worst"): ("s:", "gray")}
     figure, axes = plt.subplots(1, 2, figsize=(8, 3.4), dpi=110)
-    for (name, placement), style in (((model, "centred"), "o-"), ((model, "worst"), "o:"),
-                                     (("gray", "centred"), "s--"), (("gray", "worst"), "s:")):
+    for (name, placement), (style, colour) in lines.items():
         mine = [r for r in rows if r["model"] == name and r["placement"] == placement]
         for axis, key in zip(axes, ("PSNR (dB)", "CIEDE2000")):
-            axis.plot([int(r["hints"]) for r in mine], [float(r[key]) for r in mine], style,
-                      color="C0" if name == model else "gray", label=f"{name}, {placements[placement]}")
+            axis.plot([int(r["hints"]) for r in mine], [float(r[key]) for r in mine], style, color=colour,
+                      label=f"{name}, {placements[placement]}")
     for axis, key, better in zip(axes, ("PSNR (dB)", "CIEDE2000"), ("higher", "lower")):
         axis.set(xlabel="hints per photo", ylabel=f"{key} ({better} is better)", xscale="symlog",
                  xticks=HINT_COUNTS, xticklabels=[str(n) for n in HINT_COUNTS])
@@ -126,7 +131,7 @@ def curve(scratch: Path) -> None:
     figure.savefig(DOCS / "hint-curve.png")
     table = [{"what": f"{name}, {placements[placement]}: {key}",
               **{r["hints"]: r[key] for r in rows if r["model"] == name and r["placement"] == placement}}
-             for placement in placements for name in (model, "gray") for key in ("PSNR (dB)", "CIEDE2000")]
+             for name, placement in lines for key in ("PSNR (dB)", "CIEDE2000")]
     columns = {"what": "hints per photo", **{str(n): str(n) for n in HINT_COUNTS}}
     replace_between_markers(README, "hint-curve", markdown(table, columns))
 

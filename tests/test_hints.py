@@ -476,7 +476,8 @@ def test_the_shipped_learned_model_is_its_unet_without_hints_and_takes_a_hints_c
     """unet-effnet-lite0-guided as shipped, on a held-out photo, its own ab before any spreading: with no hints
     exactly its U-Net's as the inference settings run it; a 6 x 6 hint of a colour far from what it put at the
     photo's centre moves its colour there a third of the way or more toward the hint (these weights: two thirds),
-    and the colour half the short side away or more ten times less on average (these weights: 32 times less)."""
+    and the colour half the short side away or more ten times less on average (these weights: 32 times less).
+    What remains at the hint is spread as for any model, so the hint's colour is then exact there."""
     colorizer = Colorizer.from_checkpoint(model=LEARNED, device="cpu")
     photo = GuidedPhoto(colorizer, read_source(resolve_source("heldout")[0]))
     automatic = photo.model_ab([])
@@ -486,16 +487,22 @@ def test_the_shipped_learned_model_is_its_unet_without_hints_and_takes_a_hints_c
     assert torch.equal(automatic, unet)
 
     rows, columns = automatic.shape[-2:]
-    centre = automatic[:, rows // 2 - 1:rows // 2 + 2, columns // 2 - 1:columns // 2 + 2].mean((1, 2)) * AB_SCALE
+    middle = (slice(None), slice(rows // 2 - 1, rows // 2 + 2), slice(columns // 2 - 1, columns // 2 + 2))
+    centre = automatic[middle].mean((1, 2)) * AB_SCALE
     hint_ab = max([(55.0, 40.0), (10.0, -45.0)], key=lambda ab: float(torch.dist(torch.tensor(ab), centre)))
     width, height = photo.size
-    change = (photo.model_ab([Hint(width // 2, height // 2, hint_ab, 6)]) - automatic) * AB_SCALE
+    hint = Hint(width // 2, height // 2, hint_ab, 6)
+    change = (photo.model_ab([hint]) - automatic) * AB_SCALE
     wanted = torch.tensor(hint_ab) - centre
-    there = change[:, rows // 2 - 1:rows // 2 + 2, columns // 2 - 1:columns // 2 + 2].mean((1, 2))
+    there = change[middle].mean((1, 2))
     assert float(there @ wanted) / float(wanted @ wanted) > 1 / 3
     y, x = torch.meshgrid(torch.arange(rows) - rows // 2, torch.arange(columns) - columns // 2, indexing="ij")
     far = change.norm(dim=0)[x.square() + y.square() >= (min(rows, columns) / 2) ** 2].mean()
     assert there.norm() > 10 * far
+    spread = photo.ab([hint])
+    cells = hint_cells(hint, photo.size, tuple(spread.shape[-2:]))
+    exact = spread[:, cells[0], cells[1]].double().mean((1, 2)) * AB_SCALE  # float32 ab: about 1e-5 a*b* units
+    np.testing.assert_allclose(exact, hint_ab, atol=1e-3)
 
 
 # ---------------------------------------------------------------------------------------------------- hint curves

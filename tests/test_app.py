@@ -218,8 +218,9 @@ def test_how_far_the_colour_goes_is_chosen_per_hint_on_the_page(app_url, tmp_pat
         else:  # the tries of the model's own colour there, then of the colour picked
             page.wait_for_function("document.querySelectorAll('#hint-tries img').length == 3", timeout=60_000)
             tries_redrawn_after(page, lambda: type_colour(page, colour), 60_000)
-            # another model's tries, then the fast one's again: what is clicked is what the page shows
-            for model in ("unet-effnet-lite2-color", FAST):
+            # other models' tries (the learned one runs its network on the hints), then the fast one's again: what
+            # is clicked is what the page shows
+            for model in ("unet-effnet-lite2-color", "unet-effnet-lite0-guided", FAST):
                 tries_redrawn_after(page, lambda model=model: choose_model(page, model), 120_000)
             page.locator("#hint-tries button", has_text=label).click()
         page.wait_for_function("document.querySelector('#note').innerText.includes('1 hint(s)')", timeout=60_000)

@@ -106,14 +106,13 @@ def curve(scratch: Path) -> None:
 
     model = default_name()
     placements = {"centred": "random hints", "worst": "hints where most wrong"}
-    scored = ((model, "centred"), (model, "worst"), (LEARNED, "centred"))  # gray is in each; kept from the default's
+    lines = {(model, "centred"): ("o-", "C0"), (model, "worst"): ("o:", "C0"), (LEARNED, "centred"): ("^-", "C1"),
+             ("gray", "centred"): ("s--", "gray"), ("gray", "worst"): ("s:", "gray")}
     rows = [r | {"placement": placement}
-            for name, placement in scored
+            for name, placement in lines if name != "gray"  # gray is in each score; kept from the default's
             for r in zoo_json("score", name, "--hints", ",".join(map(str, HINT_COUNTS)), "--hint-placement",
                               placement, "--results", "curve", cwd=scratch)
             if r["hints"] != "-" and (r["model"] == name or (r["model"] == "gray" and name == model))]
-    lines = {(model, "centred"): ("o-", "C0"), (model, "worst"): ("o:", "C0"), (LEARNED, "centred"): ("^-", "C1"),
-             ("gray", "centred"): ("s--", "gray"), ("gray", "worst"): ("s:", "gray")}
     figure, axes = plt.subplots(1, 2, figsize=(8, 3.4), dpi=110)
     for (name, placement), (style, colour) in lines.items():
         mine = [r for r in rows if r["model"] == name and r["placement"] == placement]

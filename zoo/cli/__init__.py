@@ -20,6 +20,7 @@ import warnings
 
 import click
 
+from zoo.allocator import keep_freed_memory
 from zoo.cli import app, harness, hub, inference, models, training
 
 
@@ -41,6 +42,7 @@ def main() -> None:
       zoo colorize photo.jpg --out colour/
       zoo train unet-resnet18-gan --epochs 1
     """
+    keep_freed_memory()  # a CPU's batches reuse freed memory instead of fresh pages each (zoo/allocator.py)
     warnings.formatwarning = _one_line  # a warning (no ImageNet weights offline, say) is one line, not two
     downloads = logging.getLogger("zoo.downloads")  # what is being downloaded (a dataset can take minutes)
     if not any(isinstance(handler, _Echo) for handler in downloads.handlers):

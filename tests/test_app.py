@@ -193,10 +193,12 @@ def test_how_far_the_colour_goes_is_chosen_per_hint_on_the_page(app_url, tmp_pat
     from zoo.hints import Hint
     from zoo.images import read_source
 
-    # a sunset the model leaves pale: the person says the sky is yellow-orange, everywhere like it or only here
+    # a sunset the model colours yellow: the person says the sky is pink, everywhere like it or only here. None of
+    # the default's alternative colourings is pink, so the hint's choice among them (zoo.guided.choose, which a
+    # nearby hint makes too and which carries a yellow-orange hint over this whole sky) leaves its reach to the spread
     photo = next(p for p in resolve_source("sample") if p.name == "gnome-control-center-data--surfer.jpg")
     width, height = Image.open(photo).size
-    spot_x, spot_y, colour = width // 5, height // 6, "#f0b030"
+    spot_x, spot_y, colour = width // 5, height // 6, "#e890a8"
     # in-process, the same code the page calls: where the chosen spread and the default (nearby) part most, away
     # from the spot (alike: in the far half of the photo)
     session = GuidedPhoto(Colorizer.from_checkpoint(model=FAST, device="cpu"), read_source(photo))
@@ -232,6 +234,17 @@ def test_how_far_the_colour_goes_is_chosen_per_hint_on_the_page(app_url, tmp_pat
     # JPEG keeps ab within a few units; the chosen spread moved this spot by many more than that
     assert np.abs(wanted - nearby_there).max() > 10
     assert np.abs(got - wanted).max() < 4 < np.abs(got - nearby_there).max()
+
+
+def test_the_page_offers_every_shipped_colorizer_default_first_but_not_the_alternatives_hints_choose_among():
+    from zoo.app import ModelChoices
+    from zoo.spec import default_model, get_spec, model_specs, weights_path
+
+    names = ModelChoices.gather().names
+    shipped = {name for name in model_specs() if weights_path(name) is not None}
+    alternatives = get_spec(default_model()).choices
+    assert names[0] == default_model() and alternatives in shipped  # the default's hints choose among a shipped model
+    assert sorted(names) == sorted(shipped - {alternatives})  # a part of the default, not a colorizer to pick
 
 
 def test_scripts_colorize_through_the_api_and_bad_uploads_are_messages(app_url, tmp_path, monkeypatch):

@@ -68,7 +68,8 @@ class ModelChoices:
 
     @classmethod
     def gather(cls, models: Sequence[str] = (), checkpoints: Sequence[Path] = ()) -> ModelChoices:
-        """The default model first, then every other model with shipped weights, ``models`` (registry names or
+        """The default model first, then every other model with shipped weights (less the alternatives a model's
+        hints choose among: a part of that model, not a colorizer of its own), ``models`` (registry names or
         ``hf:OWNER/REPO``, fetched now) and each checkpoint (a file or a Hub folder, shown as ``model (file)``)."""
         from zoo.checkpoint import read_meta
         from zoo.hub import fetch, folder_checkpoint, is_hub_name
@@ -76,7 +77,9 @@ class ModelChoices:
 
         sources: dict[str, tuple[str | None, Path | None]] = {}
         default = default_model()
-        shipped = [name for name in model_specs() if weights_path(name) is not None]
+        specs = model_specs()
+        parts = {spec.choices for spec in specs.values()}
+        shipped = [name for name in specs if weights_path(name) is not None and name not in parts]
         for name in [*([default] if default in shipped else []), *sorted(set(shipped) - {default}), *models]:
             sources[name] = (None, fetch(name)) if is_hub_name(name) else (name, None)
         for path in checkpoints:
@@ -135,7 +138,7 @@ class Sessions:
         colorizer = self.models.colorizer(model)
         try:
             session = GuidedPhoto(colorizer, source)
-            session.model_ab()
+            session.colourings()  # the model runs here (and its alternatives, if any), not on the first hint
         except Exception as err:  # noqa: BLE001 - a model that fails on a photo is a message, not a crash
             raise AppError(f"{name}: model {model!r} failed: {type(err).__name__}: {one_line(err)}") from None
         with self.lock:

@@ -28,7 +28,7 @@ import json
 import os
 import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -143,12 +143,16 @@ def unpack_optimizer(optimizer: torch.optim.Optimizer, tensors: Mapping[str, tor
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
-def load_module(module: nn.Module, path: Path, prefix: str) -> None:
-    """Load the ``prefix`` tensors of ``path`` into ``module`` strictly; mismatches name the file."""
+def load_module(module: nn.Module, path: Path, prefix: str,
+                adapt: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None) -> None:
+    """Load the ``prefix`` tensors of ``path`` into ``module`` strictly; mismatches name the file. ``adapt``
+    changes the tensors first (a head grown to more outputs)."""
     held = next(itertools.chain(module.parameters(), module.buffers()), None)
     tensors = load(path, prefix, device=held.device if held is not None else "cpu")
     if prefix == "generator.":  # a packed file's rebuilt tensors: the module's own, if they are the same
         tensors |= _rebuilt(path, read_meta(path), prefixed(prefix, module.state_dict()), prefix)
+    if adapt is not None:
+        tensors = adapt(tensors)
     try:
         module.load_state_dict(tensors, strict=True)
     except RuntimeError as exc:

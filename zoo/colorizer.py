@@ -60,7 +60,7 @@ from zoo.images import (
     write_png16,
 )
 from zoo.runtime import pick_device, use_channels_last
-from zoo.spec import ModelSpec, default_model, get_spec, size_multiple, weights_path
+from zoo.spec import ModelSpec, default_model, get_spec, model_specs, size_multiple, weights_path
 
 STRIP_PIXELS = 1 << 18  # pixels per strip of the full-resolution Lab -> RGB pass (cache-sized temporaries)
 MAX_BATCH_PIXELS = 48_000_000  # full-resolution pixels decoded at once (two 24 MP photos)
@@ -88,6 +88,24 @@ def trained_weights(model: str | None = None, checkpoint_path: Path | str | None
     if shipped is None:
         raise NoCheckpointError(missing_checkpoint_message(name or "NAME"))
     return shipped, name
+
+
+def shipped_choices(model: str, path: Path | str, device: torch.device | str = "cpu") -> nn.Module | None:
+    """The alternative colourings that hints choose among (:func:`zoo.guided.choose`) for ``model`` run from
+    checkpoint ``path``: a predictor of normalised L (B, 1, H, W) to k normalised ab (B, 2k, H, W), the
+    registry's ``choices`` model (shipped weights, its flip average), when ``path`` is ``model``'s own shipped
+    weights, those the alternatives were trained from; else None."""
+    from zoo.factory import Predictor
+    from zoo.objectives.choices import Each
+
+    spec, shipped = model_specs().get(model), weights_path(model)
+    if spec is None or spec.choices is None or shipped is None or Path(path).resolve() != shipped.resolve():
+        return None
+    source = weights_path(spec.choices)
+    if source is None or not source.exists():
+        return None
+    choices, predictor = checkpoint.load_generator(source, model=spec.choices, device=device)
+    return Predictor(predictor.generator, Each(), flip_average=choices.flip_average).eval()
 
 
 def missing_checkpoint_message(model: str) -> str:
@@ -205,9 +223,10 @@ class AtWorkingSize(nn.Module):
     :mod:`zoo.harness.scoring` scores, so that scores describe ``zoo colorize``'s output. A predictor that takes
     hints gets each image's hints (lists of :class:`zoo.hints.Hint` in L's pixels) placed on the working grid."""
 
-    def __init__(self, predictor: nn.Module, size: int, multiple: int) -> None:
+    def __init__(self, predictor: nn.Module, size: int, multiple: int, choices: nn.Module | None = None) -> None:
+        """``choices``: the model's alternative colourings (:func:`shipped_choices`), run by :meth:`alternatives`."""
         super().__init__()
-        self.predictor, self.size, self.multiple = predictor, size, multiple
+        self.predictor, self.size, self.multiple, self.choices = predictor, size, multiple, choices
 
     @property
     def guided(self) -> bool:
@@ -222,6 +241,13 @@ class AtWorkingSize(nn.Module):
             extra = (torch.stack([hint_channels(each, (width, height), (h, w)) for each in hints]).to(L),)
         ab = self.predictor(small, *extra).float()
         return ab if (h, w) == (height, width) else _resize(ab, height, width)
+
+    def alternatives(self, L: Tensor) -> Tensor:
+        """The model's k alternative colourings of L (B, 1, H, W) at its size, (B, k, 2, H, W), run as ``forward``
+        runs the model (a ValueError for a model without them)."""
+        if self.choices is None:
+            raise ValueError("this model has no alternative colourings")
+        return AtWorkingSize(self.choices, self.size, self.multiple)(L).unflatten(1, (-1, 2))
 
 
 # ------------------------------------------------------------------------------------------- rendering
@@ -387,8 +413,11 @@ class Colorizer:
     """A loaded predictor (L to ab) with what inference needs: working size, size multiple, device."""
 
     def __init__(
-        self, spec: ModelSpec, predictor: nn.Module, device: torch.device | str | None = None, size: int | None = None
+        self, spec: ModelSpec, predictor: nn.Module, device: torch.device | str | None = None, size: int | None = None,
+        choices: Callable[[], nn.Module | None] | None = None,
     ) -> None:
+        """``choices``: gives the alternatives hints choose among (:func:`shipped_choices`), asked for on the
+        first photo with hints."""
         self.spec = spec
         self.device = torch.device(device) if device is not None else next(predictor.parameters()).device
         self.channels_last = use_channels_last(None, self.device)
@@ -396,6 +425,7 @@ class Colorizer:
         self.predictor = predictor.to(self.device, memory_format=memory_format).eval()
         self.size = size or spec.working_size
         self.multiple = size_multiple(spec)
+        self._choices = functools.cache(choices or (lambda: None))
 
 
     @classmethod
@@ -407,7 +437,7 @@ class Colorizer:
         path, model = trained_weights(model, path)
         target = pick_device(device)
         spec, predictor = checkpoint.load_generator(path, model=model, device=target)
-        return cls(spec, predictor, target, size)
+        return cls(spec, predictor, target, size, choices=lambda: shipped_choices(spec.name, path, target))
 
     def working_shape(self, size: tuple[int, int]) -> tuple[int, int]:
         """(width, height) the model sees for an upright image of ``size``."""
@@ -431,6 +461,19 @@ class Colorizer:
         extra = () if hints is None or not self.guided else (hints.to(self.device),)
         with torch.inference_mode():
             return self.predictor(L, *extra).float().cpu().contiguous()
+
+    @property
+    def has_choices(self) -> bool:
+        """Whether hints choose among alternative colourings of this model's (:func:`shipped_choices`)."""
+        return self._choices() is not None
+
+    def alternatives(self, L: Tensor) -> Tensor:
+        """The k alternative colourings (B, k, 2, h, w) on the CPU for normalised L (B, 1, h, w)."""
+        choices = self._choices()
+        if choices is None:
+            raise ValueError(f"model {self.spec.name!r} has no alternative colourings")
+        with torch.inference_mode():
+            return choices.to(self.device)(L.to(self.device)).float().cpu().unflatten(1, (-1, 2))
 
     def load(self, path: Path) -> tuple[Source, Tensor]:
         """The decoded source of ``path`` and its model input (run in worker threads)."""

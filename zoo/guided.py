@@ -4,18 +4,22 @@ One path through it::
 
     photo = GuidedPhoto(colorizer, source)         # the model's own ab (once), the photo's lightness on a grid
     photo.suggest(x, y)                            # the colour the model puts at a pixel: what a picker opens on
-    photo.ab(hints)                                # (2, h, w) on the grid: the model's ab + each hint's difference
-                                                   #   from it spread edge-aware (zoo.propagate; a here hint's
-                                                   #   less far, an alike hint's also to what the model coloured
-                                                   #   like it); exact at hints
+    photo.ab(hints)                                # (2, h, w) on the grid: the model's ab (or the colouring the
+                                                   #   hints choose among its own and its alternatives: choose)
+                                                   #   + each hint's difference from it spread edge-aware
+                                                   #   (zoo.propagate; a here hint's less far, an alike hint's
+                                                   #   also to what the model coloured like it); exact at hints
     photo.image(hints) or photo.preview(hints, 1024)   # full resolution, or a quick rendering for a screen
     photo.tries(hints, hint, 480)                  # the hint being made, spread each way: a person picks one
 
 Any model takes hints this way, automatic or not. A model whose generator takes hints itself (``guided-unet``)
 is run again with them (its ab changes with every hint set, a forward pass at the working size), and the
-differences that remain at the hints are spread the same way. The grid is the photo at short side
-``PropagationSettings.grid`` (never more than the photo's own); its ab is resized to full resolution as a
-model's ab always is (:class:`zoo.colorizer.AbResizer`), and the photo keeps its own lightness.
+differences that remain at the hints are spread the same way. A model whose registry entry names ``choices``
+(the default) has k other colourings of each photo, trained so that one of them is close
+(:mod:`zoo.objectives.choices`); the hints first choose among its own and those (:func:`choose`), which
+recolours what no hint reaches when the hints say the model's colours were wrong. The grid is the photo at
+short side ``PropagationSettings.grid`` (never more than the photo's own); its ab is resized to full resolution
+as a model's ab always is (:class:`zoo.colorizer.AbResizer`), and the photo keeps its own lightness.
 """
 
 from __future__ import annotations
@@ -59,6 +63,24 @@ def as_hints(hints: Iterable[Hint | Mapping[str, object]], where: str = "hints")
     return out
 
 
+def choose(colourings: Tensor, hints: Sequence[Hint], photo_size: tuple[int, int], width: float) -> Tensor:
+    """The colouring ``hints`` point to among ``colourings`` (M, 2, h, w), normalised ab on a grid over a photo of
+    ``photo_size`` (w, h): the model's own first, then its alternatives (a ``choices`` model's). Each colouring m
+    is weighted by exp(-E_m / 2 ``width``^2), E_m the sum over the hints of the squared a*b* distance (Lab units)
+    between a hint's colour and m's mean over the hint's cells, and the weighted mean is returned (2, h, w). Hints
+    marked ``here`` (true of a small thing only) do not choose; with none that do, the model's own colouring."""
+    choosing = [hint for hint in hints if hint.spread != "here"]
+    if not choosing:
+        return colourings[0]
+    energy = torch.zeros(len(colourings), dtype=torch.float64)
+    for hint in choosing:
+        rows, columns = hint_cells(hint, photo_size, tuple(colourings.shape[-2:]))
+        at = colourings[:, :, rows, columns].double().mean(dim=(2, 3)) * AB_SCALE
+        energy += (at - torch.tensor(hint.ab, dtype=torch.float64)).square().sum(1)
+    weights = torch.softmax(-energy / (2 * width ** 2), 0).to(colourings.dtype)
+    return (weights.view(-1, 1, 1, 1) * colourings).sum(0)
+
+
 def spread_hints(ab: Tensor, hints: Sequence[Hint], photo_size: tuple[int, int],
                  propagation: Callable[[], Propagation]) -> Tensor:
     """Normalised ``ab`` (2, h, w) on a grid over a photo of ``photo_size`` (w, h) with each hint's difference
@@ -95,6 +117,7 @@ class GuidedPhoto:
         self.model_input = colorizer.model_input(source)
         self.grid = grid_shape(self.size, self.settings.grid)
         self._automatic = automatic
+        self._alternatives: Tensor | None = None  # (k, 2, h, w) on the grid: a model's alternatives, on a first hint
         self._lightness: np.ndarray | None = None
         self._propagation: Propagation | None = None
         self._smaller: dict[int, Source] = {}  # the photo resized for previews, by longest side (a page uses two)
@@ -123,14 +146,28 @@ class GuidedPhoto:
             self._automatic = self.colorizer.predict(self.model_input.unsqueeze(0))[0]
         return self._automatic
 
+    def colourings(self, hints: Sequence[Hint] = ()) -> Tensor:
+        """What the hints start from, (M, 2, h, w) on the grid: the model's own ab, then, for a model with
+        alternative colourings (:meth:`zoo.colorizer.Colorizer.alternatives`), those (predicted once)."""
+        colourings = self._on_grid(self.model_ab(hints)[None])
+        if not self.colorizer.has_choices:
+            return colourings
+        if self._alternatives is None:
+            self._alternatives = self._on_grid(self.colorizer.alternatives(self.model_input.unsqueeze(0))[0])
+        return torch.cat([colourings, self._alternatives])
+
+    def _on_grid(self, ab: Tensor) -> Tensor:
+        """ab (M, 2, h, w) at the working size resized to the spreading grid."""
+        return F.interpolate(ab, size=self.grid, mode="bilinear", align_corners=False, antialias=True)
+
     def ab(self, hints: Sequence[Hint] = ()) -> Tensor:
-        """Normalised ab (2, h, w) on the grid: the model's, then every hint's difference from it spread; with no
-        hints, the model's own ab at its working size (what ``zoo colorize`` renders without hints)."""
+        """Normalised ab (2, h, w) on the grid: the model's (or the colouring the hints choose: :func:`choose`),
+        then every hint's difference from it spread; with no hints, the model's own ab at its working size (what
+        ``zoo colorize`` renders without hints)."""
         check_inside(hints, self.size, "hints")
         if not hints:
             return self.model_ab()
-        base = F.interpolate(self.model_ab(hints)[None], size=self.grid, mode="bilinear", align_corners=False,
-                             antialias=True)[0]
+        base = choose(self.colourings(hints), hints, self.size, self.settings.choice)
         return spread_hints(base, hints, self.size, lambda: self.propagation)
 
     def suggest(self, x: int, y: int, hints: Sequence[Hint] = ()) -> Colour:

@@ -62,6 +62,7 @@ class PropagationSettings:
     edge: float = 5.0
     alike: float = 10.0  # Lab units, for hints that ask (Hint.spread == "alike")
     prior: float = 0.3
+    choice: float = 5.0  # a*b* units: how sharply hints choose among a model's alternatives (zoo.guided.choose)
     grid: int = 256
 
     def __post_init__(self) -> None:
@@ -74,6 +75,8 @@ class PropagationSettings:
             raise ValueError(f"alike must be in (0, 100] Lab units, got {self.alike}")
         if not 0 < self.prior <= 100:
             raise ValueError(f"prior must be in (0, 100], got {self.prior}")
+        if not 0 < self.choice <= 100:
+            raise ValueError(f"choice must be in (0, 100] a*b* units, got {self.choice}")
         if not 8 <= self.grid <= 4096:
             raise ValueError(f"grid must be 8 to 4096 cells, got {self.grid}")
 

@@ -50,6 +50,7 @@ _BUILTIN_MODULES = (
     "zoo.objectives.perceptual",
     "zoo.objectives.confidence",
     "zoo.objectives.colour_difference",
+    "zoo.objectives.choices",
 )
 
 

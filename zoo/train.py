@@ -356,14 +356,27 @@ class Trainer:
         checkpoint.load_module(self.model.objectives, path, "objective.")
 
     def start_from(self, path: Path) -> None:
-        """Load the generator (and decoder) weights of checkpoint ``path``: fine-tuning a trained model."""
+        """Load the generator (and decoder) weights of checkpoint ``path``: fine-tuning a trained model. A model
+        whose output objective grows a plain-ab head (``choices``) starts from a plain-ab model's generator, its
+        head grown by the objective (:meth:`zoo.objectives.choices.Choices.grow`)."""
         meta = checkpoint.read_meta(path)
         init_spec = spec_from_dict(meta["model"], meta["spec"])
-        if (init_spec.generator.arch, init_spec.output_channels) != (self.spec.generator.arch, self.spec.output_channels):
+        output = self.spec.output_objective
+        grow = getattr(self.model.objectives[output], "grow", None) if output else None
+        grows = grow is not None and init_spec.output_objective is None
+        if init_spec.generator.arch != self.spec.generator.arch or (
+                init_spec.output_channels != self.spec.output_channels and not grows):
             raise checkpoint.CheckpointError(
                 f"{path}: holds a {init_spec.generator.arch} generator of {init_spec.output_channels} outputs;"
                 f" {self.spec.name} needs a {self.spec.generator.arch} of {self.spec.output_channels}")
-        checkpoint.load_module(unwrap(self.model.generator), path, "generator.")
+        generator = unwrap(self.model.generator)
+        if grows:  # the head's tensors (those whose output dimension is ab's and the model's is more) grown
+            own = generator.state_dict()
+            checkpoint.load_module(generator, path, "generator.", adapt=lambda tensors: {
+                key: grow(tensor.float()) if key in own and tensor.shape[:1] == (2,) and own[key].shape[0] > 2
+                else tensor for key, tensor in tensors.items()})
+            return
+        checkpoint.load_module(generator, path, "generator.")
         checkpoint.load_module(self.model.decode, path, "decoder.")
 
     def prepare_objectives(self, train_paths: list[Path]) -> None:

@@ -34,7 +34,7 @@ from torchmetrics.image import PeakSignalNoiseRatio
 
 from zoo import checkpoint
 from zoo.color import L_SCALE, lab_normalized_to_rgb, normalize_lab, rgb_to_lab, rgb_uint8_to_lab_normalized
-from zoo.colorizer import AtWorkingSize
+from zoo.colorizer import AtWorkingSize, shipped_choices
 from zoo.data import make_loader, resolve_source, scan_images
 from zoo.downloads import cache_root, torch_hub_checkpoints
 from zoo.factory import run_otherwise
@@ -48,7 +48,7 @@ from zoo.harness.metrics import (
 )
 from zoo.harness.predictions import check_sizes, match_predictions
 from zoo.harness.protocols import Protocol, ProtocolImages, get_protocol
-from zoo.guided import spread_hints
+from zoo.guided import choose, spread_hints
 from zoo.harness.schema import FIELDS, REFERENCE_ROWS
 from zoo.hints import Hint, photo_seed, simulated_hints, worst_hint
 from zoo.hub import is_hub_name
@@ -230,8 +230,9 @@ class _Candidate:
 @dataclass
 class _HintCurve:
     """One model (or gray: ab = 0) scored with 0, 1, 2 ... simulated hints per photo: its automatic ab spread
-    with each photo's first n hints (:func:`zoo.guided.spread_hints`; a model that takes hints also gets them),
-    placed as :data:`HINT_PLACEMENTS` says."""
+    with each photo's first n hints (:func:`zoo.guided.spread_hints`; a model that takes hints also gets them, a
+    model with alternative colourings spreads the one they choose: :func:`zoo.guided.choose`), placed as
+    :data:`HINT_PLACEMENTS` says."""
 
     model: nn.Module | None  # an AtWorkingSize predictor; None for gray
     counts: tuple[int, ...]
@@ -245,6 +246,8 @@ class _HintCurve:
         """Score this batch's photos (named ``names``, which seed their hints) at every count."""
         side = tuple(batch.L.shape[-2:])
         automatic = torch.zeros_like(batch.ab) if self.model is None else self.model(batch.L).float()
+        choices = getattr(self.model, "choices", None) is not None
+        colourings = torch.cat([automatic[:, None], self.model.alternatives(batch.L)], 1) if choices else None
         for index, name in enumerate(names):
             lightness = ((batch.L[index, 0].double() + 1) * L_SCALE).cpu().numpy()
             grid = functools.cache(functools.partial(Propagation, lightness, self.settings))
@@ -254,6 +257,8 @@ class _HintCurve:
                 base = automatic[index]
                 if some and self.model is not None and self.model.guided:
                     base = self.model(batch.L[index:index + 1], [some]).float()[0]
+                elif some and colourings is not None:
+                    base = choose(colourings[index].cpu(), some, (side[1], side[0]), self.settings.choice)
                 return spread_hints(base.cpu(), some, (side[1], side[0]), grid)
 
             if self.placement == "centred":
@@ -475,7 +480,8 @@ def load_model(name: str, path: Path, device: str | torch.device,
     """The predictor (L to ab) of checkpoint ``path`` (a file or a run folder), refused unless it fits model
     ``name``, run at its working size as ``zoo colorize`` runs it; ``settings`` replace its inference settings
     (:meth:`zoo.spec.ModelSpec.with_inference`: a variant of the same weights)."""
-    spec, predictor = checkpoint.load_generator(checkpoint_file(path), model=None if is_hub_name(name) else name,
-                                                device=device)
+    path = checkpoint_file(path)
+    spec, predictor = checkpoint.load_generator(path, model=None if is_hub_name(name) else name, device=device)
     spec, predictor = run_otherwise(spec, predictor, settings or {})
-    return AtWorkingSize(predictor, spec.working_size, size_multiple(spec))
+    choices = None if is_hub_name(name) else shipped_choices(name, path, device)
+    return AtWorkingSize(predictor, spec.working_size, size_multiple(spec), choices)

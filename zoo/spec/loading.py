@@ -61,6 +61,13 @@ def read_registry_file(path: Path) -> tuple[dict[str, ModelSpec], str | None]:
     default = data.get("default_model")
     if default is not None and default not in specs:
         raise SpecError(f"{path}: default_model {default!r} is not a model of this file")
+    for name, spec in specs.items():  # what hints choose among: a model of this file that makes alternatives
+        makes = spec.choices in specs and specs[spec.choices].output_objective == "choices"
+        if spec.choices is not None and not makes:
+            close = difflib.get_close_matches(spec.choices, sorted(specs), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close and close[0] != spec.choices else ""
+            raise SpecError(f"{path}: [models.{name}]: choices {spec.choices!r} is not a model of this file with the"
+                            f" choices objective{hint}")
     return specs, default
 
 
@@ -108,7 +115,7 @@ def resolve_tables(models: Mapping[str, Any], defaults: Mapping[str, Any]) -> di
     return tables
 
 
-_NOT_INHERITED = ("weights", "description")  # what a model never takes from the one it extends
+_NOT_INHERITED = ("weights", "choices", "description")  # what a model never takes from the one it extends
 _WHOLE = ("loss",)  # replaced, never merged: a stage's weighted objectives are one choice
 
 

@@ -128,6 +128,9 @@ class ModelSpec:
     # short side the model sees at inference; None: the last stage's image size
     inference_size: int | None = bounded(None, low=MIN_IMAGE_SIZE, high=MAX_IMAGE_SIZE)
     weights: str | None = None  # shipped trained weights (see weights_path)
+    # a model (a ``choices`` objective's, with shipped weights) whose alternative colourings of these weights'
+    # photos hints choose among before they spread (zoo.guided.choose)
+    choices: str | None = None
     cpu: Mapping[str, Any] = field(default_factory=dict)  # stage settings that replace the recipe's on a CPU
     # predicted ab times this at inference: below 1, colours shrunk toward gray where a model trained on few
     # photos is confidently wrong (chosen by cross-validation on training photos, never on held-out ones)
@@ -257,7 +260,7 @@ AB_SETTING_KEYS = ("flip_average", "chroma_scale", "chroma_knee")
 # change how weights run, not the weights
 INFERENCE_KEYS = ("inference_size", *AB_SETTING_KEYS)
 # the model-level keys other than the generator, discriminator, objectives, stages, cpu: absent means the default
-OPTIONAL_KEYS = ("inference_size", "weights", "chroma_scale", "chroma_knee", "flip_average", "val_fraction")
+OPTIONAL_KEYS = ("inference_size", "weights", "choices", "chroma_scale", "chroma_knee", "flip_average", "val_fraction")
 
 
 def default(key: str) -> Any:

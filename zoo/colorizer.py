@@ -223,10 +223,13 @@ class AtWorkingSize(nn.Module):
     :mod:`zoo.harness.scoring` scores, so that scores describe ``zoo colorize``'s output. A predictor that takes
     hints gets each image's hints (lists of :class:`zoo.hints.Hint` in L's pixels) placed on the working grid."""
 
-    def __init__(self, predictor: nn.Module, size: int, multiple: int, choices: nn.Module | None = None) -> None:
-        """``choices``: the model's alternative colourings (:func:`shipped_choices`), run by :meth:`alternatives`."""
+    def __init__(self, predictor: nn.Module, size: int, multiple: int,
+                 choices: Callable[[], nn.Module | None] | None = None) -> None:
+        """``choices``: gives the model's alternative colourings (:func:`shipped_choices`), loaded when
+        :meth:`alternatives` is first asked for them (a hint curve), not for automatic scoring."""
         super().__init__()
-        self.predictor, self.size, self.multiple, self.choices = predictor, size, multiple, choices
+        self.predictor, self.size, self.multiple = predictor, size, multiple
+        self._choices = functools.cache(choices or (lambda: None))
 
     @property
     def guided(self) -> bool:
@@ -242,12 +245,18 @@ class AtWorkingSize(nn.Module):
         ab = self.predictor(small, *extra).float()
         return ab if (h, w) == (height, width) else _resize(ab, height, width)
 
+    @property
+    def has_choices(self) -> bool:
+        """Whether hints choose among alternative colourings of this model's (:func:`shipped_choices`)."""
+        return self._choices() is not None
+
     def alternatives(self, L: Tensor) -> Tensor:
         """The model's k alternative colourings of L (B, 1, H, W) at its size, (B, k, 2, H, W), run as ``forward``
         runs the model (a ValueError for a model without them)."""
-        if self.choices is None:
+        choices = self._choices()
+        if choices is None:
             raise ValueError("this model has no alternative colourings")
-        return AtWorkingSize(self.choices, self.size, self.multiple)(L).unflatten(1, (-1, 2))
+        return AtWorkingSize(choices, self.size, self.multiple)(L).unflatten(1, (-1, 2))
 
 
 # ------------------------------------------------------------------------------------------- rendering

@@ -246,7 +246,7 @@ class _HintCurve:
         """Score this batch's photos (named ``names``, which seed their hints) at every count."""
         side = tuple(batch.L.shape[-2:])
         automatic = torch.zeros_like(batch.ab) if self.model is None else self.model(batch.L).float()
-        choices = getattr(self.model, "choices", None) is not None
+        choices = self.model is not None and self.model.has_choices
         colourings = torch.cat([automatic[:, None], self.model.alternatives(batch.L)], 1) if choices else None
         for index, name in enumerate(names):
             lightness = ((batch.L[index, 0].double() + 1) * L_SCALE).cpu().numpy()
@@ -483,5 +483,5 @@ def load_model(name: str, path: Path, device: str | torch.device,
     path = checkpoint_file(path)
     spec, predictor = checkpoint.load_generator(path, model=None if is_hub_name(name) else name, device=device)
     spec, predictor = run_otherwise(spec, predictor, settings or {})
-    choices = None if is_hub_name(name) else shipped_choices(name, path, device)
+    choices = None if is_hub_name(name) else functools.partial(shipped_choices, name, path, device)
     return AtWorkingSize(predictor, spec.working_size, size_multiple(spec), choices)

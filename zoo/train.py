@@ -370,13 +370,14 @@ class Trainer:
                 f"{path}: holds a {init_spec.generator.arch} generator of {init_spec.output_channels} outputs;"
                 f" {self.spec.name} needs a {self.spec.generator.arch} of {self.spec.output_channels}")
         generator = unwrap(self.model.generator)
-        if grows:  # the head's tensors (those whose output dimension is ab's and the model's is more) grown
+
+        def grown(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+            """The head's tensors (those whose output dimension is ab's and the model's is more) grown."""
             own = generator.state_dict()
-            checkpoint.load_module(generator, path, "generator.", adapt=lambda tensors: {
-                key: grow(tensor.float()) if key in own and tensor.shape[:1] == (2,) and own[key].shape[0] > 2
-                else tensor for key, tensor in tensors.items()})
-            return
-        checkpoint.load_module(generator, path, "generator.")
+            return {key: grow(tensor.float()) if key in own and tensor.shape[:1] == (2,) and own[key].shape[0] > 2
+                    else tensor for key, tensor in tensors.items()}
+
+        checkpoint.load_module(generator, path, "generator.", adapt=grown if grows else None)
         checkpoint.load_module(self.model.decode, path, "decoder.")
 
     def prepare_objectives(self, train_paths: list[Path]) -> None:

@@ -3,7 +3,6 @@ usage: ZOO_REGISTRY=... python grid.py FOLD OUT.jpg ciede=1.1 gan=1.0 ...  (ever
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 

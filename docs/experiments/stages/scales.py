@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from zoo.color import lab_normalized_to_rgb, rgb_uint8_to_lab_normalized
-from zoo.harness.metrics import colorfulness, structural_similarity, ciede2000, rgb_to_lab
+from zoo.harness.metrics import ciede2000, colorfulness, rgb_to_lab, structural_similarity
 from zoo.harness.protocols import ProtocolImages, get_protocol
 from zoo.harness.scoring import load_images, load_model
 
@@ -27,6 +27,7 @@ for i, path in enumerate(paths):
     L, truth = rgb_uint8_to_lab_normalized(rgb)
     target = rgb.float()[None] / 255 if rgb.dim() == 3 else rgb.float() / 255
     ab = torch.zeros_like(truth) if model is None else model(L).float()
+    cf_truth = float(colorfulness(target).mean())
     for s in SCALES:
         pred = lab_normalized_to_rgb(L, ab * s)
         r = rows[s]
@@ -35,8 +36,9 @@ for i, path in enumerate(paths):
         r["psnr"].append(10 * np.log10(1 / mse))
         r["ssim"].append(float(structural_similarity(pred, target).mean()))
         r["cf"].append(float(colorfulness(pred).mean()))
-        r["cf_truth"].append(float(colorfulness(target).mean()))
+        r["cf_truth"].append(cf_truth)
         if model is None:
             break
-json.dump({"model": name, "run": run, "data": data, "photos": [p.name for p in paths],
-           "scales": {str(s): r for s, r in rows.items() if r["ciede"]}}, open(out, "w"))
+with open(out, "w") as file:
+    json.dump({"model": name, "run": run, "data": data, "photos": [p.name for p in paths],
+               "scales": {str(s): r for s, r in rows.items() if r["ciede"]}}, file)
